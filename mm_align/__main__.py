@@ -1,0 +1,3 @@
+from mm_align.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,152 @@
+"""Spectral quantities of one sample's representation matrix (Diff-eRank, section 3).
+
+All functions take ``R`` of shape ``(N, d)``: N token vectors of hidden size d from ONE
+sample, in any floating dtype on any device. The arithmetic is done in float64 on R's
+device, so half-precision model outputs are accepted and round-off does not leak into the
+entropy.
+
+Procedure (identical to the paper and its official code, up to floating point):
+
+1. centre the rows: ``R - R.mean(0)``;
+2. scale every centred row to unit L2 norm, giving ``Z``;
+3. covariance ``Z^T Z / N`` (d x d), trace-normalised;
+4. entropy ``H = -sum(l * log l)`` of its eigenvalues ``l`` (natural log, 0 log 0 = 0);
+5. ``eRank = exp(H)``.
+
+Steps 3-4 use whichever of ``Z^T Z`` (d x d) or ``Z Z^T`` (N x N) is smaller: both have the
+same non-zero eigenvalues, and a symmetric eigen-solver on the smaller Gram matrix is
+orders of magnitude cheaper than the official SVD of the d x d matrix when N << d.
+
+Rows that vanish after centring (a token identical to the mean, e.g. every row equal) have
+no direction; the official code turns them into NaN and poisons the whole result. Here they
+are dropped with a :class:`VanishingRowsWarning`, and a ``ValueError`` is raised only when
+fewer than two rows remain.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import torch
+
+__all__ = [
+    "VanishingRowsWarning",
+    "erank",
+    "matrix_entropy",
+    "normalized_rows",
+    "spectrum",
+]
+
+
+class VanishingRowsWarning(UserWarning):
+    """Some rows were dropped because they are zero after centring."""
+
+
+# A centred row counts as vanished when its norm is below this many float64 epsilons of
+# the largest row norm before centring (scale-free, so it works for any unit of R).
+_VANISH_RTOL = 64 * torch.finfo(torch.float64).eps
+
+
+def normalized_rows(R: torch.Tensor) -> torch.Tensor:
+    """Validate ``R`` (N x d), centre it and scale each row to unit norm.
+
+    Returns:
+        float64 tensor ``Z`` of shape ``(N', d)`` on R's device, N' <= N after dropping
+        rows that vanish after centring.
+
+    Raises:
+        ValueError: R is not a 2-D floating tensor, has fewer than 2 rows or 0 columns,
+            holds NaN or Inf, or has fewer than 2 rows left after centring.
+    """
+    if not isinstance(R, torch.Tensor):
+        raise ValueError(f"expected a torch.Tensor of shape (N, d), got {type(R).__name__}")
+    if R.ndim != 2:
+        raise ValueError(
+            f"expected a 2-D tensor of shape (N tokens, d hidden), got shape {tuple(R.shape)}"
+        )
+    if R.is_complex() or R.dtype == torch.bool:
+        raise ValueError(f"expected a real-valued tensor, got dtype {R.dtype}")
+    n, d = R.shape
+    if d == 0:
+        raise ValueError("the representation has hidden size d = 0")
+    if n < 2:
+        raise ValueError(
+            f"eRank needs at least 2 token vectors, got N = {n}: one centred vector is zero "
+            "and has no spectrum"
+        )
+    X = R.detach().to(torch.float64)
+    finite = torch.isfinite(X)
+    if not bool(finite.all()):
+        bad_rows = (~finite).any(dim=1).nonzero().flatten()
+        shown = ", ".join(str(int(i)) for i in bad_rows[:5])
+        more = "" if len(bad_rows) <= 5 else f" and {len(bad_rows) - 5} more"
+        raise ValueError(
+            f"the representation holds NaN or Inf values in {len(bad_rows)} of {n} rows "
+            f"(rows {shown}{more}); check the model dtype (fp16 overflow) and the input"
+        )
+
+    scale = torch.linalg.vector_norm(X, dim=1).max()
+    Xc = X - X.mean(dim=0, keepdim=True)
+    norms = torch.linalg.vector_norm(Xc, dim=1)
+    keep = norms > _VANISH_RTOL * scale
+    n_keep = int(keep.sum())
+    if n_keep < n:
+        if n_keep < 2:
+            raise ValueError(
+                f"only {n_keep} of {n} rows differ from the row mean: all token vectors are "
+                "(nearly) identical, so there is no spectrum to measure"
+            )
+        warnings.warn(
+            f"dropped {n - n_keep} of {n} rows that are zero after centring",
+            VanishingRowsWarning,
+            stacklevel=3,
+        )
+        Xc, norms = Xc[keep], norms[keep]
+    return Xc / norms.unsqueeze(1)
+
+
+def spectrum(R: torch.Tensor) -> torch.Tensor:
+    """Normalised eigenvalues of the covariance of the unit-normalised, centred rows of R.
+
+    Args:
+        R: ``(N, d)`` hidden states of one sample.
+
+    Returns:
+        float64 tensor of ``min(N', d)`` eigenvalues on R's device, descending, each >= 0,
+        summing to 1 (N' = rows kept after centring; zero eigenvalues included).
+    """
+    Z = normalized_rows(R)
+    n, d = Z.shape
+    gram = Z @ Z.T if n <= d else Z.T @ Z
+    eig = torch.linalg.eigvalsh(gram / n)
+    eig = eig.clamp_min(0.0).flip(0)
+    return eig / eig.sum()
+
+
+def _entropy(p: torch.Tensor) -> float:
+    p = p[p > 0]
+    return float(-(p * p.log()).sum())
+
+
+def matrix_entropy(R: torch.Tensor, normalized: bool = False) -> float:
+    """Von Neumann entropy H of the trace-normalised covariance of R, in nats.
+
+    Args:
+        R: ``(N, d)`` hidden states of one sample.
+        normalized: divide by ``log(d)`` (d = hidden size), the "matrix entropy" of the
+            paper's v1, which lies in [0, 1].
+    """
+    h = _entropy(spectrum(R))
+    if normalized:
+        d = R.shape[1]
+        return h / math.log(d) if d > 1 else 0.0
+    return h
+
+
+def erank(R: torch.Tensor) -> float:
+    """Effective rank ``exp(H)`` of one sample's ``(N, d)`` representation.
+
+    Lies in ``[1, min(N - 1, d)]``: centring removes one degree of freedom.
+    """
+    return math.exp(matrix_entropy(R))
