@@ -11,6 +11,7 @@ from mm_align.metrics.spectral import (
     erank,
     matrix_entropy,
     normalized_rows,
+    spectral_entropy,
     spectrum,
 )
 
@@ -23,5 +24,6 @@ __all__ = [
     "image_text_alignment",
     "matrix_entropy",
     "normalized_rows",
+    "spectral_entropy",
     "spectrum",
 ]

@@ -35,6 +35,7 @@ __all__ = [
     "erank",
     "matrix_entropy",
     "normalized_rows",
+    "spectral_entropy",
     "spectrum",
 ]
 
@@ -124,7 +125,9 @@ def spectrum(R: torch.Tensor) -> torch.Tensor:
     return eig / eig.sum()
 
 
-def _entropy(p: torch.Tensor) -> float:
+def spectral_entropy(p: torch.Tensor) -> float:
+    """Shannon entropy ``-sum p log p`` (nats, 0 log 0 = 0) of a normalised spectrum, such as
+    the output of :func:`spectrum`."""
     p = p[p > 0]
     return float(-(p * p.log()).sum())
 
@@ -137,7 +140,7 @@ def matrix_entropy(R: torch.Tensor, normalized: bool = False) -> float:
         normalized: divide by ``log(d)`` (d = hidden size), the "matrix entropy" of the
             paper's v1, which lies in [0, 1].
     """
-    h = _entropy(spectrum(R))
+    h = spectral_entropy(spectrum(R))
     if normalized:
         d = R.shape[1]
         return h / math.log(d) if d > 1 else 0.0
