@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 import mm_align
 
 # Order here is the order in `mm-align --help`.
-_COMMANDS = ()
+_COMMANDS = ("score",)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,4 +37,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help(sys.stderr)
         return 2
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, OSError, RuntimeError) as err:
+        # Bad input, bad paths and failed runs are the user's to fix: say what is wrong in
+        # one line. MM_ALIGN_TRACEBACK=1 shows the traceback for bug reports.
+        if os.environ.get("MM_ALIGN_TRACEBACK"):
+            raise
+        print(f"mm-align: error: {err}", file=sys.stderr)
+        return 1

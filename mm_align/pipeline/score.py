@@ -1,0 +1,252 @@
+"""``score``: a VLM over an image-caption set, per-sample results and a dataset summary.
+
+The one place where a model, data and metrics meet. Samples stream through the adapter in
+batches; each sample's states are reduced to scalars at once, so memory stays flat however
+large the data set. Results are appended per batch and the run can be resumed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from mm_align.data import BadSampleError, Sample, open_dataset
+from mm_align.pipeline.controls import CONTROLS, PERTURBATIONS, Transform, make_transform
+from mm_align.pipeline.provenance import model_provenance, software_versions
+from mm_align.pipeline.reduce import MetricError, reduce_sample
+from mm_align.pipeline.runfiles import RunFiles
+from mm_align.pipeline.summary import format_table, summarize
+
+log = logging.getLogger(__name__)
+
+
+class ScoreError(RuntimeError):
+    """A run could not produce any result (every sample failed, or --strict hit a bad one)."""
+
+
+def _error(sample: Sample, stage: str, reason: str) -> dict[str, Any]:
+    return {"id": sample.id, "index": sample.index, "stage": stage, "reason": reason}
+
+
+def _parse_layers(layers: str | Sequence[int] | None, num_layers: int) -> list[int]:
+    """LLM layers to sweep as non-negative indices (hidden_states convention, 0..num_layers).
+
+    ``None`` = the last layer only (no sweep); ``"all"`` = every layer; else indices,
+    negative ones counted from the end.
+    """
+    if layers is None:
+        return []
+    if isinstance(layers, str):
+        if layers.strip() == "all":
+            return list(range(num_layers + 1))
+        layers = [int(v) for v in layers.split(",") if v.strip()]
+    out = []
+    for layer in layers:
+        resolved = layer + num_layers + 1 if layer < 0 else layer
+        if not 0 <= resolved <= num_layers:
+            raise ValueError(
+                f"layer {layer} is out of range: the LLM has hidden states 0..{num_layers} "
+                f"(or -{num_layers + 1}..-1)"
+            )
+        out.append(resolved)
+    return sorted(set(out))
+
+
+class _Scorer:
+    """Runs batches through an adapter and turns them into result and error records."""
+
+    def __init__(self, adapter: Any, layers: list[int], strict: bool) -> None:
+        self.adapter, self.layers, self.strict = adapter, layers, strict
+
+    def _fail(self, sample: Sample, stage: str, reason: str) -> dict[str, Any]:
+        if self.strict:
+            raise ScoreError(f"sample {sample.id!r} (index {sample.index}) failed at {stage}: {reason}")
+        return _error(sample, stage, reason)
+
+    def _record(self, sample: Sample, rep: Any) -> tuple[dict | None, dict | None]:
+        try:
+            record = reduce_sample(rep, self.layers)
+        except MetricError as err:
+            return None, self._fail(sample, "metric", str(err))
+        path = sample.image_path
+        head = {"id": sample.id, "index": sample.index, "text": sample.text,
+                "image": str(path) if path else None}
+        return {**head, **record}, None
+
+    def _represent(self, loaded: list[tuple[Sample, Any, str]]) -> list[tuple[dict | None, dict | None]]:
+        try:
+            reps = self.adapter.represent_batch(
+                [image for _, image, _ in loaded], [text for _, _, text in loaded],
+                layers=self.layers or None,
+            )
+        except (ValueError, RuntimeError) as err:
+            if len(loaded) > 1:
+                # One bad sample must not cost its batch-mates: isolate it.
+                return [out for item in loaded for out in self._represent([item])]
+            sample = loaded[0][0]
+            return [(None, self._fail(sample, "model", f"{type(err).__name__}: {err}"))]
+        return [self._record(sample, rep) for (sample, _, _), rep in zip(loaded, reps)]
+
+    def batch(
+        self, samples: Sequence[Sample], transform: Transform | None
+    ) -> tuple[list[dict], list[dict]]:
+        """Score one batch: (result records, error records), together covering every sample."""
+        results, errors, loaded = [], [], []
+        for sample in samples:
+            try:
+                image, text = sample.load()
+            except BadSampleError as err:
+                errors.append(self._fail(sample, "load", err.reason))
+                continue
+            if transform is not None:
+                image, text = transform(sample.index, image, text)
+            loaded.append((sample, image, text))
+        for result, error in self._represent(loaded) if loaded else []:
+            (results if result else errors).append(result or error)
+        return results, errors
+
+
+def _batched(items: Sequence[Sample], size: int) -> Iterable[Sequence[Sample]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _score_into(
+    scorer: _Scorer,
+    samples: Sequence[Sample],
+    files: RunFiles,
+    transform: Transform | None,
+    batch_size: int,
+    progress: bool,
+    desc: str,
+) -> None:
+    done = files.done_ids()
+    pending = [s for s in samples if s.id not in done]
+    if done:
+        log.info("%s: resuming, %d of %d samples already done", desc, len(done), len(samples))
+    with tqdm(total=len(pending), desc=desc, unit="sample", disable=not progress) as bar:
+        for chunk in _batched(pending, batch_size):
+            results, errors = scorer.batch(chunk, transform)
+            files.append(results, errors)
+            bar.update(len(chunk))
+
+
+def score(
+    model: str | Any,
+    data: str | Path,
+    out: str | Path,
+    *,
+    batch_size: int = 8,
+    limit: int | None = None,
+    resume: bool = False,
+    device: str = "cpu",
+    dtype: str = "float32",
+    layers: str | Sequence[int] | None = None,
+    prompt: str = "plain",
+    include_special: bool = False,
+    seed: int = 0,
+    strict: bool = False,
+    controls: Sequence[str] = (),
+    image_root: str | Path | None = None,
+    image_column: str | None = None,
+    text_column: str | None = None,
+    split: str | None = None,
+    n_boot: int = 1000,
+    progress: bool = True,
+    on_adapter: Callable[[Any], None] | None = None,
+) -> dict[str, Any]:
+    """Score a VLM over an image-caption set and write a run directory.
+
+    Args:
+        model: a checkpoint path or hub id (loaded with :func:`mm_align.load_vlm`), or an
+            adapter already loaded.
+        data: a data set :func:`mm_align.data.open_dataset` understands.
+        out: the run directory (see docs/ARCHITECTURE.md for its files).
+        batch_size: samples per forward pass; results do not depend on it.
+        limit: score only the first ``limit`` samples.
+        resume: continue the run in ``out``: samples already recorded are skipped.
+        device, dtype: where and in which precision the model runs.
+        layers: extra LLM layers to record: ``"all"``, ``"0,8,-1"`` or a list.
+        prompt: ``"plain"`` (image then text, no template) or ``"chat"``.
+        include_special: count special and template tokens in the LLM stages.
+        seed: seeds torch, the controls and the bootstrap.
+        strict: stop at the first bad sample instead of recording it.
+        controls: names from :data:`CONTROLS` or :data:`PERTURBATIONS`, each scored after
+            the real run into ``out/controls/<name>``.
+        image_root, image_column, text_column, split: passed to ``open_dataset``.
+        n_boot: bootstrap replicates of the 95% intervals.
+        progress: show progress bars.
+        on_adapter: called with the loaded adapter before scoring (e.g. to swap weights).
+
+    Returns:
+        the summary of the real run (also written to ``out/summary.json``).
+
+    Raises:
+        ScoreError: no sample could be scored, or ``strict`` and a sample failed.
+    """
+    from mm_align.adapters import load_vlm
+
+    unknown = [c for c in controls if c not in CONTROLS and c not in PERTURBATIONS]
+    if unknown:
+        raise ValueError(
+            f"unknown control {unknown[0]!r}; choose from {', '.join([*CONTROLS, *PERTURBATIONS])}"
+        )
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    torch.manual_seed(seed)
+    source = open_dataset(
+        data, image_root=image_root, image_column=image_column, text_column=text_column, split=split
+    )
+    samples = list(source)[:limit] if limit is not None else list(source)
+    if isinstance(model, str | Path):
+        adapter = load_vlm(str(model), device=device, dtype=dtype, prompt=prompt,
+                           include_special=include_special)
+    else:
+        adapter = model
+    if on_adapter is not None:
+        on_adapter(adapter)
+    sweep = _parse_layers(layers, adapter.num_layers)
+    data_info = {"path": str(Path(data).resolve()) if Path(data).exists() else str(data),
+                 "description": source.describe(), "fingerprint": source.fingerprint()}
+    identity = {
+        "model": model_provenance(adapter.name_or_path, adapter.model.config),
+        "data": data_info,
+        "dtype": str(adapter.dtype).replace("torch.", ""),
+        "prompt": adapter.prompt,
+        "include_special": adapter.include_special,
+        "layers": sweep,
+        "seed": seed,
+    }
+    scorer = _Scorer(adapter, sweep, strict)
+    texts = [s.text for s in samples]
+    summary: dict[str, Any] = {}
+    for name in (None, *controls):
+        root = Path(out) if name is None else Path(out) / "controls" / name
+        files = RunFiles(root, {**identity, "control": name}, resume=resume)
+        transform = make_transform(name, texts, seed) if name else None
+        _score_into(scorer, samples, files, transform, batch_size, progress, name or "score")
+        results = files.results()
+        provenance = {
+            **identity,
+            "control": name,
+            "device": str(adapter.device),
+            "n_requested": len(samples),
+            "versions": software_versions(),
+        }
+        run_summary = summarize(results, len(files.errors()), provenance, n_boot=n_boot, seed=seed)
+        files.write_summary(run_summary)
+        if name is None:
+            summary = run_summary
+    if summary["n_samples"] == 0:
+        raise ScoreError(
+            f"none of the {len(samples)} samples could be scored; see {Path(out) / 'errors.jsonl'}"
+        )
+    return summary
+
+
+__all__ = ["ScoreError", "format_table", "score"]
