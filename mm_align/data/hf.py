@@ -1,0 +1,111 @@
+"""Hugging Face ``datasets``: folders written by ``save_to_disk`` and hub data sets.
+
+Images may be an ``Image`` feature (read with ``decode=False``, so the encoded bytes or the
+file path reach :func:`~mm_align.data.images.load_rgb` untouched and are only read on
+access), a string column of paths (relative ones resolved against ``image_root``, by
+default the dataset folder, or the working directory for hub data sets) or a binary column.
+Ids and texts are read up front as columns; each image is read when its sample is accessed.
+A ``DatasetDict`` needs ``split`` unless it holds a single split.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from mm_align.data.errors import ManifestError
+from mm_align.data.rows import Columns, RecordReader
+from mm_align.data.samples import Sample
+from mm_align.data.source import SampleSource
+
+if TYPE_CHECKING:
+    import datasets
+
+__all__ = ["open_hub", "open_saved"]
+
+
+def open_saved(
+    path: str | Path,
+    *,
+    split: str | None,
+    columns: Columns,
+    image_root: str | Path | None,
+    max_pixels: int,
+) -> SampleSource:
+    """Open a ``Dataset`` or ``DatasetDict`` written by ``save_to_disk``."""
+    import datasets
+
+    loaded = datasets.load_from_disk(str(path))
+    if isinstance(loaded, datasets.DatasetDict):
+        loaded = _pick_split(loaded, split, path)
+    return _from_dataset(loaded, path, "save_to_disk", columns, Path(image_root or path), max_pixels)
+
+
+def open_hub(
+    name: str,
+    *,
+    split: str | None,
+    columns: Columns,
+    image_root: str | Path | None,
+    max_pixels: int,
+) -> SampleSource:
+    """Open a hub data set with ``datasets.load_dataset`` (needs network or a local cache)."""
+    import datasets
+
+    try:
+        loaded = datasets.load_dataset(name, split=split or "train")
+    except Exception as err:  # datasets raises many unrelated types for "cannot get it"
+        raise ManifestError(name, f"could not load from the Hugging Face hub: {err}") from err
+    return _from_dataset(loaded, name, "hub", columns, Path(image_root or "."), max_pixels)
+
+
+def _pick_split(splits: datasets.DatasetDict, split: str | None, path: str | Path) -> datasets.Dataset:
+    if split is None and len(splits) == 1:
+        return next(iter(splits.values()))
+    if split not in splits:
+        raise ManifestError(path, f"choose a split (split= / --split) among {sorted(splits)}")
+    return splits[split]
+
+
+def _from_dataset(
+    dataset: datasets.Dataset,
+    path: str | Path,
+    fmt: str,
+    columns: Columns,
+    base_dir: Path,
+    max_pixels: int,
+) -> SampleSource:
+    import datasets
+
+    reader = RecordReader(path, base_dir, columns, max_pixels)
+    reader.check_columns(dataset.column_names)
+    if isinstance(dataset.features[columns.image], datasets.Image):
+        dataset = dataset.cast_column(columns.image, datasets.Image(decode=False))
+    text_columns = [columns.text] if columns.text in dataset.column_names else [columns.instruction, columns.response]
+    # Column reads return only these columns: the images stay on disk.
+    table = dataset.select_columns(text_columns).to_dict()
+    texts = [reader.text_of({name: table[name][i] for name in text_columns}, item=i) for i in range(len(dataset))]
+    raw_ids = dataset[columns.id] if columns.id in dataset.column_names else [None] * len(dataset)
+    ids = [reader.claim_id(raw, i, item=i) for i, raw in enumerate(raw_ids)]
+    samples = _LazySamples(dataset.select_columns([columns.image]), reader, ids, texts)
+    return SampleSource(samples, fmt=fmt, path=path)
+
+
+class _LazySamples(Sequence[Sample]):
+    """Samples built on access, so that only the accessed row's image is read."""
+
+    def __init__(self, images: datasets.Dataset, reader: RecordReader, ids: list[str], texts: list[str]) -> None:
+        self._images = images
+        self._reader = reader
+        self._ids = ids
+        self._texts = texts
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __getitem__(self, index: int) -> Sample:  # type: ignore[override]  # no slices
+        index = range(len(self))[index]  # negative indices, IndexError
+        column = self._reader.columns
+        record = {column.text: self._texts[index], column.image: self._images[index][column.image]}
+        return self._reader.sample(index, record, known_id=self._ids[index], item=index)

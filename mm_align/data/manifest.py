@@ -1,0 +1,94 @@
+"""Line-oriented manifests: JSONL and CSV files, and Hugging Face ``imagefolder`` folders
+(a ``metadata.jsonl`` or ``metadata.csv`` whose ``file_name`` column names the images).
+
+Relative image paths are resolved against the manifest's folder (or ``image_root`` when
+given); absolute paths are used as they are. Blank JSONL lines are skipped. Line numbers
+in errors are 1-based physical lines (a CSV header is line 1).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mm_align.data.errors import ManifestError
+from mm_align.data.rows import Columns, RecordReader
+from mm_align.data.samples import Sample
+from mm_align.data.source import SampleSource
+
+__all__ = ["IMAGEFOLDER_METADATA", "open_imagefolder", "open_manifest"]
+
+#: The metadata file names of an ``imagefolder``, in the order they are looked for.
+IMAGEFOLDER_METADATA = ("metadata.jsonl", "metadata.csv")
+
+
+def open_manifest(
+    path: str | Path,
+    *,
+    columns: Columns = Columns(),
+    image_root: str | Path | None = None,
+    max_pixels: int,
+    fmt: str | None = None,
+) -> SampleSource:
+    """Read a ``.jsonl`` or ``.csv`` manifest (``fmt`` forces one of "jsonl", "csv")."""
+    path = Path(path)
+    fmt = fmt or _format_of(path)
+    return SampleSource(_read(path, fmt, columns, image_root, max_pixels), fmt=fmt, path=path)
+
+
+def open_imagefolder(
+    folder: str | Path,
+    *,
+    columns: Columns = Columns(image="file_name"),
+    image_root: str | Path | None = None,
+    max_pixels: int,
+) -> SampleSource:
+    """Read an ``imagefolder`` directory through its metadata file."""
+    folder = Path(folder)
+    metadata = next((folder / name for name in IMAGEFOLDER_METADATA if (folder / name).is_file()), None)
+    if metadata is None:
+        raise ManifestError(folder, f"no {' or '.join(IMAGEFOLDER_METADATA)} in this folder")
+    samples = _read(metadata, _format_of(metadata), columns, image_root, max_pixels)
+    return SampleSource(samples, fmt="imagefolder", path=folder)
+
+
+def _format_of(path: Path) -> str:
+    return "csv" if path.suffix.lower() == ".csv" else "jsonl"
+
+
+def _read(
+    path: Path, fmt: str, columns: Columns, image_root: str | Path | None, max_pixels: int
+) -> list[Sample]:
+    reader = RecordReader(path, Path(image_root or path.parent), columns, max_pixels)
+    records = _csv_records(path, reader) if fmt == "csv" else _jsonl_records(path)
+    return [reader.sample(index, record, line=line) for index, (line, record) in enumerate(records)]
+
+
+def _jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
+    with open(path, encoding="utf-8") as f:
+        for line_no, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield line_no, json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ManifestError(path, f"invalid JSON ({err.msg} at column {err.colno})", line=line_no) from None
+
+
+def _csv_records(path: Path, reader: RecordReader) -> Iterator[tuple[int, dict[str, str]]]:
+    # utf-8-sig: spreadsheet programs often write a byte-order mark.
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        rows = csv.DictReader(f)
+        if rows.fieldnames is None:
+            raise ManifestError(path, "empty CSV file (no header)", line=1)
+        reader.check_columns(rows.fieldnames, line=1)
+        for row in rows:
+            # line_num is the last physical line of the row (quoted fields may span lines).
+            if None in row:
+                raise ManifestError(path, "more fields than the header", line=rows.line_num)
+            if None in row.values():
+                raise ManifestError(path, "fewer fields than the header", line=rows.line_num)
+            yield rows.line_num, row

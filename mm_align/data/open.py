@@ -1,0 +1,121 @@
+"""``open_dataset``: one entry point for every supported layout, with auto-detection."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from mm_align.data.errors import ManifestError
+from mm_align.data.hf import open_hub, open_saved
+from mm_align.data.images import DEFAULT_MAX_PIXELS
+from mm_align.data.manifest import IMAGEFOLDER_METADATA, open_imagefolder, open_manifest
+from mm_align.data.paper import CC_SBU_ANNOTATIONS, open_cc_sbu_align, open_detail_23k
+from mm_align.data.rows import Columns
+from mm_align.data.source import SampleSource
+
+__all__ = ["FORMATS", "detect_format", "open_dataset"]
+
+#: Format names accepted by ``open_dataset(fmt=...)``, with what they read.
+FORMATS = {
+    "jsonl": "JSONL manifest: image, text (or instruction + response), optional id",
+    "csv": "CSV manifest with the same columns",
+    "imagefolder": "folder with metadata.jsonl or metadata.csv (file_name, text, optional id)",
+    "save_to_disk": "folder written by datasets' save_to_disk (Dataset or DatasetDict)",
+    "hub": "Hugging Face hub data set name, via datasets.load_dataset",
+    "detail_23k": "LLaVA detail_23k.json (needs image_root = COCO train2017 folder)",
+    "cc_sbu_align": "MiniGPT-4 cc_sbu_align folder (filter_cap.json + image/)",
+}
+
+_SAVE_TO_DISK_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
+_HUB_NAME = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
+_PEEK_BYTES = 1 << 16
+
+
+def open_dataset(
+    path: str | Path,
+    *,
+    image_root: str | Path | None = None,
+    image_column: str | None = None,
+    text_column: str | None = None,
+    split: str | None = None,
+    fmt: str = "auto",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> SampleSource:
+    """Open an image-text data set as a streaming :class:`SampleSource`.
+
+    Args:
+        path: a manifest file, a data set folder, or a hub data set name.
+        image_root: folder for relative image paths (default: the manifest's folder;
+            required for detail_23k; replaces ``image/`` for cc_sbu_align).
+        image_column: image column name (default ``image``; ``file_name`` for imagefolder).
+        text_column: text column name (default ``text``).
+        split: split of a ``DatasetDict``, a hub data set (default ``train``) or an
+            imagefolder with one sub-folder per split.
+        fmt: one of :data:`FORMATS`, or ``"auto"`` to detect it (see :func:`detect_format`).
+        max_pixels: larger images are reported as bad samples instead of being decoded.
+
+    Raises:
+        ManifestError: the data set description is malformed (with file and line) or its
+            format cannot be recognised.
+    """
+    if fmt == "auto":
+        fmt = detect_format(path, split=split)
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; supported: {', '.join(FORMATS)}")
+    if fmt == "imagefolder" and split is not None and (Path(path) / split).is_dir():
+        path = Path(path) / split
+    common = {"image_root": image_root, "max_pixels": max_pixels}
+    if fmt == "imagefolder":
+        columns = Columns(image="file_name").with_overrides(image_column, text_column)
+        return open_imagefolder(path, columns=columns, **common)
+    columns = Columns().with_overrides(image_column, text_column)
+    if fmt in ("jsonl", "csv"):
+        return open_manifest(path, columns=columns, fmt=fmt, **common)
+    if fmt == "save_to_disk":
+        return open_saved(path, split=split, columns=columns, **common)
+    if fmt == "hub":
+        return open_hub(str(path), split=split, columns=columns, **common)
+    if fmt == "detail_23k":
+        return open_detail_23k(path, **common)
+    return open_cc_sbu_align(path, **common)
+
+
+def detect_format(path: str | Path, *, split: str | None = None) -> str:
+    """Guess the format of ``path`` from its name, its folder content or its first bytes.
+
+    Folders: ``metadata.jsonl``/``metadata.csv`` -> imagefolder (also inside the ``split``
+    sub-folder); ``filter_cap.json`` -> cc_sbu_align; ``dataset_info.json``,
+    ``state.json`` or ``dataset_dict.json`` -> save_to_disk. Files: ``.jsonl`` and
+    ``.csv`` -> manifests; ``.json`` -> detail_23k (a list of records with
+    "conversations") or cc_sbu_align (an object with "annotations"). A name like
+    ``owner/name`` that is not on disk -> hub.
+    """
+    p = Path(path)
+    if p.is_dir():
+        for folder in (p, p / split) if split else (p,):
+            if any((folder / name).is_file() for name in IMAGEFOLDER_METADATA):
+                return "imagefolder"
+        if (p / CC_SBU_ANNOTATIONS).is_file():
+            return "cc_sbu_align"
+        if any((p / name).is_file() for name in _SAVE_TO_DISK_MARKERS):
+            return "save_to_disk"
+    elif p.is_file():
+        suffix = p.suffix.lower()
+        if suffix in (".jsonl", ".csv"):
+            return suffix[1:]
+        if suffix == ".json":
+            with open(p, encoding="utf-8", errors="replace") as f:
+                head = f.read(_PEEK_BYTES).lstrip()
+            if head.startswith("[") and '"conversations"' in head:
+                return "detail_23k"
+            if head.startswith("{") and '"annotations"' in head:
+                return "cc_sbu_align"
+    elif _HUB_NAME.match(str(path)) and not p.suffix:
+        return "hub"
+    else:
+        raise ManifestError(path, "no such file or folder")
+    raise ManifestError(path, "unrecognised data set layout; supported:\n" + _supported())
+
+
+def _supported() -> str:
+    return "\n".join(f"  {name}: {what}" for name, what in FORMATS.items())

@@ -1,0 +1,94 @@
+"""The :class:`Sample` type: one image-text pair, its image not yet decoded.
+
+A sample is cheap: an id, a position, a text and a *reference* to its image (a file path,
+the encoded bytes, or an in-memory PIL image). Nothing is decoded until
+:meth:`Sample.load_image` is called, so a source of thousands of samples can be listed
+and iterated without touching a single image file.
+
+A sample with a blank text or a bad image is still produced by the iteration; its
+:meth:`Sample.check_text` / :meth:`Sample.load_image` raise
+:class:`~mm_align.data.errors.BadSampleError`, so one bad record never stops a run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Union
+
+from PIL import Image
+
+from mm_align.data.errors import BadSampleError
+from mm_align.data.images import DEFAULT_MAX_PIXELS, load_rgb
+
+__all__ = [
+    "ImageRef",
+    "Sample",
+    "join_instruction_response",
+]
+
+#: Where a sample's image comes from: a file, the encoded file content, or a PIL image
+#: (only for data sets that hand out decoded images), or None when the record named none.
+ImageRef = Union[Path, bytes, Image.Image, None]
+
+
+def join_instruction_response(instruction: str, response: str) -> str:
+    """The text of an instruction-following sample, as the paper feeds it to the LLM.
+
+    The paper concatenates instruction and response; here both are stripped and joined by
+    one newline. When one of them is empty the other is returned alone (no dangling
+    newline); when both are, the result is empty and the sample is reported as bad.
+    """
+    parts = [p.strip() for p in (instruction, response)]
+    return "\n".join(p for p in parts if p)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image-text pair of a data set.
+
+    Attributes:
+        id: the record's id (its position as a string when the data set gives none).
+        index: 0-based position of the sample in its source.
+        text: the text as given (for instruction data, see
+            :func:`join_instruction_response`). It may be empty: call
+            :meth:`check_text` (or :meth:`load`) to have that reported as a bad sample.
+        image: where the image comes from (see :data:`ImageRef`).
+        max_pixels: images with more pixels than this are rejected by :meth:`load_image`.
+    """
+
+    id: str
+    index: int
+    text: str
+    image: ImageRef = field(repr=False)
+    max_pixels: int = field(default=DEFAULT_MAX_PIXELS, repr=False, compare=False)
+
+    @property
+    def image_path(self) -> Path | None:
+        """Absolute path of the image file, or None when the image is not a file."""
+        return self.image.absolute() if isinstance(self.image, Path) else None
+
+    def check_text(self) -> str:
+        """Return the text, or raise ``BadSampleError("text is empty")`` when it is blank."""
+        if not self.text.strip():
+            raise BadSampleError("text is empty")
+        return self.text
+
+    def load_image(self) -> Image.Image:
+        """Decode the image fully and return it in RGB mode.
+
+        Raises:
+            BadSampleError: the image is missing, unreadable, truncated, too large or too
+                small; see :func:`mm_align.data.images.load_rgb` for the conversions.
+        """
+        if self.image is None:
+            raise BadSampleError("no image given for this sample")
+        return load_rgb(self.image, max_pixels=self.max_pixels)
+
+    def load(self) -> tuple[Image.Image, str]:
+        """Both checks at once: ``(RGB image, text)``, or ``BadSampleError``.
+
+        The text is checked first because that costs nothing.
+        """
+        text = self.check_text()
+        return self.load_image(), text
