@@ -1,0 +1,478 @@
+"""What every VLM adapter shares: prompts, token masks, right-padded batching, layer indices,
+hook capture of the LLM decoder, and the :class:`Representation` it returns.
+
+A family file (``llava.py``, ``qwen2_5_vl.py``) only says where its vision stages live
+(:meth:`VLMAdapter._vision_taps`), how to cut them per sample
+(:meth:`VLMAdapter._split_vision`), what stands for the image in a plain prompt
+(:meth:`VLMAdapter._image_prefix`), and how to build a tiny random checkpoint.
+"""
+
+from __future__ import annotations
+
+import operator
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+import transformers
+from packaging.version import Version
+from torch import nn
+from transformers import AutoProcessor, PreTrainedModel
+
+from mm_align.capture import Captured, Tap, capture, input_of, output_of
+
+__all__ = [
+    "LLM_STAGES",
+    "STAGES",
+    "AdapterInputError",
+    "Representation",
+    "VLMAdapter",
+    "normalize_layers",
+    "probe_module",
+    "resolve_dtype",
+]
+
+STAGES = ("vision", "projector", "image", "text", "joint")
+LLM_STAGES = ("image", "text", "joint")
+
+PromptStyle = Literal["plain", "chat"]
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+# transformers renamed from_pretrained's `torch_dtype` to `dtype` in 4.56.
+_DTYPE_KWARG = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
+# from_pretrained kwargs that also concern the processor (the rest go to the model only).
+HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "trust_remote_code")
+# Per-token model inputs: right-padded when batching. Every other tensor is concatenated on dim 0.
+_SEQUENCE_KEYS = frozenset({"input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids"})
+# Stands in for the user text while rendering a chat template, to find where the text goes.
+_TEXT_SENTINEL = "\u2063mm_align_user_text\u2063"
+
+
+class AdapterInputError(ValueError):
+    """An image or a text that the model (its processor) cannot take; says which and why."""
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """``"float32"`` / ``"bfloat16"`` / ``"float16"`` (or fp32 / bf16 / fp16) or a torch dtype."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return _DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}") from None
+
+
+def probe_module(root: nn.Module, paths: Sequence[str], what: str) -> nn.Module:
+    """The first of the dotted attribute ``paths`` that exists under ``root``.
+
+    Module layouts moved between transformers releases (4.5x: ``model.visual``; 5.x:
+    ``model.model.visual``), so each adapter lists the candidates, newest first."""
+    for path in paths:
+        module: Any = root
+        for name in path.split("."):
+            module = getattr(module, name, None)
+            if module is None:
+                break
+        if isinstance(module, nn.Module):
+            return module
+    raise AttributeError(
+        f"cannot find the {what} in {type(root).__name__}: none of {list(paths)} exists "
+        f"(transformers {transformers.__version__}); this layout is not supported yet"
+    )
+
+
+def _normalize_layer(layer: int, num_hidden_states: int) -> int:
+    if isinstance(layer, bool):
+        raise TypeError(f"layer indices must be integers, got {layer!r}")
+    index = operator.index(layer)
+    if not -num_hidden_states <= index < num_hidden_states:
+        raise IndexError(
+            f"layer {layer} is out of range: this model has {num_hidden_states} hidden states "
+            f"(valid: {-num_hidden_states} .. {num_hidden_states - 1})"
+        )
+    return index % num_hidden_states
+
+
+def normalize_layers(layers: Sequence[int] | None, num_hidden_states: int) -> tuple[int, ...]:
+    """Sorted non-negative indices in the ``output_hidden_states`` convention (0 = embedding
+    output, ``num_hidden_states - 1`` = after the final norm), always including the last."""
+    out = {num_hidden_states - 1}
+    out.update(_normalize_layer(layer, num_hidden_states) for layer in layers or ())
+    return tuple(sorted(out))
+
+
+class Representation(Mapping[str, torch.Tensor]):
+    """The five representations of one image-text sample: a read-only mapping from
+    ``"vision"``, ``"projector"``, ``"image"``, ``"text"``, ``"joint"`` to 2-D tensors
+    (tokens x dim) on the model's device in the model's dtype. The LLM stages are at the last
+    layer (after the final norm); :meth:`layer` reads the other captured layers."""
+
+    def __init__(
+        self,
+        *,
+        vision: torch.Tensor,
+        projector: torch.Tensor,
+        llm: Mapping[str, Mapping[int, torch.Tensor]],
+        num_hidden_states: int,
+        masks: Mapping[str, torch.Tensor],
+        inputs: Mapping[str, Mapping[str, torch.Tensor]],
+    ) -> None:
+        self._vision_stages = {"vision": vision, "projector": projector}
+        self._llm = {stage: dict(by_layer) for stage, by_layer in llm.items()}
+        self._num_hidden_states = num_hidden_states
+        self.masks: Mapping[str, torch.Tensor] = MappingProxyType(dict(masks))
+        """1-D bool tensors: ``"image"`` and ``"joint"`` over ``inputs["joint"]["input_ids"][0]``,
+        ``"text"`` over ``inputs["text"]["input_ids"][0]``."""
+        self.inputs: Mapping[str, Mapping[str, torch.Tensor]] = MappingProxyType(
+            {name: MappingProxyType(dict(value)) for name, value in inputs.items()}
+        )
+        """The unpadded model inputs (batch dimension 1) of the ``"joint"`` and ``"text"`` passes."""
+
+    @property
+    def layers(self) -> tuple[int, ...]:
+        """Captured LLM layers, non-negative, in the ``output_hidden_states`` convention."""
+        return tuple(sorted(self._llm["joint"]))
+
+    def layer(self, stage: str, layer: int) -> torch.Tensor:
+        """``stage`` (``"image"``, ``"text"`` or ``"joint"``) at ``layer`` (negative allowed):
+        (tokens x hidden) states."""
+        if stage not in LLM_STAGES:
+            raise KeyError(f"per-layer states exist for {LLM_STAGES}, not {stage!r}")
+        wanted = _normalize_layer(layer, self._num_hidden_states)
+        if wanted not in self._llm[stage]:
+            raise KeyError(f"layer {layer} was not captured; captured layers: {self.layers}")
+        return self._llm[stage][wanted]
+
+    def __getitem__(self, stage: str) -> torch.Tensor:
+        if stage in self._vision_stages:
+            return self._vision_stages[stage]
+        if stage in self._llm:
+            return self._llm[stage][self._num_hidden_states - 1]
+        raise KeyError(f"unknown stage {stage!r}; stages are {STAGES}")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(STAGES)
+
+    def __len__(self) -> int:
+        return len(STAGES)
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{stage}={tuple(self[stage].shape)}" for stage in STAGES)
+        return f"Representation({shapes}, layers={self.layers})"
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """One sample's processed input (batch dim 1, unpadded, on CPU) and its token masks:
+    ``image`` = image placeholder tokens, ``text`` = tokens overlapping the user text."""
+
+    inputs: dict[str, torch.Tensor]
+    image: torch.Tensor
+    text: torch.Tensor
+
+    @property
+    def length(self) -> int:
+        return int(self.inputs["input_ids"].shape[1])
+
+
+class VLMAdapter:
+    """Runs a vision-language model on image-text pairs and returns the five Diff-eRank
+    representations (:class:`Representation`).
+
+    Per batch: one forward pass of the joint (image + text) input, one of the text-only input,
+    both right-padded, under ``torch.inference_mode()``. Hooks copy the vision stages and the
+    LLM hidden states of the requested layers; ``output_hidden_states`` is never used.
+
+    Prompts (``prompt=``):
+
+    - ``"plain"`` (default): the image placeholder first, the text right after, no template.
+      The image tokens are then a causal prefix: their states do not depend on the text, so the
+      ``"image"`` stage is the LLM's view of the image alone.
+    - ``"chat"``: the processor's chat template with one user turn ``[image, text]`` (text-only
+      pass: ``[text]``), no generation prompt.
+
+    Masks: ``"image"`` = the image placeholder tokens (always exactly those: one per projector
+    row); ``"text"`` / ``"joint"`` = the tokens whose characters overlap the user text (joint:
+    plus the image tokens). BOS, vision start/end markers and template markup are left out,
+    unless ``include_special=True``, which makes ``"text"`` and ``"joint"`` cover every token
+    of their input.
+    """
+
+    model_type: ClassVar[str] = ""
+    """The config ``model_type`` this adapter serves; set by ``@register``."""
+    model_class: ClassVar[type[PreTrainedModel]]
+    text_model_paths: ClassVar[tuple[str, ...]] = ("model.language_model", "language_model")
+    """Candidate paths of the LLM (newest layout first); a CausalLM there is unwrapped."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        processor: Any,
+        *,
+        prompt: PromptStyle = "plain",
+        include_special: bool = False,
+    ) -> None:
+        if prompt not in ("plain", "chat"):
+            raise ValueError(f"prompt must be 'plain' or 'chat', not {prompt!r}")
+        self.model = model.eval()
+        self.processor = processor
+        self.prompt = prompt
+        self.include_special = include_special
+        config = model.config
+        if getattr(config, "mm_align_tiny", None):
+            warnings.warn(f"{config.mm_align_tiny}: this checkpoint was built by `mm-align tiny`", stacklevel=3)
+        text_model = probe_module(model, self.text_model_paths, "language model")
+        if not hasattr(text_model, "layers") and hasattr(text_model, "model"):
+            text_model = text_model.model  # 4.5x LLaVA keeps a whole CausalLM here
+        self._decoder_layers: Sequence[nn.Module] = probe_module(text_model, ("layers",), "decoder layers")
+        self._final_norm = probe_module(text_model, ("norm", "final_layernorm"), "final norm")
+        # Older configs call it image_token_index.
+        token_id = getattr(config, "image_token_id", None)
+        self.image_token_id = int(token_id if token_id is not None else config.image_token_index)
+        self.image_token: str = processor.image_token
+        tokenizer = processor.tokenizer
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self._pad_id = int(pad_id or 0)  # padded positions are masked out, any id will do
+
+    # ---- construction -------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_id: str | Path,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: str | torch.dtype = "float32",
+        prompt: PromptStyle = "plain",
+        include_special: bool = False,
+        **hf_kwargs: Any,
+    ) -> VLMAdapter:
+        """Load model and processor with the family's real classes (``from_pretrained``).
+        ``hf_kwargs`` go to the model's ``from_pretrained`` (those in ``revision``,
+        ``cache_dir``, ``token``, ``local_files_only``, ``trust_remote_code`` also to the
+        processor's). The model is moved to ``device`` unless a ``device_map`` is given."""
+        shared = {key: hf_kwargs[key] for key in HUB_KWARGS if key in hf_kwargs}
+        model = cls.model_class.from_pretrained(
+            path_or_id, **{_DTYPE_KWARG: resolve_dtype(dtype)}, **hf_kwargs
+        )
+        if "device_map" not in hf_kwargs:
+            model = model.to(device)
+        processor = AutoProcessor.from_pretrained(path_or_id, **shared)
+        return cls(model, processor, prompt=prompt, include_special=include_special)
+
+    @classmethod
+    def build_tiny(cls, directory: str | Path, seed: int = 0) -> Path:
+        """Save a tiny RANDOM-WEIGHT checkpoint of this family (model + processor) to
+        ``directory``, loadable offline with ``from_pretrained`` / ``load_vlm``."""
+        raise NotImplementedError(f"{cls.__name__} cannot build a tiny checkpoint")
+
+    # ---- what a family provides ---------------------------------------------------------
+
+    def _image_prefix(self) -> str:
+        """The text that stands for one image in a plain prompt (expanded by the processor)."""
+        raise NotImplementedError
+
+    def _vision_taps(self) -> dict[str, Tap]:
+        """Taps named ``"vision"`` and ``"projector"`` hit once per joint forward pass."""
+        raise NotImplementedError
+
+    def _split_vision(
+        self, got: Captured, batch: Mapping[str, torch.Tensor]
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Per sample of ``batch``: its (vision, projector) rows, each (tokens x dim)."""
+        raise NotImplementedError
+
+    # ---- public API ---------------------------------------------------------------------
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.model.dtype
+
+    @property
+    def num_hidden_states(self) -> int:
+        """Decoder layers + 1: the length of ``output_hidden_states``."""
+        return len(self._decoder_layers) + 1
+
+    def represent(self, image: Any, text: str, layers: Sequence[int] | None = None) -> Representation:
+        """The five representations of one image-text pair (see :meth:`represent_batch`)."""
+        return self.represent_batch([image], [text], layers=layers)[0]
+
+    def represent_batch(
+        self, images: Sequence[Any], texts: Sequence[str], layers: Sequence[int] | None = None
+    ) -> list[Representation]:
+        """One :class:`Representation` per (image, text) pair, equal to :meth:`represent` one at
+        a time up to float round-off (right padding, causal attention).
+
+        ``images``: PIL images (or arrays the processor takes). ``layers``: extra LLM layers to
+        capture, in the ``output_hidden_states`` convention; the last is always captured.
+        Raises :class:`AdapterInputError` for an empty text or an image the processor rejects.
+        """
+        if len(images) != len(texts):
+            raise ValueError(f"got {len(images)} images but {len(texts)} texts")
+        if not images:
+            return []
+        wanted = normalize_layers(layers, self.num_hidden_states)
+        for index, text in enumerate(texts):
+            self._check_text(text, index)
+        joint = [self._encode(text, image, index) for index, (image, text) in enumerate(zip(images, texts))]
+        text_only = [self._encode(text, None, index) for index, text in enumerate(texts)]
+
+        joint_batch = self._collate([sample.inputs for sample in joint])
+        joint_got = self._forward(joint_batch, wanted, self._vision_taps())
+        text_got = self._forward(self._collate([sample.inputs for sample in text_only]), wanted, {})
+        vision = self._split_vision(joint_got, joint_batch)
+
+        reps = []
+        for b, (j, t, (vision_rows, projector_rows)) in enumerate(zip(joint, text_only, vision)):
+            image_mask = j.image.to(self.device)
+            joint_mask = (torch.ones_like(j.text) if self.include_special else j.image | j.text).to(self.device)
+            text_mask = (torch.ones_like(t.text) if self.include_special else t.text).to(self.device)
+            if int(image_mask.sum()) != projector_rows.shape[0]:
+                raise RuntimeError(
+                    f"sample {b}: {int(image_mask.sum())} image tokens but {projector_rows.shape[0]} "
+                    "projector rows; the adapter does not match this model"
+                )
+            llm: dict[str, dict[int, torch.Tensor]] = {stage: {} for stage in LLM_STAGES}
+            for layer in wanted:
+                joint_states = joint_got[_layer_key(layer)][b, : j.length]
+                llm["image"][layer] = joint_states[image_mask]
+                llm["joint"][layer] = joint_states[joint_mask]
+                llm["text"][layer] = text_got[_layer_key(layer)][b, : t.length][text_mask]
+            reps.append(
+                Representation(
+                    vision=vision_rows,
+                    projector=projector_rows,
+                    llm=llm,
+                    num_hidden_states=self.num_hidden_states,
+                    masks={"image": image_mask, "joint": joint_mask, "text": text_mask},
+                    inputs={"joint": self._to_model(j.inputs), "text": self._to_model(t.inputs)},
+                )
+            )
+        return reps
+
+    # ---- internals ----------------------------------------------------------------------
+
+    def _check_text(self, text: str, index: int) -> None:
+        if not isinstance(text, str):
+            raise AdapterInputError(f"sample {index}: text must be a str, not {type(text).__name__}")
+        if not text.strip():
+            raise AdapterInputError(f"sample {index}: the text is empty")
+        if self.image_token in text:
+            raise AdapterInputError(
+                f"sample {index}: the text contains the image placeholder {self.image_token!r}; "
+                "the adapter inserts the image itself"
+            )
+
+    def _prompt(self, text: str, with_image: bool) -> tuple[str, int]:
+        """The prompt string and the character offset where ``text`` starts in it."""
+        if self.prompt == "plain":
+            prefix = self._image_prefix() if with_image else ""
+            return prefix + text, len(prefix)
+
+        def render(content_text: str) -> str:
+            content = [{"type": "image"}] if with_image else []
+            content.append({"type": "text", "text": content_text})
+            messages = [{"role": "user", "content": content}]
+            return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+
+        parts = render(_TEXT_SENTINEL).split(_TEXT_SENTINEL)
+        prompt = render(text)
+        if len(parts) != 2 or prompt != parts[0] + text + parts[1]:
+            raise RuntimeError("the chat template does not insert the user text verbatim; use prompt='plain'")
+        return prompt, len(parts[0])
+
+    def _encode(self, text: str, image: Any | None, index: int) -> _Encoded:
+        """Process one sample (``image=None``: text only) and find its image and text tokens."""
+        prompt, start = self._prompt(text, image is not None)
+        kwargs: dict[str, Any] = {"text": [prompt], "return_tensors": "pt", "return_offsets_mapping": True}
+        if image is None:
+            encoded = self.processor(**kwargs)
+        else:
+            try:
+                encoded = self.processor(images=[image], **kwargs)
+            except (ValueError, TypeError) as exc:
+                raise AdapterInputError(
+                    f"sample {index}: the {self.model_type} processor rejected the image "
+                    f"({_describe(image)}): {exc}"
+                ) from exc
+        inputs = dict(encoded)
+        offsets = inputs.pop("offset_mapping")[0]
+        ids = inputs["input_ids"][0]
+        is_image = ids == self.image_token_id
+        if image is not None:
+            if not bool(is_image.any()):
+                raise RuntimeError(f"sample {index}: the processor inserted no image tokens")
+            # The processor expands the one image placeholder (which precedes the text) to one
+            # copy per image token; the characters after it shift by the added copies.
+            start += (int(is_image.sum()) - 1) * len(self.image_token)
+        end = start + len(text)
+        # A token belongs to the text when its characters overlap the text (zero-width BOS and
+        # template markup around the text do not).
+        in_text = (offsets[:, 0] < end) & (offsets[:, 1] > start) & ~is_image
+        if not bool(in_text.any()):
+            raise AdapterInputError(f"sample {index}: the text {text!r} produced no tokens")
+        return _Encoded(inputs, is_image, in_text)
+
+    def _to_model(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Inputs on the model's device; floating ones (pixels) in the model's dtype."""
+        return {
+            key: value.to(self.device, self.dtype if value.is_floating_point() else None)
+            for key, value in inputs.items()
+        }
+
+    def _collate(self, samples: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Right-pad the per-token inputs to the longest sample, concatenate the rest."""
+        length = max(int(sample["input_ids"].shape[1]) for sample in samples)
+        batch = {}
+        for key in samples[0]:
+            values = [sample[key] for sample in samples]
+            if key in _SEQUENCE_KEYS:
+                fill = self._pad_id if key == "input_ids" else 0
+                values = [F.pad(value, (0, length - value.shape[1]), value=fill) for value in values]
+            batch[key] = torch.cat(values)
+        return self._to_model(batch)
+
+    def _layer_tap(self, layer: int) -> Tap:
+        """Where hidden state ``layer`` (``output_hidden_states`` convention) appears."""
+        if layer == 0:
+            # The input of the first decoder layer: embeddings with the image features in place.
+            return input_of(self._decoder_layers[0])
+        if layer == len(self._decoder_layers):
+            return output_of(self._final_norm)
+        return output_of(self._decoder_layers[layer - 1])
+
+    def _forward(self, batch: Mapping[str, torch.Tensor], layers: Sequence[int], taps: Mapping[str, Tap]) -> Captured:
+        """One forward pass of ``batch`` with the LLM ``layers`` and ``taps`` captured."""
+        all_taps = {**taps, **{_layer_key(layer): self._layer_tap(layer) for layer in layers}}
+        with torch.inference_mode(), capture(all_taps) as got:
+            # logits_to_keep=1: the LM head runs on one position only; we never need logits.
+            self.model(**batch, use_cache=False, logits_to_keep=1)
+        return got
+
+
+def _layer_key(layer: int) -> str:
+    return f"llm_layer_{layer}"
+
+
+def _describe(image: Any) -> str:
+    size = getattr(image, "size", None)
+    if isinstance(size, tuple):
+        return f"{type(image).__name__} of size {size[0]}x{size[1]}"
+    shape = getattr(image, "shape", None)
+    return f"{type(image).__name__} of shape {tuple(shape)}" if shape is not None else type(image).__name__

@@ -1,0 +1,124 @@
+"""LLaVA (``model_type`` ``"llava"``, e.g. llava-hf/llava-1.5-7b-hf): CLIP ViT -> MLP
+projector -> Llama/Vicuna.
+
+Stages: ``"vision"`` = the input of ``multi_modal_projector``, i.e. the vision tower's hidden
+state at ``config.vision_feature_layer`` with the CLS token dropped (strategy ``"default"``) or
+kept (``"full"``), exactly what the model projects; ``"projector"`` = the projector output, one
+row per image token. Plain prompt: ``<s>``, the image tokens, then the text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    CLIPImageProcessor,
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    LlavaForConditionalGeneration,
+    LlavaProcessor,
+    PreTrainedModel,
+)
+
+from mm_align.adapters.base import VLMAdapter, probe_module
+from mm_align.adapters.registry import register
+from mm_align.adapters.tiny import build_tiny_tokenizer, save_tiny
+from mm_align.capture import Captured, Tap, input_of, output_of
+
+__all__ = ["LlavaAdapter"]
+
+# The llava-hf chat template of LLaVA-1.5 (images first, then text, "USER:" / "ASSISTANT:").
+_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}{% endif %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\\n' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
+    "{{ content['text'] + ' ' }}{% endfor %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
+
+
+@register("llava")
+class LlavaAdapter(VLMAdapter):
+    """LLaVA adapter; see :class:`~mm_align.adapters.base.VLMAdapter` for prompts and masks."""
+
+    model_class = LlavaForConditionalGeneration
+
+    def __init__(self, model: PreTrainedModel, processor: Any, **options: Any) -> None:
+        super().__init__(model, processor, **options)
+        self._projector = probe_module(
+            model, ("model.multi_modal_projector", "multi_modal_projector"), "multi-modal projector"
+        )
+
+    def _image_prefix(self) -> str:
+        return self.image_token
+
+    def _vision_taps(self) -> dict[str, Tap]:
+        # The projector's input is the selected layer with the CLS rule already applied: reading
+        # it there is more faithful than re-deriving the selection from the config.
+        return {"vision": input_of(self._projector), "projector": output_of(self._projector)}
+
+    def _split_vision(
+        self, got: Captured, batch: Mapping[str, torch.Tensor]
+    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        # (batch, patches, dim): one fixed-size image per sample.
+        return list(zip(got["vision"], got["projector"]))
+
+    @classmethod
+    def build_tiny(cls, directory: str | Path, seed: int = 0) -> Path:
+        """CLIP vision (2 layers, width 32, 56 px, patch 14: 16 image tokens) + Llama (2 layers,
+        width 64), randomly initialised with ``seed``."""
+        tokenizer = build_tiny_tokenizer(
+            ["<unk>", "<s>", "</s>", "<pad>", "<image>"],
+            bos_token="<s>",
+            eos_token="</s>",
+            unk_token="<unk>",
+            pad_token="<pad>",
+        )
+        ids = {token: tokenizer.convert_tokens_to_ids(token) for token in ("<s>", "</s>", "<pad>", "<image>")}
+        image_size, patch_size = 56, 14
+        config = LlavaConfig(
+            vision_config=CLIPVisionConfig(
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=2,
+                image_size=image_size,
+                patch_size=patch_size,
+                projection_dim=32,
+            ),
+            text_config=LlamaConfig(
+                vocab_size=len(tokenizer),
+                hidden_size=64,
+                intermediate_size=128,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                max_position_embeddings=1024,
+                bos_token_id=ids["<s>"],
+                eos_token_id=ids["</s>"],
+                pad_token_id=ids["<pad>"],
+            ),
+            image_token_id=ids["<image>"],
+            vision_feature_layer=-2,
+            vision_feature_select_strategy="default",
+        )
+        image_processor = CLIPImageProcessor(
+            size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+        )
+        processor = LlavaProcessor(
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            patch_size=patch_size,
+            vision_feature_select_strategy="default",
+            num_additional_image_tokens=1,  # CLIP's CLS, dropped again by "default"
+            chat_template=_CHAT_TEMPLATE,
+        )
+        torch.manual_seed(seed)
+        return save_tiny(LlavaForConditionalGeneration(config), processor, directory)

@@ -1,0 +1,92 @@
+"""The one place mapping a config ``model_type`` to its adapter class, and :func:`load_vlm`.
+
+A family registers itself with ``@register("model_type")`` in its own module under
+``mm_align/adapters/``; every module there is imported on first lookup, so adding a family is
+adding one file."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+from transformers import AutoConfig
+
+from mm_align.adapters.base import HUB_KWARGS, PromptStyle, VLMAdapter
+
+__all__ = ["UnsupportedModelError", "adapter_class", "load_vlm", "register", "supported_families"]
+
+_ADAPTERS: dict[str, type[VLMAdapter]] = {}
+_A = TypeVar("_A", bound=type[VLMAdapter])
+
+
+class UnsupportedModelError(ValueError):
+    """The checkpoint's ``model_type`` has no adapter."""
+
+
+def register(model_type: str) -> Callable[[_A], _A]:
+    """Class decorator: serve configs whose ``model_type`` is ``model_type`` with this adapter."""
+
+    def decorate(cls: _A) -> _A:
+        if model_type in _ADAPTERS and _ADAPTERS[model_type] is not cls:
+            raise ValueError(f"model type {model_type!r} is already served by {_ADAPTERS[model_type].__name__}")
+        cls.model_type = model_type
+        _ADAPTERS[model_type] = cls
+        return cls
+
+    return decorate
+
+
+def _import_families() -> None:
+    package = importlib.import_module("mm_align.adapters")
+    for module in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"mm_align.adapters.{module.name}")
+
+
+def supported_families() -> tuple[str, ...]:
+    """The ``model_type`` values that have an adapter, sorted."""
+    _import_families()
+    return tuple(sorted(_ADAPTERS))
+
+
+def adapter_class(model_type: str) -> type[VLMAdapter]:
+    """The adapter class for ``model_type``; :class:`UnsupportedModelError` naming the supported
+    families when there is none."""
+    families = supported_families()
+    if model_type not in _ADAPTERS:
+        raise UnsupportedModelError(
+            f"model type {model_type!r} is not supported; supported families: {', '.join(families)}"
+        )
+    return _ADAPTERS[model_type]
+
+
+def load_vlm(
+    path_or_id: str | Path,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype = "float32",
+    prompt: PromptStyle = "plain",
+    include_special: bool = False,
+    **hf_kwargs: Any,
+) -> VLMAdapter:
+    """Load a vision-language model and wrap it in its family's adapter.
+
+    The config is read with ``AutoConfig.from_pretrained``; its ``model_type`` picks the
+    adapter (:func:`supported_families`), which loads the model with the family's real
+    transformers class. ``trust_remote_code`` is off unless passed in ``hf_kwargs``.
+    ``dtype``: ``"float32"``, ``"bfloat16"``, ``"float16"`` or a ``torch.dtype``. See
+    :class:`~mm_align.adapters.base.VLMAdapter` for ``prompt`` and ``include_special``."""
+    config_kwargs = {key: hf_kwargs[key] for key in HUB_KWARGS if key in hf_kwargs}
+    config = AutoConfig.from_pretrained(path_or_id, **config_kwargs)
+    cls = adapter_class(config.model_type)
+    return cls.from_pretrained(
+        path_or_id,
+        device=device,
+        dtype=dtype,
+        prompt=prompt,
+        include_special=include_special,
+        config=config,
+        **hf_kwargs,
+    )
