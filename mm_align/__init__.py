@@ -3,6 +3,7 @@
 Implements the rank-based method of Diff-eRank (Wei et al., NeurIPS 2024).
 """
 
+from mm_align.adapters import load_vlm
 from mm_align.metrics import (
     VanishingRowsWarning,
     aggregate_erank,
@@ -22,6 +23,7 @@ __all__ = [
     "erank",
     "image_reduction_ratio",
     "image_text_alignment",
+    "load_vlm",
     "matrix_entropy",
     "spectrum",
 ]
