@@ -100,8 +100,7 @@ SAMPLES: dict[str, tuple[Callable[[], Image.Image], str]] = {
     ),
     "text": (
         _skimage("text"),
-        "Handwritten mathematical formulas on a sheet of paper, photographed at a steep "
-        "angle.",
+        "Handwritten mathematical formulas on a sheet of paper, photographed at a steep angle.",
     ),
     "grace_hopper": (
         _grace_hopper,
@@ -122,10 +121,16 @@ def make(out_dir: Path) -> None:
             size = (round(img.width * scale), round(img.height * scale))
             img = img.resize(size, Image.Resampling.LANCZOS)
         file_name = f"{sample_id}.jpg"
-        img.save(out_dir / file_name, "JPEG", quality=JPEG_QUALITY, optimize=False, progressive=False)
+        img.save(
+            out_dir / file_name, "JPEG", quality=JPEG_QUALITY, optimize=False, progressive=False
+        )
         lines.append(json.dumps({"file_name": file_name, "text": caption, "id": sample_id}))
     (out_dir / "metadata.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
-    make(Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "data" / "sample")
+    make(
+        Path(sys.argv[1])
+        if len(sys.argv) > 1
+        else Path(__file__).resolve().parent.parent / "data" / "sample"
+    )

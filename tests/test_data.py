@@ -64,7 +64,7 @@ def assert_matches_photos(source, ids=FOUR) -> None:
     samples = list(source)
     assert [s.id for s in samples] == list(ids)
     assert [s.index for s in samples] == list(range(len(ids)))
-    for s, sample_id in zip(samples, ids):
+    for s, sample_id in zip(samples, ids, strict=True):
         assert s.text == PHOTOS[sample_id][1]
         image = s.load_image()
         assert image.mode == "RGB"
@@ -99,10 +99,14 @@ def test_jsonl_manifest_relative_and_absolute_paths(tmp_path: Path, photos: Path
     assert all(s.image_path is not None and s.image_path.is_absolute() for s in source)
 
 
-def test_jsonl_id_defaults_to_row_index_and_blank_lines_are_skipped(tmp_path: Path, photos: Path) -> None:
+def test_jsonl_id_defaults_to_row_index_and_blank_lines_are_skipped(
+    tmp_path: Path, photos: Path
+) -> None:
     rows = [{k: v for k, v in r.items() if k != "id"} for r in four_rows()]
     manifest = tmp_path / "m.jsonl"
-    manifest.write_text("\n".join(json.dumps(r) for r in rows[:2]) + "\n\n" + json.dumps(rows[2]) + "\n")
+    manifest.write_text(
+        "\n".join(json.dumps(r) for r in rows[:2]) + "\n\n" + json.dumps(rows[2]) + "\n"
+    )
     assert [s.id for s in open_dataset(manifest)] == ["0", "1", "2"]
 
 
@@ -112,7 +116,9 @@ def test_csv_manifest_with_quoted_fields(tmp_path: Path, photos: Path) -> None:
         writer = csv.DictWriter(f, fieldnames=["id", "image", "text"])
         writer.writeheader()
         writer.writerows(four_rows())
-        writer.writerow({"id": "multi", "image": "imgs/coffee.jpg", "text": 'a "quoted", comma\nand a newline'})
+        writer.writerow(
+            {"id": "multi", "image": "imgs/coffee.jpg", "text": 'a "quoted", comma\nand a newline'}
+        )
     source = open_dataset(manifest)
     assert source.fmt == "csv"
     assert_matches_photos([*source][:4])
@@ -120,9 +126,15 @@ def test_csv_manifest_with_quoted_fields(tmp_path: Path, photos: Path) -> None:
 
 
 @pytest.mark.parametrize("suffix", ["jsonl", "csv"])
-def test_instruction_and_response_are_joined_by_a_newline(tmp_path: Path, photos: Path, suffix: str) -> None:
+def test_instruction_and_response_are_joined_by_a_newline(
+    tmp_path: Path, photos: Path, suffix: str
+) -> None:
     rows = [
-        {"image": "imgs/coffee.jpg", "instruction": "  Describe the image.  ", "response": "An espresso cup.\n"},
+        {
+            "image": "imgs/coffee.jpg",
+            "instruction": "  Describe the image.  ",
+            "response": "An espresso cup.\n",
+        },
         {"image": "imgs/coffee.jpg", "instruction": "", "response": "Only a response."},
     ]
     manifest = tmp_path / f"m.{suffix}"
@@ -133,13 +145,18 @@ def test_instruction_and_response_are_joined_by_a_newline(tmp_path: Path, photos
             writer = csv.DictWriter(f, fieldnames=["image", "instruction", "response"])
             writer.writeheader()
             writer.writerows(rows)
-    assert [s.text for s in open_dataset(manifest)] == ["Describe the image.\nAn espresso cup.", "Only a response."]
+    assert [s.text for s in open_dataset(manifest)] == [
+        "Describe the image.\nAn espresso cup.",
+        "Only a response.",
+    ]
 
 
 def test_image_root_and_column_options(tmp_path: Path, photos: Path) -> None:
     rows = [{"picture": f"{i}.jpg", "caption": PHOTOS[i][1], "id": i} for i in FOUR]
     manifest = write_jsonl(tmp_path / "elsewhere.jsonl", rows)
-    source = open_dataset(manifest, image_root=photos, image_column="picture", text_column="caption")
+    source = open_dataset(
+        manifest, image_root=photos, image_column="picture", text_column="caption"
+    )
     assert_matches_photos(source)
 
 
@@ -165,7 +182,11 @@ def test_imagefolder_with_metadata_csv(tmp_path: Path, photos: Path) -> None:
 def test_save_to_disk_with_image_feature_and_column_options(tmp_path: Path, photos: Path) -> None:
     datasets = pytest.importorskip("datasets")
     ds = datasets.Dataset.from_dict(
-        {"img": [str(photos / f"{i}.jpg") for i in FOUR], "caption": [PHOTOS[i][1] for i in FOUR], "id": FOUR}
+        {
+            "img": [str(photos / f"{i}.jpg") for i in FOUR],
+            "caption": [PHOTOS[i][1] for i in FOUR],
+            "id": FOUR,
+        }
     ).cast_column("img", datasets.Image())
     ds.save_to_disk(str(tmp_path / "saved"))
     source = open_dataset(tmp_path / "saved", image_column="img", text_column="caption")
@@ -178,16 +199,23 @@ def test_save_to_disk_with_image_feature_and_column_options(tmp_path: Path, phot
 def test_save_to_disk_dataset_dict_with_bytes_and_paths(tmp_path: Path, photos: Path) -> None:
     datasets = pytest.importorskip("datasets")
     as_bytes = datasets.Dataset.from_dict(
-        {"image": [(photos / f"{i}.jpg").read_bytes() for i in FOUR], "text": [PHOTOS[i][1] for i in FOUR]}
+        {
+            "image": [(photos / f"{i}.jpg").read_bytes() for i in FOUR],
+            "text": [PHOTOS[i][1] for i in FOUR],
+        }
     )
-    as_paths = datasets.Dataset.from_dict({"image": [f"{i}.jpg" for i in FOUR], "text": [PHOTOS[i][1] for i in FOUR]})
+    as_paths = datasets.Dataset.from_dict(
+        {"image": [f"{i}.jpg" for i in FOUR], "text": [PHOTOS[i][1] for i in FOUR]}
+    )
     datasets.DatasetDict({"train": as_bytes, "test": as_paths}).save_to_disk(str(tmp_path / "dd"))
     with pytest.raises(ManifestError, match=r"split.*\['test', 'train'\]"):
         open_dataset(tmp_path / "dd")
     train = open_dataset(tmp_path / "dd", split="train")
-    for sample, sample_id in zip(train, FOUR):
+    for sample, sample_id in zip(train, FOUR, strict=True):
         assert sample.image_path is None
-        np.testing.assert_array_equal(np.asarray(sample.load_image()), reference_rgb(PHOTOS[sample_id][0]))
+        np.testing.assert_array_equal(
+            np.asarray(sample.load_image()), reference_rgb(PHOTOS[sample_id][0])
+        )
     test = open_dataset(tmp_path / "dd", split="test", image_root=photos)
     assert [s.image_path for s in test] == [photos / f"{i}.jpg" for i in FOUR]
     assert train.fingerprint() == test.fingerprint()  # same ids, texts and image bytes
@@ -217,15 +245,32 @@ def test_detail_23k(tmp_path: Path, photos: Path) -> None:
     assert [s.id for s in source] == ["00000", "00001", "00002", "00003"]
     assert source[0].text == "What is shown in this image?\n" + PHOTOS["astronaut"][1]
     assert source[1].text == "Describe it in detail.\n" + PHOTOS["chelsea"][1]
-    np.testing.assert_array_equal(np.asarray(source[3].load_image()), reference_rgb(PHOTOS["camera"][0]))
+    np.testing.assert_array_equal(
+        np.asarray(source[3].load_image()), reference_rgb(PHOTOS["camera"][0])
+    )
 
 
 def test_detail_23k_entry_without_gpt_turn_names_the_item(tmp_path: Path) -> None:
     path = tmp_path / "d.json"
-    path.write_text(json.dumps([
-        {"id": "a", "image": "a.jpg", "conversations": [{"from": "human", "value": "<image>\nHi"}, {"from": "gpt", "value": "Yo"}]},
-        {"id": "b", "image": "b.jpg", "conversations": [{"from": "human", "value": "<image>\nHi"}]},
-    ]))
+    path.write_text(
+        json.dumps(
+            [
+                {
+                    "id": "a",
+                    "image": "a.jpg",
+                    "conversations": [
+                        {"from": "human", "value": "<image>\nHi"},
+                        {"from": "gpt", "value": "Yo"},
+                    ],
+                },
+                {
+                    "id": "b",
+                    "image": "b.jpg",
+                    "conversations": [{"from": "human", "value": "<image>\nHi"}],
+                },
+            ]
+        )
+    )
     with pytest.raises(ManifestError, match=r"\(item 1\).*gpt"):
         open_dataset(path, image_root=tmp_path)
 
@@ -292,7 +337,9 @@ def _png(img: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def test_each_bad_sample_has_a_specific_reason_and_the_rest_still_load(tmp_path: Path, photos: Path) -> None:
+def test_each_bad_sample_has_a_specific_reason_and_the_rest_still_load(
+    tmp_path: Path, photos: Path
+) -> None:
     jpg = (photos / "coffee.jpg").read_bytes()
     rows = [{"id": "good-first", "image": "imgs/astronaut.jpg", "text": "fine"}]
     expected = {}
@@ -309,9 +356,14 @@ def test_each_bad_sample_has_a_specific_reason_and_the_rest_still_load(tmp_path:
         {"id": "null-text", "image": "imgs/chelsea.jpg", "text": None},
         {"id": "good-last", "image": "imgs/camera.jpg", "text": "fine"},
     ]
-    expected |= {"missing": "image file not found: ", "no-image": "no image given",
-                 "folder": "image file could not be read", "empty-text": "text is empty",
-                 "blank-text": "text is empty", "null-text": "text is empty"}
+    expected |= {
+        "missing": "image file not found: ",
+        "no-image": "no image given",
+        "folder": "image file could not be read",
+        "empty-text": "text is empty",
+        "blank-text": "text is empty",
+        "null-text": "text is empty",
+    }
     source = open_dataset(write_jsonl(tmp_path / "m.jsonl", rows))
     outcomes = {}
     with warnings.catch_warnings():
@@ -331,7 +383,9 @@ def test_each_bad_sample_has_a_specific_reason_and_the_rest_still_load(tmp_path:
 def test_max_pixels_is_configurable(tmp_path: Path, photos: Path) -> None:
     manifest = write_jsonl(tmp_path / "m.jsonl", four_rows())
     small = open_dataset(manifest, max_pixels=320 * 320 - 1)
-    with pytest.raises(BadSampleError, match="320 x 320 = 102400 pixels, more than the limit of 102399"):
+    with pytest.raises(
+        BadSampleError, match="320 x 320 = 102400 pixels, more than the limit of 102399"
+    ):
         small[0].load_image()
     assert small[1].load_image().size == (320, 213)
 
@@ -375,7 +429,9 @@ def test_alpha_is_composited_over_white() -> None:
     rgba[0, 2] = (0, 0, 255, 128)  # half blue over white
     out = decode(Image.fromarray(rgba, "RGBA"))
     np.testing.assert_array_equal(out[0, :3], [[255, 0, 0], [255, 255, 255], [127, 127, 255]])
-    la = Image.fromarray(np.array([[[0, 0], [0, 255]], [[100, 128], [50, 255]]], dtype=np.uint8), "LA")
+    la = Image.fromarray(
+        np.array([[[0, 0], [0, 255]], [[100, 128], [50, 255]]], dtype=np.uint8), "LA"
+    )
     over_white = round((100 * 128 + 255 * (255 - 128)) / 255)  # 177
     np.testing.assert_array_equal(decode(la)[..., 0], [[255, 0], [over_white, 50]])
 
@@ -434,12 +490,18 @@ def test_exif_orientation_is_applied() -> None:
         ('["a.jpg", "x"]\n', 1, "expected an object"),
         ('{"image": "a.jpg", "text": 3}\n', 1, "'text' must be a string"),
         ('{"image": 3, "text": "x"}\n', 1, "'image' must be a file path"),
-        ('{"image": "a.jpg", "text": "x", "id": "a"}\n{"image": "b.jpg", "text": "y", "id": "a"}\n', 2,
-         "duplicate id 'a' \\(first at line 1\\)"),
+        (
+            '{"image": "a.jpg", "text": "x", "id": "a"}\n'
+            '{"image": "b.jpg", "text": "y", "id": "a"}\n',
+            2,
+            "duplicate id 'a' \\(first at line 1\\)",
+        ),
         ('{"image": "a.jpg", "text": "x", "id": [1]}\n', 1, "'id' must be a string or an integer"),
     ],
 )
-def test_malformed_jsonl_fails_fast_with_the_line(tmp_path: Path, content: str, line: int, message: str) -> None:
+def test_malformed_jsonl_fails_fast_with_the_line(
+    tmp_path: Path, content: str, line: int, message: str
+) -> None:
     path = tmp_path / "m.jsonl"
     path.write_text(content)
     with pytest.raises(ManifestError, match=message) as err:
@@ -456,7 +518,9 @@ def test_malformed_jsonl_fails_fast_with_the_line(tmp_path: Path, content: str, 
         ("", 1, "empty CSV file"),
     ],
 )
-def test_malformed_csv_fails_fast_with_the_line(tmp_path: Path, content: str, line: int, message: str) -> None:
+def test_malformed_csv_fails_fast_with_the_line(
+    tmp_path: Path, content: str, line: int, message: str
+) -> None:
     path = tmp_path / "m.csv"
     path.write_text(content)
     with pytest.raises(ManifestError, match=message) as err:
@@ -488,7 +552,9 @@ def test_fingerprint_tracks_content_only(tmp_path: Path, photos: Path) -> None:
     assert open_dataset(manifest).fingerprint() != base
 
 
-def test_iteration_streams_and_does_not_open_images(tmp_path: Path, photos: Path, monkeypatch) -> None:
+def test_iteration_streams_and_does_not_open_images(
+    tmp_path: Path, photos: Path, monkeypatch
+) -> None:
     source = open_dataset(write_jsonl(tmp_path / "m.jsonl", four_rows()))
     (photos / "chelsea.jpg").unlink()  # after opening: only load_image may notice
     opened = []

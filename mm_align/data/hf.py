@@ -39,7 +39,9 @@ def open_saved(
     loaded = datasets.load_from_disk(str(path))
     if isinstance(loaded, datasets.DatasetDict):
         loaded = _pick_split(loaded, split, path)
-    return _from_dataset(loaded, path, "save_to_disk", columns, Path(image_root or path), max_pixels)
+    return _from_dataset(
+        loaded, path, "save_to_disk", columns, Path(image_root or path), max_pixels
+    )
 
 
 def open_hub(
@@ -60,7 +62,9 @@ def open_hub(
     return _from_dataset(loaded, name, "hub", columns, Path(image_root or "."), max_pixels)
 
 
-def _pick_split(splits: datasets.DatasetDict, split: str | None, path: str | Path) -> datasets.Dataset:
+def _pick_split(
+    splits: datasets.DatasetDict, split: str | None, path: str | Path
+) -> datasets.Dataset:
     if split is None and len(splits) == 1:
         return next(iter(splits.values()))
     if split not in splits:
@@ -82,10 +86,17 @@ def _from_dataset(
     reader.check_columns(dataset.column_names)
     if isinstance(dataset.features[columns.image], datasets.Image):
         dataset = dataset.cast_column(columns.image, datasets.Image(decode=False))
-    text_columns = [columns.text] if columns.text in dataset.column_names else [columns.instruction, columns.response]
+    text_columns = (
+        [columns.text]
+        if columns.text in dataset.column_names
+        else [columns.instruction, columns.response]
+    )
     # Column reads return only these columns: the images stay on disk.
     table = dataset.select_columns(text_columns).to_dict()
-    texts = [reader.text_of({name: table[name][i] for name in text_columns}, item=i) for i in range(len(dataset))]
+    texts = [
+        reader.text_of({name: table[name][i] for name in text_columns}, item=i)
+        for i in range(len(dataset))
+    ]
     raw_ids = dataset[columns.id] if columns.id in dataset.column_names else [None] * len(dataset)
     ids = [reader.claim_id(raw, i, item=i) for i, raw in enumerate(raw_ids)]
     samples = _LazySamples(dataset.select_columns([columns.image]), reader, ids, texts)
@@ -95,7 +106,9 @@ def _from_dataset(
 class _LazySamples(Sequence[Sample]):
     """Samples built on access, so that only the accessed row's image is read."""
 
-    def __init__(self, images: datasets.Dataset, reader: RecordReader, ids: list[str], texts: list[str]) -> None:
+    def __init__(
+        self, images: datasets.Dataset, reader: RecordReader, ids: list[str], texts: list[str]
+    ) -> None:
         self._images = images
         self._reader = reader
         self._ids = ids

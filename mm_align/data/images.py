@@ -77,7 +77,9 @@ def load_rgb(ref: ImageRef, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Im
     except Image.DecompressionBombError as err:
         raise BadSampleError(f"image is too large: {name} ({err})") from None
     except UnidentifiedImageError:
-        raise BadSampleError(f"image file is not a recognised image (corrupt or unsupported format): {name}") from None
+        raise BadSampleError(
+            f"image file is not a recognised image (corrupt or unsupported format): {name}"
+        ) from None
     except (IsADirectoryError, PermissionError) as err:
         raise BadSampleError(f"image file could not be read: {name} ({err.strerror})") from None
     except _DECODE_ERRORS as err:
@@ -94,7 +96,9 @@ def _decode(img: Image.Image, name: str, max_pixels: int) -> Image.Image:
             f"more than the limit of {max_pixels}"
         )
     if min(width, height) < MIN_SIDE:
-        raise BadSampleError(f"image is too small: {name} is {width} x {height}, a side is under {MIN_SIDE} px")
+        raise BadSampleError(
+            f"image is too small: {name} is {width} x {height}, a side is under {MIN_SIDE} px"
+        )
     try:
         img.load()
         img = ImageOps.exif_transpose(img)

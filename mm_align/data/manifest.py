@@ -28,7 +28,7 @@ IMAGEFOLDER_METADATA = ("metadata.jsonl", "metadata.csv")
 def open_manifest(
     path: str | Path,
     *,
-    columns: Columns = Columns(),
+    columns: Columns,
     image_root: str | Path | None = None,
     max_pixels: int,
     fmt: str | None = None,
@@ -42,13 +42,15 @@ def open_manifest(
 def open_imagefolder(
     folder: str | Path,
     *,
-    columns: Columns = Columns(image="file_name"),
+    columns: Columns,
     image_root: str | Path | None = None,
     max_pixels: int,
 ) -> SampleSource:
     """Read an ``imagefolder`` directory through its metadata file."""
     folder = Path(folder)
-    metadata = next((folder / name for name in IMAGEFOLDER_METADATA if (folder / name).is_file()), None)
+    metadata = next(
+        (folder / name for name in IMAGEFOLDER_METADATA if (folder / name).is_file()), None
+    )
     if metadata is None:
         raise ManifestError(folder, f"no {' or '.join(IMAGEFOLDER_METADATA)} in this folder")
     samples = _read(metadata, _format_of(metadata), columns, image_root, max_pixels)
@@ -75,7 +77,9 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
             try:
                 yield line_no, json.loads(line)
             except json.JSONDecodeError as err:
-                raise ManifestError(path, f"invalid JSON ({err.msg} at column {err.colno})", line=line_no) from None
+                raise ManifestError(
+                    path, f"invalid JSON ({err.msg} at column {err.colno})", line=line_no
+                ) from None
 
 
 def _csv_records(path: Path, reader: RecordReader) -> Iterator[tuple[int, dict[str, str]]]:

@@ -30,7 +30,9 @@ IMAGE_PLACEHOLDER = "<image>"
 CC_SBU_ANNOTATIONS = "filter_cap.json"
 
 
-def open_detail_23k(path: str | Path, *, image_root: str | Path | None, max_pixels: int) -> SampleSource:
+def open_detail_23k(
+    path: str | Path, *, image_root: str | Path | None, max_pixels: int
+) -> SampleSource:
     """Read LLaVA's ``detail_23k.json`` (images in ``image_root``, e.g. COCO train2017)."""
     path = Path(path)
     if image_root is None:
@@ -44,8 +46,14 @@ def open_detail_23k(path: str | Path, *, image_root: str | Path | None, max_pixe
     samples = []
     for item, entry in enumerate(entries):
         if not isinstance(entry, dict) or not {"image", "conversations"} <= entry.keys():
-            raise ManifestError(path, "expected an object with 'image' and 'conversations'", item=item)
-        record = {"id": entry.get("id"), "image": entry["image"], "text": _first_exchange(path, item, entry["conversations"])}
+            raise ManifestError(
+                path, "expected an object with 'image' and 'conversations'", item=item
+            )
+        record = {
+            "id": entry.get("id"),
+            "image": entry["image"],
+            "text": _first_exchange(path, item, entry["conversations"]),
+        }
         samples.append(reader.sample(item, record, item=item))
     return SampleSource(samples, fmt="detail_23k", path=path)
 
@@ -58,14 +66,19 @@ def open_cc_sbu_align(
     annotations_file = path / CC_SBU_ANNOTATIONS if path.is_dir() else path
     annotations = _load_json(annotations_file, dict).get("annotations")
     if not isinstance(annotations, list):
-        raise ManifestError(annotations_file, "expected {\"annotations\": [...]}")
+        raise ManifestError(annotations_file, 'expected {"annotations": [...]}')
     reader = RecordReader(
-        annotations_file, Path(image_root or annotations_file.parent / "image"), Columns(), max_pixels
+        annotations_file,
+        Path(image_root or annotations_file.parent / "image"),
+        Columns(),
+        max_pixels,
     )
     samples = []
     for item, entry in enumerate(annotations):
         if not isinstance(entry, dict) or not {"image_id", "caption"} <= entry.keys():
-            raise ManifestError(annotations_file, "expected an object with 'image_id' and 'caption'", item=item)
+            raise ManifestError(
+                annotations_file, "expected an object with 'image_id' and 'caption'", item=item
+            )
         image_id = reader.claim_id(entry["image_id"], item, item=item)
         record = {"image": f"{image_id}.jpg", "text": entry["caption"]}
         samples.append(reader.sample(item, record, known_id=image_id, item=item))
@@ -79,9 +92,13 @@ def _load_json(path: Path, kind: type) -> Any:
     except FileNotFoundError:
         raise ManifestError(path, "file not found") from None
     except json.JSONDecodeError as err:
-        raise ManifestError(path, f"invalid JSON ({err.msg} at column {err.colno})", line=err.lineno) from None
+        raise ManifestError(
+            path, f"invalid JSON ({err.msg} at column {err.colno})", line=err.lineno
+        ) from None
     if not isinstance(data, kind):
-        raise ManifestError(path, f"expected a JSON {'list' if kind is list else 'object'} at the top level")
+        raise ManifestError(
+            path, f"expected a JSON {'list' if kind is list else 'object'} at the top level"
+        )
     return data
 
 
@@ -89,7 +106,9 @@ def _first_exchange(path: Path, item: int, conversations: Any) -> str:
     turns = conversations if isinstance(conversations, list) else []
     speakers = [t.get("from") if isinstance(t, dict) else None for t in turns]
     if "human" not in speakers or "gpt" not in speakers[speakers.index("human") :]:
-        raise ManifestError(path, "'conversations' has no human turn followed by a gpt turn", item=item)
+        raise ManifestError(
+            path, "'conversations' has no human turn followed by a gpt turn", item=item
+        )
     human = speakers.index("human")
     gpt = speakers.index("gpt", human)
     values = [turns[human].get("value"), turns[gpt].get("value")]

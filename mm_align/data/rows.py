@@ -92,10 +92,14 @@ class RecordReader:
         elif isinstance(sample_id, (str, int)) and not isinstance(sample_id, bool):
             sample_id = str(sample_id)
         else:
-            raise self.error(f"'{self.columns.id}' must be a string or an integer, got {sample_id!r}", where)
+            raise self.error(
+                f"'{self.columns.id}' must be a string or an integer, got {sample_id!r}", where
+            )
         location = ", ".join(f"{k} {v}" for k, v in where.items() if v is not None)
         if sample_id in self._seen_ids:
-            raise self.error(f"duplicate id {sample_id!r} (first at {self._seen_ids[sample_id]})", where)
+            raise self.error(
+                f"duplicate id {sample_id!r} (first at {self._seen_ids[sample_id]})", where
+            )
         self._seen_ids[sample_id] = location or f"index {index}"
         return sample_id
 
@@ -126,7 +130,9 @@ class RecordReader:
             where,
         )
 
-    def sample(self, index: int, record: Any, *, known_id: str | None = None, **where: int | None) -> Sample:
+    def sample(
+        self, index: int, record: Any, *, known_id: str | None = None, **where: int | None
+    ) -> Sample:
         """Validate one record and build its sample.
 
         ``known_id`` skips the id check for readers that claimed all ids up front.
@@ -135,7 +141,9 @@ class RecordReader:
             raise self.error(f"expected an object, got {type(record).__name__}", where)
         self.check_columns(record.keys(), **where)
         return Sample(
-            id=known_id if known_id is not None else self.claim_id(record.get(self.columns.id), index, **where),
+            id=known_id
+            if known_id is not None
+            else self.claim_id(record.get(self.columns.id), index, **where),
             index=index,
             text=self.text_of(record, **where),
             image=self.image_of(record[self.columns.image], **where),

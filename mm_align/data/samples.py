@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
 
 from PIL import Image
 
@@ -29,7 +28,7 @@ __all__ = [
 
 #: Where a sample's image comes from: a file, the encoded file content, or a PIL image
 #: (only for data sets that hand out decoded images), or None when the record named none.
-ImageRef = Union[Path, bytes, Image.Image, None]
+ImageRef = Path | bytes | Image.Image | None
 
 
 def join_instruction_response(instruction: str, response: str) -> str:
