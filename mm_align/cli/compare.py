@@ -1,0 +1,40 @@
+"""``mm-align compare RUN_DIR... --out DIR``: metrics of several runs side by side, with
+bootstrap intervals of each run's difference to the first (the baseline)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mm_align.report import DataMismatchError, RunDirError, compare_runs
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "compare",
+        help="compare runs against the first one",
+        description="Write OUT/compare.json and OUT/compare.html. Runs on the same data (equal "
+        "data fingerprints) get paired bootstrap intervals and p-values of each metric's "
+        "difference to the first run, matched by sample id.",
+    )
+    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories; the first is the baseline")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
+    parser.add_argument(
+        "--allow-different-data",
+        action="store_true",
+        help="compare runs whose data fingerprints differ or are missing (paired on shared "
+        "sample ids if any, else unpaired)",
+    )
+    parser.add_argument("--labels", metavar="A,B,...", help="comma-separated display names, one per run")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    labels = [s.strip() for s in args.labels.split(",")] if args.labels else None
+    try:
+        path = compare_runs(args.run_dirs, args.out, args.allow_different_data, labels)
+    except (DataMismatchError, RunDirError, ValueError) as exc:
+        print(f"mm-align compare: {exc}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0

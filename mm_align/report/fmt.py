@@ -1,0 +1,50 @@
+"""Numbers and metric names as they are shown in the HTML pages."""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["METRIC_LABELS", "STAGE_LABELS", "interval", "num", "p_value"]
+
+STAGE_LABELS = {
+    "vision": "eRank1 · vision encoder",
+    "projector": "eRank2 · projector",
+    "image": "eRank3 · LLM, image alone",
+    "text": "eRank4 · LLM, text alone",
+    "joint": "eRank5 · LLM, image + text",
+}
+METRIC_LABELS = {
+    **{f"erank_{s}": label for s, label in STAGE_LABELS.items()},
+    "image_reduction_ratio": "Image reduction ratio",
+    "image_text_alignment": "Image-text alignment",
+}
+
+
+def num(x: float | None, digits: int = 4) -> str:
+    """``x`` with ``digits`` significant digits, keeping trailing zeros (0.3850, 18.34, 1235).
+
+    Fixed-point keeps a column of ratios comparable at a glance; only magnitudes that
+    fixed-point would render as 0 or as a long integer switch to scientific notation.
+    """
+    if x is None or not math.isfinite(x):
+        return "–"
+    if x == 0:
+        return "0"
+    # the exponent after rounding, so 9.9996 counts as 10.00 and not as 10.000
+    magnitude = int(f"{x:.{digits - 1}e}".split("e")[1])
+    if magnitude < -3 or magnitude >= 7:
+        return f"{x:.{digits - 1}e}"
+    decimals = max(0, digits - 1 - magnitude)
+    return f"{x:.{decimals}f}"
+
+
+def interval(ci: tuple[float, float] | list[float] | None) -> str:
+    """``[low, high]`` with :func:`num`, or a dash when there is no interval."""
+    if ci is None:
+        return "–"
+    return f"[{num(ci[0])}, {num(ci[1])}]"
+
+
+def p_value(p: float) -> str:
+    """``p = 0.042``; below 0.001 only the bound, as a bootstrap p-value is not finer."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"

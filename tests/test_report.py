@@ -1,0 +1,168 @@
+"""The run report: one self-contained, parseable page that names every metric."""
+
+from __future__ import annotations
+
+import json
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from mm_align.cli import main
+from mm_align.metrics.bootstrap import METRICS
+from mm_align.report import RunDirError, load_run, write_report
+from tests.runfactory import NASTY_TEXT, make_run
+
+
+class PageParser(HTMLParser):
+    """Collects what a self-contained page must get right."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.imgs: list[str] = []
+        self.external: list[str] = []
+        self.scripts = 0
+        self.text: list[str] = []
+        self.stack: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag not in ("img", "br", "meta", "link"):
+            self.stack.append(tag)
+        if tag == "img":
+            self.imgs.append(attrs.get("src") or "")
+        if tag == "script":
+            self.scripts += 1
+        for name in ("src", "href"):
+            value = attrs.get(name) or ""
+            if value and not value.startswith(("data:", "#")):
+                self.external.append(value)
+
+    def handle_endtag(self, tag):
+        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes <{self.stack[-1:]}>"
+        self.stack.pop()
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(path: Path) -> PageParser:
+    source = path.read_text(encoding="utf-8")
+    parser = PageParser()
+    parser.feed(source)
+    parser.close()
+    assert not parser.stack, f"unclosed tags {parser.stack}"
+    assert not re.search(r"url\(\s*['\"]?(https?:)?//", source), "CSS fetches something"
+    return parser
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory) -> Path:
+    return make_run(tmp_path_factory.mktemp("runs") / "main", n=30, controls=["shuffled", "rotate90"])
+
+
+def test_report_is_self_contained_and_names_every_metric(full_run):
+    out = write_report(full_run)
+    assert out == full_run / "report.html"
+    page = parse(out)
+    text = " ".join(page.text)
+    assert page.scripts == 0
+    assert page.external == []
+    assert page.imgs and all(src.startswith("data:image/") for src in page.imgs)
+    for key in METRICS:
+        assert key in text
+    for heading in ("Model and data provenance", "Pipeline stages", "Per-sample ratios",
+                    "Eigenvalue spectra", "Per-layer eRank", "Control runs", "Errors",
+                    "Samples with the lowest and highest alignment"):
+        assert heading in text
+    assert "values are meaningless" in text  # the model note of a tiny checkpoint
+    assert "sha256:0f1e2d3c" in text  # data provenance
+    assert "control: shuffled" in text and "control: rotate90" in text
+    assert "cannot identify image file" in text  # errors table
+
+
+def test_report_shows_summary_numbers_with_four_significant_digits(full_run):
+    summary = json.loads((full_run / "summary.json").read_text())
+    text = write_report(full_run).read_text()
+    assert f"{summary['image_text_alignment']:.4f}" in text
+    lo, hi = summary["ci95"]["image_text_alignment"]
+    assert f"[{lo:.4f}, {hi:.4f}]" in text
+    assert f"{summary['erank_mean']['joint']:.2f}" in text  # Algorithm (b) shown
+
+
+def test_sample_text_is_escaped_and_missing_image_gets_placeholder(tmp_path):
+    # s000 carries the nasty text and a missing image; make it the lowest alignment
+    run = make_run(tmp_path / "r", n=8, layers=False)
+    lines = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    lines[0]["image_text_alignment"] = -1.0
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    source = write_report(run).read_text()
+    assert "<script>alert" not in source
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in source
+    assert NASTY_TEXT in " ".join(parse(run / "report.html").text)
+    assert "image file missing" in source
+
+
+def test_missing_optional_parts_do_not_crash(tmp_path):
+    run = make_run(tmp_path / "bare", n=6, layers=False, n_errors=0, images=False,
+                   model_note=None, fingerprint=None)
+    (run / "config.json").unlink()
+    with (run / "results.jsonl").open("a") as f:
+        f.write('{"id": "cut", "entropy_vi')  # a run killed mid-write
+    page = parse(write_report(run))
+    text = " ".join(page.text)
+    assert "No sample failed" in text
+    assert "Per-layer eRank" not in text and "Control runs" not in text
+    assert "results.jsonl line 7" in text
+    assert "no image file" in text
+    assert all(src.startswith("data:") for src in page.imgs)
+
+
+def test_summary_only_run_still_reports(tmp_path):
+    run = make_run(tmp_path / "r", n=5)
+    for name in ("results.jsonl", "errors.jsonl"):
+        (run / name).unlink()
+    (run / "controls").mkdir()
+    (run / "controls" / "broken").mkdir()  # a control interrupted before its summary
+    text = " ".join(parse(write_report(run)).text)
+    assert "No scored samples" in text
+    assert "errors.jsonl is missing" in text
+    assert "control 'broken' skipped" in text
+
+
+def test_run_without_any_scored_sample(tmp_path):
+    run = tmp_path / "empty"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps({"n_samples": 0, "n_errors": 3, "provenance": {}}))
+    assert "Image-text alignment" in " ".join(parse(write_report(run)).text)
+
+
+def test_top_level_model_note_is_shown(tmp_path):
+    run = make_run(tmp_path / "r", n=5, layers=False, note_at_top=True, model_note="NOTE-XYZ")
+    assert load_run(run).model_note == "NOTE-XYZ"
+    assert "NOTE-XYZ" in write_report(run).read_text()
+
+
+def test_layers_ignore_non_stage_keys(full_run):
+    layers = load_run(full_run).layers()
+    assert set(layers) == {"image", "text", "joint"}
+    assert list(layers["image"]) == [0, 4, 8, 12]
+
+
+def test_missing_summary_fails_clearly(tmp_path):
+    run = make_run(tmp_path / "r", n=4, layers=False)
+    (run / "summary.json").unlink()
+    with pytest.raises(RunDirError, match="no summary.json"):
+        write_report(run)
+    with pytest.raises(RunDirError, match="no such run directory"):
+        load_run(tmp_path / "nope")
+
+
+def test_cli_report(tmp_path, capsys):
+    run = make_run(tmp_path / "r", n=5, layers=False)
+    assert main(["report", str(run)]) == 0
+    assert capsys.readouterr().out.strip() == str(run / "report.html")
+    assert (run / "report.html").is_file()
+    assert main(["report", str(tmp_path / "nope")]) == 1
+    assert "no such run directory" in capsys.readouterr().err
