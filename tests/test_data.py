@@ -241,6 +241,8 @@ def test_detail_23k(tmp_path: Path, photos: Path) -> None:
     assert detect_format(path) == "detail_23k"
     with pytest.raises(ManifestError, match="image_root"):
         open_dataset(path)
+    with pytest.raises(ValueError, match="image_root is not a folder"):
+        open_dataset(path, image_root=tmp_path / "train2017")
     source = open_dataset(path, image_root=photos)
     assert [s.id for s in source] == ["00000", "00001", "00002", "00003"]
     assert source[0].text == "What is shown in this image?\n" + PHOTOS["astronaut"][1]

@@ -57,7 +57,11 @@ def open_dataset(
     Raises:
         ManifestError: the data set description is malformed (with file and line) or its
             format cannot be recognised.
+        ValueError: ``fmt`` is unknown, or ``image_root`` is not a folder (checked here
+            because otherwise every sample would fail on its own, one by one).
     """
+    if image_root is not None and not Path(image_root).is_dir():
+        raise ValueError(f"image_root is not a folder: {image_root}")
     if fmt == "auto":
         fmt = detect_format(path, split=split)
     if fmt not in FORMATS:
