@@ -57,7 +57,8 @@ def make_run(
     images: bool = True,
     missing_images: int = 1,
     controls: Iterable[str] = (),
-    model_note: str | None = "random-weight tiny checkpoint (mm_align_tiny): values are meaningless",
+    model_note: str
+    | None = "random-weight tiny checkpoint (mm_align_tiny): values are meaningless",
     note_at_top: bool = False,
 ) -> Path:
     """Write a finished run directory and return its path.
@@ -90,7 +91,10 @@ def make_run(
         for s, e in BASE_ERANK.items()
     }
     layer_H = {
-        s: {layer: H[s] - 0.15 * (LAYERS[-1] - layer) / 4 + rng.normal(0, 0.05, n) for layer in LAYERS}
+        s: {
+            layer: H[s] - 0.15 * (LAYERS[-1] - layer) / 4 + rng.normal(0, 0.05, n)
+            for layer in LAYERS
+        }
         for s in ("image", "text", "joint")
     }
     if images:
@@ -112,24 +116,36 @@ def make_run(
             **{f"entropy_{s}": float(H[s][i]) for s in STAGES},
             "image_reduction_ratio": image_reduction_ratio(er["vision"], er["projector"]),
             "image_text_alignment": image_text_alignment(er["image"], er["text"], er["joint"]),
-            "tokens": {"vision": 576, "projector": 576, "image": 578, "text": 40 + i, "joint": 616 + i},
+            "tokens": {
+                "vision": 576,
+                "projector": 576,
+                "image": 578,
+                "text": 40 + i,
+                "joint": 616 + i,
+            },
             "spectra": {s: _spectrum(er[s]) for s in STAGES},
             "text": NASTY_TEXT if i == 0 else f"Describe image {sid}. It shows object number {i}.",
             "image": image,
         }
         if layers:
             record["layers"] = {
-                s: {str(layer): math.exp(v[i]) for layer, v in per.items()} for s, per in layer_H.items()
+                s: {str(layer): math.exp(v[i]) for layer, v in per.items()}
+                for s, per in layer_H.items()
             }
             record["layer_entropies"] = {
-                s: {str(layer): float(v[i]) for layer, v in per.items()} for s, per in layer_H.items()
+                s: {str(layer): float(v[i]) for layer, v in per.items()}
+                for s, per in layer_H.items()
             }
         results.append(record)
     _write_jsonl(root / "results.jsonl", results)
 
     errors = [
-        {"id": f"bad{j}", "index": n + j, "stage": ("load", "model", "metric")[j % 3],
-         "reason": f"cannot identify image file 'bad{j}.jpg' <corrupt> & truncated"}
+        {
+            "id": f"bad{j}",
+            "index": n + j,
+            "stage": ("load", "model", "metric")[j % 3],
+            "reason": f"cannot identify image file 'bad{j}.jpg' <corrupt> & truncated",
+        }
         for j in range(n_errors)
     ]
     if errors:
@@ -146,9 +162,16 @@ def make_run(
         "image_text_alignment": metrics["image_text_alignment"],
         "ci95": {k: list(v) for k, v in bootstrap_ci(entropies, n_boot=200, seed=seed).items()},
         "provenance": {
-            "model": {"name_or_path": "/ckpt/tiny-llava", "revision": None, "weights": "sha256:77aa"},
-            "data": {"path": "/data/manifest.jsonl", "description": "jsonl manifest",
-                     "fingerprint": fingerprint},
+            "model": {
+                "name_or_path": "/ckpt/tiny-llava",
+                "revision": None,
+                "weights": "sha256:77aa",
+            },
+            "data": {
+                "path": "/data/manifest.jsonl",
+                "description": "jsonl manifest",
+                "fingerprint": fingerprint,
+            },
             "dtype": "float32",
             "prompt": "plain",
             "layers": list(LAYERS) if layers else None,
@@ -170,7 +193,9 @@ def make_run(
         }
         # the pipeline stores the per-layer alignment next to the stages
         summary["layers"]["image_text_alignment"] = {
-            layer: image_text_alignment(*(summary["layers"][s][layer] for s in ("image", "text", "joint")))
+            layer: image_text_alignment(
+                *(summary["layers"][s][layer] for s in ("image", "text", "joint"))
+            )
             for layer in summary["layers"]["image"]
         }
     (root / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
@@ -178,8 +203,15 @@ def make_run(
 
     for k, name in enumerate(controls):
         make_run(
-            root / "controls" / name, n=n, seed=seed + 101 + k, joint_shift=joint_shift + 0.4,
-            fingerprint=fingerprint, ids=ids, layers=False, n_errors=0, images=False,
+            root / "controls" / name,
+            n=n,
+            seed=seed + 101 + k,
+            joint_shift=joint_shift + 0.4,
+            fingerprint=fingerprint,
+            ids=ids,
+            layers=False,
+            n_errors=0,
+            images=False,
             model_note=model_note,
         )
     return root

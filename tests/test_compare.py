@@ -88,8 +88,14 @@ def test_missing_fingerprint_is_refused(tmp_path):
 
 def test_disjoint_samples_use_unpaired_bootstrap_and_say_so(tmp_path):
     a = make_run(tmp_path / "a", n=15, fingerprint="sha256:aaa", layers=False)
-    b = make_run(tmp_path / "b", n=11, fingerprint="sha256:bbb", layers=False,
-                 ids=[f"other{i}" for i in range(11)], joint_shift=0.6)
+    b = make_run(
+        tmp_path / "b",
+        n=11,
+        fingerprint="sha256:bbb",
+        layers=False,
+        ids=[f"other{i}" for i in range(11)],
+        joint_shift=0.6,
+    )
     html = compare_runs([a, b], tmp_path / "out", allow_different_data=True)
     diff = _doc(tmp_path / "out")["differences"][0]
     assert diff["mode"] == "unpaired" and diff["n_shared"] == 0
@@ -99,8 +105,10 @@ def test_disjoint_samples_use_unpaired_bootstrap_and_say_so(tmp_path):
 
 
 def test_three_runs_and_cli(tmp_path, capsys):
-    runs = [make_run(tmp_path / name, n=10, seed=3, joint_shift=s) for name, s in
-            (("a", 0.0), ("b", 0.1), ("c", 0.2))]
+    runs = [
+        make_run(tmp_path / name, n=10, seed=3, joint_shift=s)
+        for name, s in (("a", 0.0), ("b", 0.1), ("c", 0.2))
+    ]
     out = tmp_path / "out"
     assert main(["compare", *map(str, runs), "--out", str(out), "--labels", "x,y,z"]) == 0
     assert capsys.readouterr().out.strip() == str(out / "compare.html")

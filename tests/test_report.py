@@ -59,7 +59,9 @@ def parse(path: Path) -> PageParser:
 
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory) -> Path:
-    return make_run(tmp_path_factory.mktemp("runs") / "main", n=30, controls=["shuffled", "rotate90"])
+    return make_run(
+        tmp_path_factory.mktemp("runs") / "main", n=30, controls=["shuffled", "rotate90"]
+    )
 
 
 def test_report_is_self_contained_and_names_every_metric(full_run):
@@ -72,9 +74,16 @@ def test_report_is_self_contained_and_names_every_metric(full_run):
     assert page.imgs and all(src.startswith("data:image/") for src in page.imgs)
     for key in METRICS:
         assert key in text
-    for heading in ("Model and data provenance", "Pipeline stages", "Per-sample ratios",
-                    "Eigenvalue spectra", "Per-layer eRank", "Control runs", "Errors",
-                    "Samples with the lowest and highest alignment"):
+    for heading in (
+        "Model and data provenance",
+        "Pipeline stages",
+        "Per-sample ratios",
+        "Eigenvalue spectra",
+        "Per-layer eRank",
+        "Control runs",
+        "Errors",
+        "Samples with the lowest and highest alignment",
+    ):
         assert heading in text
     assert "values are meaningless" in text  # the model note of a tiny checkpoint
     assert "sha256:0f1e2d3c" in text  # data provenance
@@ -105,8 +114,15 @@ def test_sample_text_is_escaped_and_missing_image_gets_placeholder(tmp_path):
 
 
 def test_missing_optional_parts_do_not_crash(tmp_path):
-    run = make_run(tmp_path / "bare", n=6, layers=False, n_errors=0, images=False,
-                   model_note=None, fingerprint=None)
+    run = make_run(
+        tmp_path / "bare",
+        n=6,
+        layers=False,
+        n_errors=0,
+        images=False,
+        model_note=None,
+        fingerprint=None,
+    )
     (run / "config.json").unlink()
     with (run / "results.jsonl").open("a") as f:
         f.write('{"id": "cut", "entropy_vi')  # a run killed mid-write

@@ -17,7 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "data fingerprints) get paired bootstrap intervals and p-values of each metric's "
         "difference to the first run, matched by sample id.",
     )
-    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="run directories; the first is the baseline")
+    parser.add_argument(
+        "run_dirs", nargs="+", metavar="RUN_DIR", help="run directories; the first is the baseline"
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="output directory")
     parser.add_argument(
         "--allow-different-data",
@@ -25,7 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="compare runs whose data fingerprints differ or are missing (paired on shared "
         "sample ids if any, else unpaired)",
     )
-    parser.add_argument("--labels", metavar="A,B,...", help="comma-separated display names, one per run")
+    parser.add_argument(
+        "--labels", metavar="A,B,...", help="comma-separated display names, one per run"
+    )
     parser.set_defaults(func=run)
 
 

@@ -132,11 +132,15 @@ def dataset_metrics(entropies: Mapping[str, Sequence[float]]) -> dict[str, float
     stages, H = _stage_matrix(entropies)
     eranks = {s: aggregate_erank(row.tolist()) for s, row in zip(stages, H)}
     out = {f"erank_{s}": v for s, v in eranks.items()}
-    out.update({k: float(v) for k, v in _ratios({s: np.float64(v) for s, v in eranks.items()}).items()})
+    out.update(
+        {k: float(v) for k, v in _ratios({s: np.float64(v) for s, v in eranks.items()}).items()}
+    )
     return out
 
 
-def _replicate_metrics(stages: tuple[str, ...], H: np.ndarray, idx: np.ndarray) -> dict[str, np.ndarray]:
+def _replicate_metrics(
+    stages: tuple[str, ...], H: np.ndarray, idx: np.ndarray
+) -> dict[str, np.ndarray]:
     """Every metric for each row of resampled indices ``idx`` (B, n): metric -> (B,) array."""
     n_boot, n = idx.shape
     means = np.empty((len(stages), n_boot))

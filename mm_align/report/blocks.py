@@ -11,7 +11,7 @@ from mm_align.report.fmt import METRIC_LABELS, interval, num
 from mm_align.report.html import Markup, figure, join, table, tag
 from mm_align.report.runfiles import Run
 
-__all__ = ["RATIOS", "layer_figure", "metric_figures", "metric_table"]
+__all__ = ["RATIOS", "layer_figure", "metric_figures", "metric_label", "metric_table"]
 
 RATIOS = ("image_reduction_ratio", "image_text_alignment")
 
@@ -30,13 +30,26 @@ def metric_table(runs: Mapping[str, Run]) -> Markup:
         if not any(key in m for m in metrics.values()):
             continue
         cells = [
-            join([num(metrics[label].get(key)), Markup("<br>"), tag("small", interval(cis[label].get(key)))])
+            join(
+                [
+                    num(metrics[label].get(key)),
+                    Markup("<br>"),
+                    tag("small", interval(cis[label].get(key))),
+                ]
+            )
             for label in runs
         ]
         rows.append([metric_label(key), *cells])
-    n_row = ["samples scored / errors", *(f"{run.n_samples} / {run.n_errors}" for run in runs.values())]
-    return table(["Metric", *runs], [*rows, n_row], numeric=range(1, len(runs) + 1),
-                 caption="Dataset-level value (exp of mean entropy) and 95% bootstrap interval")
+    n_row = [
+        "samples scored / errors",
+        *(f"{run.n_samples} / {run.n_errors}" for run in runs.values()),
+    ]
+    return table(
+        ["Metric", *runs],
+        [*rows, n_row],
+        numeric=range(1, len(runs) + 1),
+        caption="Dataset-level value (exp of mean entropy) and 95% bootstrap interval",
+    )
 
 
 def metric_figures(runs: Mapping[str, Run]) -> Markup:
@@ -47,11 +60,19 @@ def metric_figures(runs: Mapping[str, Run]) -> Markup:
     ratios = [k for k in RATIOS if any(k in v for v in values.values())]
     parts = []
     if stages:
-        parts.append(figure(plots.grouped_bars(values, stages, cis, "Dataset eRank per stage", "eRank"),
-                            "grouped bars of the five dataset eRanks per run"))
+        parts.append(
+            figure(
+                plots.grouped_bars(values, stages, cis, "Dataset eRank per stage", "eRank"),
+                "grouped bars of the five dataset eRanks per run",
+            )
+        )
     if ratios:
-        parts.append(figure(plots.grouped_bars(values, ratios, cis, "Ratios (higher is better)", "ratio"),
-                            "grouped bars of the two ratios per run with 95% intervals"))
+        parts.append(
+            figure(
+                plots.grouped_bars(values, ratios, cis, "Ratios (higher is better)", "ratio"),
+                "grouped bars of the two ratios per run with 95% intervals",
+            )
+        )
     return join(parts)
 
 

@@ -18,8 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import mm_align
-from mm_align.metrics.bootstrap import METRICS, Difference, paired_difference, unpaired_difference
-from mm_align.report.blocks import layer_figure, metric_figures, metric_label, metric_table
+from mm_align.metrics.bootstrap import (
+    METRICS,
+    Difference,
+    paired_difference,
+    unpaired_difference,
+)
+from mm_align.report.blocks import (
+    layer_figure,
+    metric_figures,
+    metric_label,
+    metric_table,
+)
 from mm_align.report.fmt import interval, num, p_value
 from mm_align.report.html import Markup, join, kv_table, note, page, section, table, tag
 from mm_align.report.runfiles import Run, load_run
@@ -61,17 +71,23 @@ def _labels(runs: Sequence[Run], labels: Sequence[str] | None) -> list[str]:
     return chosen
 
 
-def _pairing(base: Run, base_label: str, other: Run, label: str, allow_different_data: bool) -> _Pairing:
+def _pairing(
+    base: Run, base_label: str, other: Run, label: str, allow_different_data: bool
+) -> _Pairing:
     other_ids = set(other.ids())
     shared = [i for i in base.ids() if i in other_ids]
     same_data = base.fingerprint is not None and base.fingerprint == other.fingerprint
     if not same_data:
         if base.fingerprint is None or other.fingerprint is None:
-            missing = [lab for lab, run in ((base_label, base), (label, other)) if run.fingerprint is None]
+            missing = [
+                lab for lab, run in ((base_label, base), (label, other)) if run.fingerprint is None
+            ]
             why = f"no data fingerprint recorded in {', '.join(repr(m) for m in missing)}"
         else:
-            why = (f"different data fingerprints: {base_label!r} has {base.fingerprint}, "
-                   f"{label!r} has {other.fingerprint}")
+            why = (
+                f"different data fingerprints: {base_label!r} has {base.fingerprint}, "
+                f"{label!r} has {other.fingerprint}"
+            )
         overlap = f"they share {len(shared)} of {len(base.ids())} / {len(other_ids)} sample ids"
         if not allow_different_data:
             raise DataMismatchError(
@@ -80,22 +96,43 @@ def _pairing(base: Run, base_label: str, other: Run, label: str, allow_different
                 "(allow_different_data=True) to compare anyway."
             )
         if len(shared) >= MIN_PAIRED:
-            return _Pairing("paired", shared, False, f"Data differ ({why}); paired bootstrap on the "
-                            f"{len(shared)} sample ids both runs share.")
-        return _Pairing("unpaired", [], False, f"Data differ ({why}) and {overlap}: unpaired bootstrap, "
-                        "each run resampled independently (wider intervals).")
+            return _Pairing(
+                "paired",
+                shared,
+                False,
+                f"Data differ ({why}); paired bootstrap on the "
+                f"{len(shared)} sample ids both runs share.",
+            )
+        return _Pairing(
+            "unpaired",
+            [],
+            False,
+            f"Data differ ({why}) and {overlap}: unpaired bootstrap, "
+            "each run resampled independently (wider intervals).",
+        )
     if len(shared) < MIN_PAIRED:
-        return _Pairing("unpaired", [], True, f"Same data fingerprint but only {len(shared)} shared "
-                        "sample ids in results: unpaired bootstrap.")
+        return _Pairing(
+            "unpaired",
+            [],
+            True,
+            f"Same data fingerprint but only {len(shared)} shared "
+            "sample ids in results: unpaired bootstrap.",
+        )
     dropped = max(len(base.ids()), len(other_ids)) - len(shared)
     extra = f" ({dropped} sample(s) scored in only one run left out)" if dropped else ""
-    return _Pairing("paired", shared, True, f"Same data; paired bootstrap on {len(shared)} samples{extra}.")
+    return _Pairing(
+        "paired", shared, True, f"Same data; paired bootstrap on {len(shared)} samples{extra}."
+    )
 
 
 def _difference(base: Run, other: Run, pairing: _Pairing) -> dict[str, Difference]:
     if pairing.mode == "paired":
-        return paired_difference(base.entropies(pairing.shared), other.entropies(pairing.shared),
-                                 n_boot=N_BOOT, seed=SEED)
+        return paired_difference(
+            base.entropies(pairing.shared),
+            other.entropies(pairing.shared),
+            n_boot=N_BOOT,
+            seed=SEED,
+        )
     if not base.results or not other.results:
         return {}
     return unpaired_difference(base.entropies(), other.entropies(), n_boot=N_BOOT, seed=SEED)
@@ -125,38 +162,87 @@ def _differences_table(baseline: str, diffs: Sequence[dict[str, Any]]) -> Markup
         cells = []
         for d in diffs:
             m = d["metrics"].get(key)
-            cells.append("–" if m is None else join([
-                num(m["diff"]), Markup("<br>"), tag("small", interval(m["ci95"])),
-                Markup("<br>"), tag("small", p_value(m["p_value"])),
-            ]))
+            cells.append(
+                "–"
+                if m is None
+                else join(
+                    [
+                        num(m["diff"]),
+                        Markup("<br>"),
+                        tag("small", interval(m["ci95"])),
+                        Markup("<br>"),
+                        tag("small", p_value(m["p_value"])),
+                    ]
+                )
+            )
         rows.append([metric_label(key), *cells])
     headers = ["Metric", *(f"{d['label']} − {baseline} ({d['mode']})" for d in diffs)]
-    return table(headers, rows, numeric=range(1, len(diffs) + 1),
-                 caption="Difference to the baseline, 95% bootstrap interval and two-sided p-value")
+    return table(
+        headers,
+        rows,
+        numeric=range(1, len(diffs) + 1),
+        caption="Difference to the baseline, 95% bootstrap interval and two-sided p-value",
+    )
 
 
 def _render(doc: dict[str, Any], runs: dict[str, Run]) -> str:
     baseline, diffs = doc["baseline"], doc["differences"]
-    notes = [note(f"{d['label']}: {d['note']}", "info" if d["same_data"] else "warn") for d in diffs]
-    notes += [note(f"{label}: {run.model_note}", "warn") for label, run in runs.items() if run.model_note]
+    notes = [
+        note(f"{d['label']}: {d['note']}", "info" if d["same_data"] else "warn") for d in diffs
+    ]
+    notes += [
+        note(f"{label}: {run.model_note}", "warn") for label, run in runs.items() if run.model_note
+    ]
     sections = [
-        ("metrics", "Metrics", section("Metrics per run", metric_table(runs), metric_figures(runs),
-                                       anchor="metrics")),
+        (
+            "metrics",
+            "Metrics",
+            section("Metrics per run", metric_table(runs), metric_figures(runs), anchor="metrics"),
+        ),
     ]
     if diffs:
-        sections.append(("differences", "Differences", section(
-            f"Differences to the baseline ({baseline})", join(notes), _differences_table(baseline, diffs),
-            note("Each interval is a percentile bootstrap of metric(run) − metric(baseline) "
-                 f"({doc['n_boot']} replicates, seed {doc['seed']}); paired comparisons resample "
-                 "the same samples in both runs. The p-value inverts that interval: it is below "
-                 "0.05 exactly when the 95% interval excludes 0, and never below 2/(B+1)."),
-            anchor="differences")))
+        sections.append(
+            (
+                "differences",
+                "Differences",
+                section(
+                    f"Differences to the baseline ({baseline})",
+                    join(notes),
+                    _differences_table(baseline, diffs),
+                    note(
+                        "Each interval is a percentile bootstrap of metric(run) − metric(baseline) "
+                        f"({doc['n_boot']} replicates, seed {doc['seed']}); paired comparisons resample "
+                        "the same samples in both runs. The p-value inverts that interval: it is below "
+                        "0.05 exactly when the 95% interval excludes 0, and never below 2/(B+1)."
+                    ),
+                    anchor="differences",
+                ),
+            )
+        )
     figure_layers = layer_figure(runs)
     if figure_layers:
-        sections.append(("layers", "Layers", section("Per-layer curves", figure_layers, anchor="layers")))
-    sections.append(("runs", "Runs", section("Runs", join(
-        join([tag("h3", label), kv_table(run.provenance or {"provenance": "not recorded"})])
-        for label, run in runs.items()), anchor="runs")))
+        sections.append(
+            ("layers", "Layers", section("Per-layer curves", figure_layers, anchor="layers"))
+        )
+    sections.append(
+        (
+            "runs",
+            "Runs",
+            section(
+                "Runs",
+                join(
+                    join(
+                        [
+                            tag("h3", label),
+                            kv_table(run.provenance or {"provenance": "not recorded"}),
+                        ]
+                    )
+                    for label, run in runs.items()
+                ),
+                anchor="runs",
+            ),
+        )
+    )
     return page(
         "mm-align comparison",
         f"baseline {baseline} · " + " · ".join(label for label in runs if label != baseline),
@@ -196,15 +282,17 @@ def compare_runs(
     differences = []
     for label, run in list(runs.items())[1:]:
         pairing = _pairing(base, baseline, run, label, allow_different_data)
-        differences.append({
-            "label": label,
-            "against": baseline,
-            "mode": pairing.mode,
-            "n_shared": len(pairing.shared),
-            "same_data": pairing.same_data,
-            "note": pairing.note,
-            "metrics": _difference(base, run, pairing),
-        })
+        differences.append(
+            {
+                "label": label,
+                "against": baseline,
+                "mode": pairing.mode,
+                "n_shared": len(pairing.shared),
+                "same_data": pairing.same_data,
+                "note": pairing.note,
+                "metrics": _difference(base, run, pairing),
+            }
+        )
     doc = {
         "mm_align_version": mm_align.__version__,
         "baseline": baseline,

@@ -66,13 +66,23 @@ def table(
     caption: Any = None,
 ) -> Markup:
     """A table; columns whose index is in ``numeric`` are right-aligned in tabular figures."""
-    head = tag("tr", join(tag("th", h, class_="num" if i in numeric else None) for i, h in enumerate(headers)))
+    head = tag(
+        "tr",
+        join(tag("th", h, class_="num" if i in numeric else None) for i, h in enumerate(headers)),
+    )
     body = join(
-        tag("tr", join(tag("td", c, class_="num" if i in numeric else None) for i, c in enumerate(row)))
+        tag(
+            "tr",
+            join(tag("td", c, class_="num" if i in numeric else None) for i, c in enumerate(row)),
+        )
         for row in rows
     )
     cap = tag("caption", caption) if caption is not None else ""
-    return tag("div", tag("table", join([cap, tag("thead", head), tag("tbody", body)])), class_="table-wrap")
+    return tag(
+        "div",
+        tag("table", join([cap, tag("thead", head), tag("tbody", body)])),
+        class_="table-wrap",
+    )
 
 
 def _flatten(mapping: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -90,7 +100,9 @@ def kv_table(mapping: Mapping[str, Any]) -> Markup:
     """Nested mapping as a two-column table with dotted keys (``model.id``)."""
     rows = []
     for key, value in _flatten(mapping):
-        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+        shown = (
+            value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+        )
         rows.append((tag("code", key), shown))
     return table(["Field", "Value"], rows)
 

@@ -78,14 +78,29 @@ def grouped_bars(
         highs = np.array([ci[k][1] if k in ci else h for k, h in zip(keys, heights)])
         err = np.nan_to_num(np.vstack([heights - lows, highs - heights]))
         pos = x - 0.4 + width * (j + 0.5)
-        ax.bar(pos, heights, width * 0.92, yerr=err, capsize=3, color=colour, label=label,
-               error_kw={"elinewidth": 1, "ecolor": "#333"})
+        ax.bar(
+            pos,
+            heights,
+            width * 0.92,
+            yerr=err,
+            capsize=3,
+            color=colour,
+            label=label,
+            error_kw={"elinewidth": 1, "ecolor": "#333"},
+        )
         # values above the whiskers; with many series the table carries the numbers
         if len(labels) <= 2:
             for p, h, top in zip(pos, heights, highs):
                 if np.isfinite(h):
-                    ax.annotate(num(h), (p, top), xytext=(0, 3), textcoords="offset points",
-                                ha="center", va="bottom", fontsize=8)
+                    ax.annotate(
+                        num(h),
+                        (p, top),
+                        xytext=(0, 3),
+                        textcoords="offset points",
+                        ha="center",
+                        va="bottom",
+                        fontsize=8,
+                    )
     ax.set_xticks(x, [METRIC_LABELS.get(k, k).replace(" · ", "\n") for k in keys], fontsize=9)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11)
@@ -117,39 +132,95 @@ def pipeline_diagram(
     ax.axis("off")
     top = max([v for v in eranks.values() if np.isfinite(v)] or [1.0])
     # (x centre, y centre) of each box: the three LLM stages share one column
-    places = {"vision": (1.2, 1.8), "projector": (4.0, 1.8), "image": (7.9, 2.95),
-              "text": (7.9, 1.8), "joint": (7.9, 0.65)}
-    names = {"vision": "Vision encoder", "projector": "Projector", "image": "LLM · image",
-             "text": "LLM · text", "joint": "LLM · image + text"}
-    ax.add_patch(FancyBboxPatch((6.25, 0.1), 3.3, 3.65, boxstyle="round,pad=0.02,rounding_size=0.1",
-                                fc="#f4f6fa", ec="#c9d0dc", lw=1))
+    places = {
+        "vision": (1.2, 1.8),
+        "projector": (4.0, 1.8),
+        "image": (7.9, 2.95),
+        "text": (7.9, 1.8),
+        "joint": (7.9, 0.65),
+    }
+    names = {
+        "vision": "Vision encoder",
+        "projector": "Projector",
+        "image": "LLM · image",
+        "text": "LLM · text",
+        "joint": "LLM · image + text",
+    }
+    ax.add_patch(
+        FancyBboxPatch(
+            (6.25, 0.1),
+            3.3,
+            3.65,
+            boxstyle="round,pad=0.02,rounding_size=0.1",
+            fc="#f4f6fa",
+            ec="#c9d0dc",
+            lw=1,
+        )
+    )
     ax.text(7.9, 3.72, "LLM, last layer", fontsize=8, color="#5b6475", ha="center", va="top")
     for stage, (cx, cy) in places.items():
         value = eranks.get(stage)
         width = 2.3 if stage in ("vision", "projector") else 2.9
-        ax.add_patch(FancyBboxPatch((cx - width / 2, cy - 0.45), width, 0.9,
-                                    boxstyle="round,pad=0.02,rounding_size=0.08",
-                                    fc="white", ec=_STAGE_COLOURS[stage], lw=2))
+        ax.add_patch(
+            FancyBboxPatch(
+                (cx - width / 2, cy - 0.45),
+                width,
+                0.9,
+                boxstyle="round,pad=0.02,rounding_size=0.08",
+                fc="white",
+                ec=_STAGE_COLOURS[stage],
+                lw=2,
+            )
+        )
         if value is not None:
             # a bar inside the box shows eRanks on one common scale
             frac = value / top
-            ax.add_patch(FancyBboxPatch((cx - width / 2 + 0.08, cy - 0.4), (width - 0.16) * frac, 0.12,
-                                        boxstyle="square,pad=0", fc=_STAGE_COLOURS[stage], ec="none"))
+            ax.add_patch(
+                FancyBboxPatch(
+                    (cx - width / 2 + 0.08, cy - 0.4),
+                    (width - 0.16) * frac,
+                    0.12,
+                    boxstyle="square,pad=0",
+                    fc=_STAGE_COLOURS[stage],
+                    ec="none",
+                )
+            )
         label = f"eRank = {num(value)}" if value is not None else "not measured"
         ci = intervals.get(f"erank_{stage}")
         ax.text(cx, cy + 0.22, names[stage], ha="center", va="center", fontsize=9, weight="bold")
         ax.text(cx, cy - 0.03, label, ha="center", va="center", fontsize=9)
         if ci is not None:
-            ax.text(cx, cy - 0.22, f"95% CI {interval(ci)}", ha="center", va="center", fontsize=7, color="#5b6475")
+            ax.text(
+                cx,
+                cy - 0.22,
+                f"95% CI {interval(ci)}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="#5b6475",
+            )
     arrow = {"arrowstyle": "-|>", "mutation_scale": 14, "color": "#5b6475", "lw": 1.5}
     ax.add_patch(FancyArrowPatch((2.4, 1.8), (2.8, 1.8), **arrow))
     ax.add_patch(FancyArrowPatch((5.2, 1.8), (6.35, 1.8), **arrow))
     if "image_reduction_ratio" in ratios:
-        ax.text(4.0, 2.55, f"reduction ratio {num(ratios['image_reduction_ratio'])}",
-                ha="center", fontsize=8, color="#5b6475")
+        ax.text(
+            4.0,
+            2.55,
+            f"reduction ratio {num(ratios['image_reduction_ratio'])}",
+            ha="center",
+            fontsize=8,
+            color="#5b6475",
+        )
     if "image_text_alignment" in ratios:
-        ax.text(7.9, 0.02, f"alignment {num(ratios['image_text_alignment'])}", ha="center",
-                va="bottom", fontsize=8, color="#5b6475")
+        ax.text(
+            7.9,
+            0.02,
+            f"alignment {num(ratios['image_text_alignment'])}",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            color="#5b6475",
+        )
     return to_data_uri(fig)
 
 
@@ -164,7 +235,9 @@ def histograms(
     for ax, (title, values) in zip(axes, panels.items()):
         ax.hist(values, bins=min(40, max(5, len(values) // 3)), color="#2f5d9e", alpha=0.85)
         if title in markers:
-            ax.axvline(markers[title], color="#ef5675", lw=2, label=f"dataset value {num(markers[title])}")
+            ax.axvline(
+                markers[title], color="#ef5675", lw=2, label=f"dataset value {num(markers[title])}"
+            )
             ax.legend(fontsize=8, frameon=False)
         ax.set_title(METRIC_LABELS.get(title, title) + f" (n = {len(values)})", fontsize=10)
         ax.set_ylabel("samples")
@@ -181,7 +254,9 @@ def spectra(panels: Mapping[str, Mapping[str, Sequence[float]]]) -> str:
             eig = np.asarray(eig, dtype=float)
             eig = eig[eig > 0]
             if eig.size:
-                ax.plot(np.arange(1, eig.size + 1), eig, label=stage, color=_STAGE_COLOURS.get(stage))
+                ax.plot(
+                    np.arange(1, eig.size + 1), eig, label=stage, color=_STAGE_COLOURS.get(stage)
+                )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(title, fontsize=9)
@@ -211,11 +286,24 @@ def layer_curves(
             name = f"{label} · {stage}" if several else stage
             # one run: colour = stage; several runs: colour = run, line style = stage
             colour = colours[label] if several else _STAGE_COLOURS.get(stage)
-            left.plot(list(curve), list(curve.values()), _STAGE_STYLES.get(stage, "-"),
-                      marker="o", ms=3, color=colour, label=name)
+            left.plot(
+                list(curve),
+                list(curve.values()),
+                _STAGE_STYLES.get(stage, "-"),
+                marker="o",
+                ms=3,
+                color=colour,
+                label=name,
+            )
     for label, curve in alignment.items():
-        right.plot(list(curve), list(curve.values()), marker="o", ms=3,
-                   color=colours.get(label, "#2f5d9e"), label=label)
+        right.plot(
+            list(curve),
+            list(curve.values()),
+            marker="o",
+            ms=3,
+            color=colours.get(label, "#2f5d9e"),
+            label=label,
+        )
     left.set_title("Dataset eRank per LLM layer", fontsize=10)
     left.set_ylabel("eRank")
     right.set_title("Image-text alignment per layer", fontsize=10)

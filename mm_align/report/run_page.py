@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,26 @@ from typing import Any
 import mm_align
 from mm_align.metrics.bootstrap import METRICS, STAGES
 from mm_align.report import plots
-from mm_align.report.blocks import RATIOS, layer_figure, metric_figures, metric_label, metric_table
+from mm_align.report.blocks import (
+    RATIOS,
+    layer_figure,
+    metric_figures,
+    metric_label,
+    metric_table,
+)
 from mm_align.report.fmt import METRIC_LABELS, interval, num
-from mm_align.report.html import Markup, esc, figure, join, kv_table, note, page, section, table, tag
+from mm_align.report.html import (
+    Markup,
+    esc,
+    figure,
+    join,
+    kv_table,
+    note,
+    page,
+    section,
+    table,
+    tag,
+)
 from mm_align.report.runfiles import LLM_STAGES, Run, load_run
 from mm_align.report.thumbs import thumbnail_data_uri
 
@@ -29,16 +47,32 @@ def _cards(run: Run) -> Markup:
     cards = []
     for key in RATIOS:
         ci = cis.get(key)
-        cards.append(tag("div", join([
-            tag("div", METRIC_LABELS[key], class_="label"),
-            tag("div", num(metrics.get(key)), class_="value"),
-            tag("div", f"95% CI {interval(ci)}" if ci else "no interval", class_="ci"),
-        ]), class_="card"))
-    cards.append(tag("div", join([
-        tag("div", "Samples scored", class_="label"),
-        tag("div", str(run.n_samples), class_="value"),
-        tag("div", f"{run.n_errors} failed (see Errors)", class_="ci"),
-    ]), class_="card"))
+        cards.append(
+            tag(
+                "div",
+                join(
+                    [
+                        tag("div", METRIC_LABELS[key], class_="label"),
+                        tag("div", num(metrics.get(key)), class_="value"),
+                        tag("div", f"95% CI {interval(ci)}" if ci else "no interval", class_="ci"),
+                    ]
+                ),
+                class_="card",
+            )
+        )
+    cards.append(
+        tag(
+            "div",
+            join(
+                [
+                    tag("div", "Samples scored", class_="label"),
+                    tag("div", str(run.n_samples), class_="value"),
+                    tag("div", f"{run.n_errors} failed (see Errors)", class_="ci"),
+                ]
+            ),
+            class_="card",
+        )
+    )
     return tag("div", join(cards), class_="cards")
 
 
@@ -49,20 +83,31 @@ def _overview(run: Run) -> Markup:
         if key not in metrics:
             continue
         stage = key.removeprefix("erank_")
-        rows.append([metric_label(key), num(metrics[key]), interval(cis.get(key)),
-                     num(means.get(stage)) if key.startswith("erank_") else "–"])
+        rows.append(
+            [
+                metric_label(key),
+                num(metrics[key]),
+                interval(cis.get(key)),
+                num(means.get(stage)) if key.startswith("erank_") else "–",
+            ]
+        )
     parts = [_cards(run)]
     if note_text := run.model_note:
         parts.insert(0, note(f"Model note: {note_text}", "warn"))
-    parts.append(table(
-        ["Metric", "Value (Algorithm a)", "95% CI", "Mean of per-sample eRanks (Algorithm b)"],
-        rows, numeric=(1, 2, 3),
-    ))
-    parts.append(note(
-        "Dataset eRank = exp(mean per-sample entropy), the paper's Algorithm (a); both ratios "
-        "are computed from these dataset eRanks, as in the paper's tables. Algorithm (b), the "
-        "mean of per-sample eRanks, is shown for reference and is never smaller (Jensen)."
-    ))
+    parts.append(
+        table(
+            ["Metric", "Value (Algorithm a)", "95% CI", "Mean of per-sample eRanks (Algorithm b)"],
+            rows,
+            numeric=(1, 2, 3),
+        )
+    )
+    parts.append(
+        note(
+            "Dataset eRank = exp(mean per-sample entropy), the paper's Algorithm (a); both ratios "
+            "are computed from these dataset eRanks, as in the paper's tables. Algorithm (b), the "
+            "mean of per-sample eRanks, is shown for reference and is never smaller (Jensen)."
+        )
+    )
     return join(parts)
 
 
@@ -70,9 +115,11 @@ def _pipeline(run: Run) -> Markup:
     metrics = run.metrics()
     eranks = {s: metrics[f"erank_{s}"] for s in STAGES if f"erank_{s}" in metrics}
     ratios = {k: metrics[k] for k in RATIOS if k in metrics}
-    return figure(plots.pipeline_diagram(eranks, run.ci(), ratios),
-                  "pipeline stages with their dataset eRanks",
-                  "Box bars share one scale: the longest bar is the largest eRank.")
+    return figure(
+        plots.pipeline_diagram(eranks, run.ci(), ratios),
+        "pipeline stages with their dataset eRanks",
+        "Box bars share one scale: the longest bar is the largest eRank.",
+    )
 
 
 def _distributions(run: Run) -> Markup:
@@ -81,18 +128,27 @@ def _distributions(run: Run) -> Markup:
     if not panels:
         return note("No per-sample ratios in results.jsonl.")
     metrics = run.metrics()
-    return join([
-        figure(plots.histograms(panels, {k: metrics[k] for k in panels if k in metrics}),
-               "histograms of per-sample ratios"),
-        note("Per-sample ratios use each sample's own eRanks. The dataset value (red line) "
-             "comes from the dataset eRanks, so it need not sit at the histogram's mean."),
-    ])
+    return join(
+        [
+            figure(
+                plots.histograms(panels, {k: metrics[k] for k in panels if k in metrics}),
+                "histograms of per-sample ratios",
+            ),
+            note(
+                "Per-sample ratios use each sample's own eRanks. The dataset value (red line) "
+                "comes from the dataset eRanks, so it need not sit at the histogram's mean."
+            ),
+        ]
+    )
 
 
 def _ranked(run: Run) -> list[dict[str, Any]]:
     """Results with a finite alignment, ascending by alignment."""
-    with_value = [(v, r) for r in run.results
-                  if isinstance(v := r.get("image_text_alignment"), (int, float)) and v == v]
+    with_value = [
+        (v, r)
+        for r in run.results
+        if isinstance(v := r.get("image_text_alignment"), (int, float)) and math.isfinite(v)
+    ]
     return [r for _, r in sorted(with_value, key=lambda pair: pair[0])]
 
 
@@ -106,22 +162,35 @@ def _spectra(ranked: Sequence[dict[str, Any]]) -> Markup:
         r = with_spectra[i]
         title = f"{name} alignment: {r.get('id')} ({num(r.get('image_text_alignment'))})"
         panels.setdefault(title, {s: r["spectra"][s] for s in STAGES if s in r["spectra"]})
-    return figure(plots.spectra(panels), "eigenvalue spectra of representative samples",
-                  "Top normalised covariance eigenvalues per stage; a flatter curve means a "
-                  "higher eRank.")
+    return figure(
+        plots.spectra(panels),
+        "eigenvalue spectra of representative samples",
+        "Top normalised covariance eigenvalues per stage; a flatter curve means a higher eRank.",
+    )
 
 
 def _layers(run: Run) -> Markup:
     layers = run.layers()
     align = run.layer_alignment()
     all_layers = sorted(set().union(*(set(v) for v in layers.values())))
-    rows = [[str(layer), *(num(layers.get(s, {}).get(layer)) for s in LLM_STAGES), num(align.get(layer))]
-            for layer in all_layers]
-    return join([
-        layer_figure({run.name: run}),
-        table(["Layer", "eRank image", "eRank text", "eRank joint", "Alignment"], rows,
-              numeric=(0, 1, 2, 3, 4)),
-    ])
+    rows = [
+        [
+            str(layer),
+            *(num(layers.get(s, {}).get(layer)) for s in LLM_STAGES),
+            num(align.get(layer)),
+        ]
+        for layer in all_layers
+    ]
+    return join(
+        [
+            layer_figure({run.name: run}),
+            table(
+                ["Layer", "eRank image", "eRank text", "eRank joint", "Alignment"],
+                rows,
+                numeric=(0, 1, 2, 3, 4),
+            ),
+        ]
+    )
 
 
 def _thumb(record: dict[str, Any]) -> Markup:
@@ -137,8 +206,15 @@ def _sample_rows(records: Sequence[dict[str, Any]]) -> list[list[Any]]:
     for r in records:
         text = str(r.get("text") or "")
         shown = text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + " …"
-        rows.append([_thumb(r), tag("code", r.get("id", "?")), num(r.get("image_text_alignment")),
-                     num(r.get("image_reduction_ratio")), tag("div", shown, class_="sample-text")])
+        rows.append(
+            [
+                _thumb(r),
+                tag("code", r.get("id", "?")),
+                num(r.get("image_text_alignment")),
+                num(r.get("image_reduction_ratio")),
+                tag("div", shown, class_="sample-text"),
+            ]
+        )
     return rows
 
 
@@ -147,40 +223,53 @@ def _samples(ranked: Sequence[dict[str, Any]]) -> Markup:
         return note("No scored samples in results.jsonl.")
     headers = ["Image", "Id", "Alignment", "Reduction ratio", "Text"]
     k = min(N_EXTREMES, len(ranked))
-    return join([
-        tag("h3", f"Lowest alignment ({k})"),
-        table(headers, _sample_rows(ranked[:k]), numeric=(2, 3)),
-        tag("h3", f"Highest alignment ({k})"),
-        table(headers, _sample_rows(ranked[::-1][:k]), numeric=(2, 3)),
-    ])
+    return join(
+        [
+            tag("h3", f"Lowest alignment ({k})"),
+            table(headers, _sample_rows(ranked[:k]), numeric=(2, 3)),
+            tag("h3", f"Highest alignment ({k})"),
+            table(headers, _sample_rows(ranked[::-1][:k]), numeric=(2, 3)),
+        ]
+    )
 
 
 def _controls(run: Run) -> Markup:
     runs = {run.name: run, **{f"control: {name}": c for name, c in run.controls.items()}}
-    return join([
-        note("Control runs use the same model on perturbed inputs; a real alignment effect "
-             "should separate the main run from them."),
-        metric_table(runs),
-        metric_figures(runs),
-    ])
+    return join(
+        [
+            note(
+                "Control runs use the same model on perturbed inputs; a real alignment effect "
+                "should separate the main run from them."
+            ),
+            metric_table(runs),
+            metric_figures(runs),
+        ]
+    )
 
 
 def _errors(run: Run) -> Markup:
     if not run.errors:
-        return note("No sample failed." if run.n_errors == 0 else
-                    f"summary.json counts {run.n_errors} errors but errors.jsonl is missing or empty.")
+        return note(
+            "No sample failed."
+            if run.n_errors == 0
+            else f"summary.json counts {run.n_errors} errors but errors.jsonl is missing or empty."
+        )
     by_stage: dict[str, int] = {}
     for e in run.errors:
         by_stage[str(e.get("stage", "?"))] = by_stage.get(str(e.get("stage", "?")), 0) + 1
     counts = ", ".join(f"{stage}: {n}" for stage, n in sorted(by_stage.items()))
-    rows = [[tag("code", e.get("id", "?")), e.get("stage", "?"), e.get("reason", "")]
-            for e in run.errors[:MAX_ERRORS]]
+    rows = [
+        [tag("code", e.get("id", "?")), e.get("stage", "?"), e.get("reason", "")]
+        for e in run.errors[:MAX_ERRORS]
+    ]
     more = len(run.errors) - MAX_ERRORS
-    return join([
-        tag("p", f"{len(run.errors)} samples failed ({counts})."),
-        table(["Id", "Stage", "Reason"], rows),
-        note(f"… and {more} more in errors.jsonl.") if more > 0 else "",
-    ])
+    return join(
+        [
+            tag("p", f"{len(run.errors)} samples failed ({counts})."),
+            table(["Id", "Stage", "Reason"], rows),
+            note(f"… and {more} more in errors.jsonl.") if more > 0 else "",
+        ]
+    )
 
 
 def render_report(run: Run) -> str:
@@ -188,8 +277,13 @@ def render_report(run: Run) -> str:
     ranked = _ranked(run)
     sections: list[tuple[str, str, Markup]] = [
         ("overview", "Overview", _overview(run)),
-        ("provenance", "Provenance",
-         kv_table(run.provenance) if run.provenance else note("summary.json has no provenance.", "warn")),
+        (
+            "provenance",
+            "Provenance",
+            kv_table(run.provenance)
+            if run.provenance
+            else note("summary.json has no provenance.", "warn"),
+        ),
         ("pipeline", "Pipeline", _pipeline(run)),
         ("distributions", "Distributions", _distributions(run)),
         ("spectra", "Spectra", _spectra(ranked)),
@@ -201,22 +295,32 @@ def render_report(run: Run) -> str:
         sections.append(("controls", "Controls", _controls(run)))
     sections.append(("errors", "Errors", _errors(run)))
     if run.problems:
-        sections.append(("problems", "Reading problems",
-                         table(["Problem"], [[p] for p in run.problems])))
+        sections.append(
+            ("problems", "Reading problems", table(["Problem"], [[p] for p in run.problems]))
+        )
 
-    titles = {"overview": "Overview", "provenance": "Model and data provenance",
-              "pipeline": "Pipeline stages", "distributions": "Per-sample ratios",
-              "spectra": "Eigenvalue spectra", "layers": "Per-layer eRank",
-              "samples": "Samples with the lowest and highest alignment",
-              "controls": "Control runs", "errors": "Errors", "problems": "Problems reading the run"}
-    subtitle = " · ".join(p for p in (run.model_name, f"{run.n_samples} samples", str(run.path)) if p)
+    titles = {
+        "overview": "Overview",
+        "provenance": "Model and data provenance",
+        "pipeline": "Pipeline stages",
+        "distributions": "Per-sample ratios",
+        "spectra": "Eigenvalue spectra",
+        "layers": "Per-layer eRank",
+        "samples": "Samples with the lowest and highest alignment",
+        "controls": "Control runs",
+        "errors": "Errors",
+        "problems": "Problems reading the run",
+    }
+    subtitle = " · ".join(
+        p for p in (run.model_name, f"{run.n_samples} samples", str(run.path)) if p
+    )
     stamp = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     return page(
         f"mm-align report: {run.name}",
         subtitle,
         [(a, label, section(titles[a], body, anchor=a)) for a, label, body in sections],
         footer=f"Generated by mm-align {mm_align.__version__} on {stamp}. Self-contained: "
-               "figures and thumbnails are embedded.",
+        "figures and thumbnails are embedded.",
     )
 
 

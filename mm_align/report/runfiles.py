@@ -128,7 +128,9 @@ class Run:
         """A warning about the model (e.g. random-weight tiny checkpoint: values are
         meaningless), from ``provenance["model_note"]`` or ``provenance["model"]["note"]``."""
         model = self.provenance.get("model")
-        note = self.provenance.get("model_note") or (model.get("note") if isinstance(model, Mapping) else None)
+        note = self.provenance.get("model_note") or (
+            model.get("note") if isinstance(model, Mapping) else None
+        )
         return str(note) if note else None
 
     @property
@@ -154,7 +156,11 @@ class Run:
         eranks = eranks if isinstance(eranks, Mapping) else {}
         out = {}
         for key in METRICS:
-            raw = eranks.get(key.removeprefix("erank_")) if key.startswith("erank_") else self.summary.get(key)
+            raw = (
+                eranks.get(key.removeprefix("erank_"))
+                if key.startswith("erank_")
+                else self.summary.get(key)
+            )
             if (v := _finite(raw)) is not None:
                 out[key] = v
         return out
