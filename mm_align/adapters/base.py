@@ -17,10 +17,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 import transformers
 from packaging.version import Version
+from PIL import Image
 from torch import nn
 from transformers import AutoProcessor, PreTrainedModel
 
@@ -319,7 +321,7 @@ class VLMAdapter:
         """One :class:`Representation` per (image, text) pair, equal to :meth:`represent` one at
         a time up to float round-off (right padding, causal attention).
 
-        ``images``: PIL images (or arrays the processor takes). ``layers``: extra LLM layers to
+        ``images``: PIL images (or arrays / tensors the processor takes), already loaded. ``layers``: extra LLM layers to
         capture, in the ``output_hidden_states`` convention; the last is always captured.
         Raises :class:`AdapterInputError` for an empty text or an image the processor rejects.
         """
@@ -328,7 +330,8 @@ class VLMAdapter:
         if not images:
             return []
         wanted = normalize_layers(layers, self.num_hidden_states)
-        for index, text in enumerate(texts):
+        for index, (image, text) in enumerate(zip(images, texts)):
+            _check_image(image, index)
             self._check_text(text, index)
         joint = [self._encode(text, image, index) for index, (image, text) in enumerate(zip(images, texts))]
         text_only = [self._encode(text, None, index) for index, text in enumerate(texts)]
@@ -406,7 +409,7 @@ class VLMAdapter:
         else:
             try:
                 encoded = self.processor(images=[image], **kwargs)
-            except (ValueError, TypeError) as exc:
+            except Exception as exc:  # whatever the processor trips on, it is this image
                 raise AdapterInputError(
                     f"sample {index}: the {self.model_type} processor rejected the image "
                     f"({_describe(image)}): {exc}"
@@ -468,6 +471,20 @@ class VLMAdapter:
 
 def _layer_key(layer: int) -> str:
     return f"llm_layer_{layer}"
+
+
+def _check_image(image: Any, index: int) -> None:
+    # Processors treat a str as a path or URL and would fetch it: loading is the data layer's job.
+    if not isinstance(image, (Image.Image, np.ndarray, torch.Tensor)):
+        raise AdapterInputError(
+            f"sample {index}: images must be PIL images, numpy arrays or tensors, not {type(image).__name__}"
+        )
+    if isinstance(image, Image.Image):
+        empty = 0 in image.size
+    else:
+        empty = image.ndim < 2 or 0 in tuple(image.shape)
+    if empty:
+        raise AdapterInputError(f"sample {index}: the image is empty ({_describe(image)})")
 
 
 def _describe(image: Any) -> str:

@@ -1,0 +1,233 @@
+"""Adapter behaviour shared by every family, checked on tiny random-weight checkpoints against
+computations independent of the adapter's hooks (``output_hidden_states=True``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from tests.conftest import FAMILIES
+from mm_align import load_vlm
+from mm_align.adapters import (
+    STAGES,
+    AdapterInputError,
+    UnsupportedModelError,
+    adapter_class,
+    supported_families,
+)
+
+PROMPTS = ("plain", "chat")
+FP32 = {"rtol": 1e-5, "atol": 1e-5}
+PER_TOKEN = ("input_ids", "attention_mask", "mm_token_type_ids")
+
+
+def hidden_states(adapter, inputs) -> tuple[torch.Tensor, ...]:
+    """The reference: every LLM hidden state of one unpadded input (batch dim 1 dropped)."""
+    with torch.inference_mode():
+        out = adapter.model(**inputs, output_hidden_states=True)
+    return tuple(h[0] for h in out.hidden_states)
+
+
+@pytest.fixture(scope="module", params=[(f, p) for f in FAMILIES for p in PROMPTS], ids=lambda fp: "-".join(fp))
+def batch(request, load_tiny, images, texts):
+    family, prompt = request.param
+    adapter = load_tiny(family, prompt=prompt)
+    return adapter, adapter.represent_batch(images, texts, layers=[0, 1])
+
+
+def test_llm_stages_equal_output_hidden_states(batch) -> None:
+    adapter, reps = batch
+    for rep in reps:
+        joint = hidden_states(adapter, rep.inputs["joint"])
+        text = hidden_states(adapter, rep.inputs["text"])
+        assert len(joint) == adapter.num_hidden_states == 3
+        assert rep.layers == (0, 1, 2)
+        for layer in (0, 1, 2, -1):
+            torch.testing.assert_close(rep.layer("image", layer), joint[layer][rep.masks["image"]], **FP32)
+            torch.testing.assert_close(rep.layer("joint", layer), joint[layer][rep.masks["joint"]], **FP32)
+            torch.testing.assert_close(rep.layer("text", layer), text[layer][rep.masks["text"]], **FP32)
+        torch.testing.assert_close(rep["joint"], joint[-1][rep.masks["joint"]], **FP32)
+        torch.testing.assert_close(rep["text"], text[-1][rep.masks["text"]], **FP32)
+        # The image features enter the LLM unchanged at the image positions.
+        torch.testing.assert_close(joint[0][rep.masks["image"]], rep["projector"], **FP32)
+
+
+def test_image_states_equal_an_image_only_forward(batch) -> None:
+    adapter, reps = batch
+    for rep in reps:
+        inputs = rep.inputs["joint"]
+        cut = int(torch.nonzero(rep.masks["image"]).max()) + 1  # up to the last image token
+        image_only = {key: value[:, :cut] if key in PER_TOKEN else value for key, value in inputs.items()}
+        states = hidden_states(adapter, image_only)[-1]
+        torch.testing.assert_close(rep["image"], states[rep.masks["image"][:cut]], **FP32)
+
+
+def test_masks(batch, texts) -> None:
+    adapter, reps = batch
+    tokenizer = adapter.processor.tokenizer
+    for rep, text in zip(reps, texts):
+        joint_ids = rep.inputs["joint"]["input_ids"][0]
+        text_ids = rep.inputs["text"]["input_ids"][0]
+        assert rep.masks["image"].dtype == torch.bool and rep.masks["image"].dim() == 1
+        assert int(rep.masks["image"].sum()) == rep["projector"].shape[0] == rep["image"].shape[0]
+        assert torch.equal(rep.masks["image"], joint_ids == adapter.image_token_id)
+        assert tokenizer.decode(text_ids[rep.masks["text"]]) == text
+        text_in_joint = rep.masks["joint"] & ~rep.masks["image"]
+        assert tokenizer.decode(joint_ids[text_in_joint]) == text
+        # Plain prompt: the text directly follows the image, so both passes tokenize it alike.
+        if adapter.prompt == "plain":
+            assert torch.equal(joint_ids[text_in_joint], text_ids[rep.masks["text"]])
+        for special in tokenizer.all_special_ids:
+            assert special not in text_ids[rep.masks["text"]].tolist()
+        assert rep["vision"].dim() == rep["projector"].dim() == 2
+        assert rep["image"].shape[1] == rep["text"].shape[1] == rep["joint"].shape[1] == rep["projector"].shape[1]
+
+
+def test_batched_equals_one_at_a_time(batch, images, texts) -> None:
+    adapter, reps = batch
+    for image, text, batched in zip(images, texts, reps):
+        single = adapter.represent(image, text, layers=[0, 1])
+        for stage in STAGES:
+            torch.testing.assert_close(batched[stage], single[stage], **FP32)
+        for stage in ("image", "text", "joint"):
+            torch.testing.assert_close(batched.layer(stage, 1), single.layer(stage, 1), **FP32)
+        for name in ("joint", "text"):
+            assert batched.inputs[name].keys() == single.inputs[name].keys()
+            for key, value in single.inputs[name].items():
+                assert torch.equal(batched.inputs[name][key], value)
+                if key == "input_ids":
+                    assert value.shape[0] == 1
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_include_special_covers_every_token(family, load_tiny, images, texts) -> None:
+    adapter = load_tiny(family, include_special=True)
+    rep = adapter.represent(images[1], texts[1])
+    assert bool(rep.masks["joint"].all()) and bool(rep.masks["text"].all())
+    assert int(rep.masks["image"].sum()) == rep["projector"].shape[0]
+    plain = load_tiny(family).represent(images[1], texts[1])
+    assert rep["joint"].shape[0] > plain["joint"].shape[0]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_representation_mapping_and_layers(family, load_tiny, images, texts) -> None:
+    adapter = load_tiny(family)
+    rep = adapter.represent(images[0], texts[0])
+    assert list(rep) == list(STAGES) and len(rep) == 5
+    assert rep.layers == (2,)
+    assert all(rep[stage].dtype == torch.float32 and rep[stage].device == adapter.device for stage in STAGES)
+    torch.testing.assert_close(rep.layer("joint", -1), rep["joint"])
+    with pytest.raises(KeyError, match="not captured"):
+        rep.layer("joint", 0)
+    with pytest.raises(KeyError):
+        rep["nope"]
+    with pytest.raises(TypeError):
+        rep["vision"] = rep["vision"]  # type: ignore[index]
+    with pytest.raises(TypeError):
+        rep.masks["image"] = rep.masks["image"]  # type: ignore[index]
+    with pytest.raises(IndexError, match="out of range"):
+        adapter.represent(images[0], texts[0], layers=[3])
+    assert adapter.represent(images[0], texts[0], layers=[-3]).layers == (0, 2)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_hooks_are_removed_after_return_and_after_error(family, load_tiny, images, texts, hook_count, monkeypatch):
+    adapter = load_tiny(family)
+    before = hook_count(adapter.model)
+    adapter.represent_batch(images[:2], texts[:2], layers=[0, 1])
+    assert hook_count(adapter.model) == before
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("norm exploded")
+
+    monkeypatch.setattr(adapter._final_norm, "forward", broken)
+    with pytest.raises(RuntimeError, match="norm exploded"):
+        adapter.represent(images[0], texts[0], layers=[0, 1])
+    assert hook_count(adapter.model) == before
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_bad_inputs_raise_clear_errors(family, load_tiny, images) -> None:
+    import numpy as np
+
+    adapter = load_tiny(family)
+    with pytest.raises(AdapterInputError, match="empty"):
+        adapter.represent(images[0], "  ")
+    with pytest.raises(AdapterInputError, match="image placeholder"):
+        adapter.represent(images[0], f"look {adapter.image_token} here")
+    with pytest.raises(AdapterInputError, match="not str"):
+        adapter.represent("cat.jpg", "A cat.")
+    with pytest.raises(AdapterInputError, match="empty"):
+        adapter.represent(np.zeros((0, 10, 3), dtype=np.uint8), "A cat.")
+    with pytest.raises(AdapterInputError, match="rejected the image"):
+        adapter.represent(np.zeros((10, 10, 7), dtype=np.uint8), "A cat.")
+    with pytest.raises(ValueError, match="2 images but 1 texts"):
+        adapter.represent_batch(images[:2], ["A cat."])
+    assert adapter.represent_batch([], []) == []
+
+
+def test_unknown_model_type_names_supported_families(tmp_path: Path) -> None:
+    from transformers import GPT2Config
+
+    GPT2Config(n_layer=1, n_embd=8, n_head=2).save_pretrained(tmp_path)
+    with pytest.raises(UnsupportedModelError, match="'gpt2' is not supported") as info:
+        load_vlm(tmp_path)
+    for family in ("llava", "qwen2_5_vl"):
+        assert family in str(info.value)
+    with pytest.raises(UnsupportedModelError, match="llava, qwen2_5_vl"):
+        adapter_class("nope")
+    assert set(FAMILIES) <= set(supported_families())
+
+
+def test_unknown_dtype_and_prompt(tiny_checkpoints) -> None:
+    with pytest.raises(ValueError, match="unknown dtype"):
+        load_vlm(tiny_checkpoints["llava"], dtype="float8")
+    with pytest.raises(ValueError, match="prompt must be"):
+        load_vlm(tiny_checkpoints["llava"], prompt="fancy")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_tiny_checkpoint_is_marked_and_loads_with_transformers(family, tiny_checkpoints) -> None:
+    from transformers import AutoProcessor
+
+    path = tiny_checkpoints[family]
+    config = json.loads((path / "config.json").read_text())
+    assert config["mm_align_tiny"] == "RANDOM WEIGHTS - for smoke tests only"
+    assert config["model_type"] == family
+    cls = adapter_class(family).model_class
+    model = cls.from_pretrained(path)
+    assert model.config.text_config.hidden_size == 64
+    processor = AutoProcessor.from_pretrained(path)
+    inputs = processor(images=[Image.new("RGB", (60, 60))], text=[processor.image_token + "hi"], return_tensors="pt")
+    with torch.inference_mode():
+        assert model(**inputs).logits.shape[:2] == inputs["input_ids"].shape
+    with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
+        load_vlm(path)
+
+
+def test_tiny_cli_prints_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mm_align.cli import main
+
+    assert main(["tiny", "llava", str(tmp_path / "t"), "--seed", "1"]) == 0
+    assert "RANDOM WEIGHTS" in capsys.readouterr().out
+    assert (tmp_path / "t" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_bfloat16(family, load_tiny, images, texts) -> None:
+    bf16 = load_tiny(family, dtype="bfloat16")
+    fp32 = load_tiny(family)
+    reps = bf16.represent_batch(images[:2], texts[:2], layers=[1])
+    for rep, image, text in zip(reps, images, texts):
+        reference = fp32.represent(image, text, layers=[1])
+        joint = hidden_states(bf16, rep.inputs["joint"])
+        torch.testing.assert_close(rep["joint"], joint[-1][rep.masks["joint"]], rtol=2e-2, atol=2e-2)
+        for stage in STAGES:
+            assert rep[stage].dtype == torch.bfloat16
+            assert rep[stage].shape == reference[stage].shape
+            torch.testing.assert_close(rep[stage].float(), reference[stage], rtol=0.1, atol=0.1)
