@@ -82,4 +82,13 @@ def layer_figure(runs: Mapping[str, Run]) -> Markup:
     if not swept:
         return Markup("")
     alignment = {label: runs[label].layer_alignment() for label in swept}
-    return figure(plots.layer_curves(swept, alignment), "per-layer eRank and alignment curves")
+    # with one curve set the legend shows stages only, so name the run(s) it belongs to
+    caption = None
+    if len(runs) > 1:
+        skipped = [label for label in runs if label not in swept]
+        caption = f"Runs with a layer sweep: {', '.join(swept)}" + (
+            f"; without: {', '.join(skipped)}" if skipped else ""
+        )
+    return figure(
+        plots.layer_curves(swept, alignment), "per-layer eRank and alignment curves", caption
+    )

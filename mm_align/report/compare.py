@@ -213,7 +213,8 @@ def _render(doc: dict[str, Any], runs: dict[str, Run]) -> str:
                         "Each interval is a percentile bootstrap of metric(run) − metric(baseline) "
                         f"({doc['n_boot']} replicates, seed {doc['seed']}); paired comparisons resample "
                         "the same samples in both runs. The p-value inverts that interval: it is below "
-                        "0.05 exactly when the 95% interval excludes 0, and never below 2/(B+1)."
+                        "0.05 when the 95% interval excludes 0 (up to one replicate), and never "
+                        "below 2/(B+1)."
                     ),
                     anchor="differences",
                 ),
