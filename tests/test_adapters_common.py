@@ -4,14 +4,12 @@ computations independent of the adapter's hooks (``output_hidden_states=True``).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
-from tests.conftest import FAMILIES
 from mm_align import load_vlm
 from mm_align.adapters import (
     STAGES,
@@ -20,6 +18,7 @@ from mm_align.adapters import (
     adapter_class,
     supported_families,
 )
+from tests.conftest import FAMILIES
 
 PROMPTS = ("plain", "chat")
 FP32 = {"rtol": 1e-5, "atol": 1e-5}

@@ -63,15 +63,13 @@ def test_hooks_removed_after_exit(net: nn.Sequential, hook_count: Callable[[nn.M
 
 def test_hooks_removed_after_exception(net: nn.Sequential, hook_count: Callable[[nn.Module], int]) -> None:
     before = hook_count(net)
-    with pytest.raises(RuntimeError, match="boom"):
-        with capture({"a": net[0], "b": input_of(net[2])}):
-            net(torch.randn(1, 4))
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), capture({"a": net[0], "b": input_of(net[2])}):
+        net(torch.randn(1, 4))
+        raise RuntimeError("boom")
     assert hook_count(net) == before
     # A failing forward pass (wrong input width) as well.
-    with pytest.raises(RuntimeError):
-        with capture({"a": net[2]}):
-            net(torch.randn(1, 7))
+    with pytest.raises(RuntimeError), capture({"a": net[2]}):
+        net(torch.randn(1, 7))
     assert hook_count(net) == before
 
 

@@ -321,8 +321,11 @@ class VLMAdapter:
         """One :class:`Representation` per (image, text) pair, equal to :meth:`represent` one at
         a time up to float round-off (right padding, causal attention).
 
-        ``images``: PIL images (or arrays / tensors the processor takes), already loaded. ``layers``: extra LLM layers to
-        capture, in the ``output_hidden_states`` convention; the last is always captured.
+        ``images``: loaded PIL images (or arrays / tensors the processor takes). ``layers``:
+        extra LLM layers to capture, in the ``output_hidden_states`` convention; the last is
+        always captured. Each stage is (tokens x dim): ``"vision"`` (patches x vision width),
+        ``"projector"`` and ``"image"`` (image tokens x LLM width), ``"text"`` (text tokens x
+        LLM width), ``"joint"`` (image + text tokens x LLM width).
         Raises :class:`AdapterInputError` for an empty text or an image the processor rejects.
         """
         if len(images) != len(texts):

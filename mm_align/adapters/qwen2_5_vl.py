@@ -84,6 +84,7 @@ class Qwen2_5_VLAdapter(VLMAdapter):
 
     def _vision_taps(self) -> dict[str, Tap]:
         return {
+            # Rows in the ViT's window order: a row permutation leaves eRank unchanged.
             "vision": input_of(self._merger),
             # Read at the tower's output, not the merger's: only there is the window order undone.
             "projector": output_of(self._visual, pick=_merged_features),

@@ -8,7 +8,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import PreTrainedModel, PreTrainedTokenizerFast, ProcessorMixin
+from transformers import (
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+    ProcessorMixin,
+)
 
 # Enough text for a few hundred merges so that ordinary English words become a handful of tokens.
 _CORPUS = (
@@ -66,9 +71,11 @@ def build_tiny_tokenizer(
 TINY_NOTE = "RANDOM WEIGHTS - for smoke tests only"
 
 
-def save_tiny(model: PreTrainedModel, processor: ProcessorMixin, directory: str | Path) -> Path:
+def save_tiny(
+    model: PreTrainedModel, processor: ProcessorMixin | PreTrainedTokenizerBase, directory: str | Path
+) -> Path:
     """Mark ``model``'s config as a tiny random checkpoint (``mm_align_tiny`` field) and save
-    model and processor to ``directory``."""
+    model and processor (or, for a text model, tokenizer) to ``directory``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model.config.mm_align_tiny = TINY_NOTE
