@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from mm_align.data import DEFAULT_MAX_PIXELS
 from mm_align.pipeline.controls import CONTROLS, PERTURBATIONS
 
 
@@ -45,6 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--image-column", help="image column of a HF dataset (default: image)")
     p.add_argument("--text-column", help="text column of a HF dataset (default: text)")
     p.add_argument("--split", help="split of a HF dataset dict")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help="refuse images larger than this many pixels (default %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
 
@@ -59,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         include_special=args.include_special, seed=args.seed, strict=args.strict,
         controls=[*args.control, *args.perturb], image_root=args.image_root,
         image_column=args.image_column, text_column=args.text_column, split=args.split,
+        max_pixels=args.max_pixels,
         progress=not args.no_progress,
     )
     print(format_table(summary))

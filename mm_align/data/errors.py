@@ -22,7 +22,7 @@ class BadSampleError(Exception):
         self.reason = reason
 
 
-class ManifestError(Exception):
+class ManifestError(ValueError):
     """The data set description is malformed.
 
     ``path`` is the offending file; ``line`` (1-based, text formats) or ``item`` (0-based

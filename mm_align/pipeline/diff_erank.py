@@ -39,9 +39,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from mm_align.adapters.base import resolve_dtype
 from mm_align.data import BadSampleError, Sample
 from mm_align.metrics import aggregate_erank, matrix_entropy
 from mm_align.pipeline.provenance import model_provenance, software_versions
+from mm_align.pipeline.reduce import MetricError
 from mm_align.pipeline.runfiles import RunFiles
 from mm_align.pipeline.score import ScoreError
 from mm_align.pipeline.texts import open_texts
@@ -56,47 +58,50 @@ MODELS = ("trained", "untrained")
 TEXT_PREVIEW = 200
 """Characters of each text kept in results.jsonl (the data fingerprint identifies the rest)."""
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
 
 class _Models:
     """Tokenizer, trained model M1 and seeded random model M0, ready for inference."""
 
-    def __init__(self, name_or_path: str, device: str, dtype: str, seed: int) -> None:
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+    def __init__(self, name_or_path: str, config: Any, device: str, dtype: str, seed: int) -> None:
+        from transformers import AutoModel, AutoTokenizer
 
-        if dtype not in _DTYPES:
-            raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(_DTYPES)}")
-        self.name_or_path = name_or_path
+        torch_dtype = resolve_dtype(dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         self.tokenizer.padding_side = "right"
         if self.tokenizer.pad_token is None:
             # Llama-style tokenizers have no pad token; padded positions are masked out and
             # never measured, so which id fills them does not matter.
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
-        self.config = AutoConfig.from_pretrained(name_or_path)
-        self.trained = AutoModel.from_pretrained(name_or_path, dtype=_DTYPES[dtype])
+        self.trained = AutoModel.from_pretrained(name_or_path, dtype=torch_dtype)
         with torch.random.fork_rng():  # do not disturb the caller's RNG stream
             torch.manual_seed(seed)
-            untrained = AutoModel.from_config(self.config, dtype=torch.float32)
-        self.untrained = untrained.to(_DTYPES[dtype])
+            # Explicit float32: from_config would otherwise init in the config's dtype
+            # (float16 for the OPT checkpoints), and M0 would depend on --dtype.
+            self.untrained = AutoModel.from_config(config, dtype=torch.float32)
         for m in (self.trained, self.untrained):
-            m.to(device).eval()
+            m.to(device=device, dtype=torch_dtype).eval()
         self.device = self.trained.device
 
 
 def _entropies(
-    model: torch.nn.Module, inputs: Mapping[str, torch.Tensor], lengths: Sequence[int]
+    model: torch.nn.Module, name: str, inputs: Mapping[str, torch.Tensor], lengths: Sequence[int]
 ) -> tuple[list[float], int]:
     """Matrix entropy (nats) of each sequence's last hidden state, real tokens only, and the
     states' width d.
 
     ``inputs``: right-padded ``input_ids`` / ``attention_mask`` of shape (B, L); ``lengths``:
     real tokens per row. The (B, L, d) states are freed before returning.
+
+    Raises:
+        MetricError: a sequence's states have no entropy (NaN from a half-precision
+            overflow, ...); the message names the model.
     """
     with torch.inference_mode():
         states = model(**inputs)[0]
-        return [matrix_entropy(states[i, :n]) for i, n in enumerate(lengths)], states.shape[-1]
+        try:
+            return [matrix_entropy(states[i, :n]) for i, n in enumerate(lengths)], states.shape[-1]
+        except ValueError as err:
+            raise MetricError(f"{name} model: {err}") from None
 
 
 class _DiffScorer:
@@ -119,7 +124,7 @@ class _DiffScorer:
         # One model's states at a time: each is reduced to scalars before the next runs.
         h, widths = {}, {}
         for name in MODELS:
-            h[name], widths[name] = _entropies(getattr(self.models, name), inputs, lengths)
+            h[name], widths[name] = _entropies(getattr(self.models, name), name, inputs, lengths)
         out = []
         for i, (sample, n) in enumerate(zip(samples, lengths)):
             record: dict[str, Any] = {
@@ -141,6 +146,8 @@ class _DiffScorer:
                 # One bad text must not cost its batch-mates: isolate it.
                 parts = [self._run([s], [t]) for s, t in zip(samples, texts)]
                 return [r for p, _ in parts for r in p], [e for _, p in parts for e in p]
+            if isinstance(err, MetricError):
+                return [], [self._fail(samples[0], "metric", str(err))]
             return [], [self._fail(samples[0], "model", f"{type(err).__name__}: {err}")]
 
     def batch(self, samples: Sequence[Sample]) -> tuple[list[dict], list[dict]]:
@@ -312,20 +319,24 @@ def diff_erank(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if max_length < 2:
         raise ValueError(f"max_length must be >= 2 tokens, got {max_length}")
+    from transformers import AutoConfig
+
     source = open_texts(data, text_column=text_column)
     samples = list(source)[:limit] if limit is not None else list(source)
-    models = _Models(str(model), device, dtype, seed)
+    config = AutoConfig.from_pretrained(str(model))
     identity = {
-        "model": model_provenance(str(model), models.config),
+        "model": model_provenance(str(model), config),
         "data": {"path": str(Path(data).resolve()) if Path(data).exists() else str(data),
                  "description": source.describe(), "fingerprint": source.fingerprint()},
         "text_column": text_column,
         "max_length": max_length,
-        "dtype": dtype,
+        "dtype": str(resolve_dtype(dtype)).removeprefix("torch."),
         "seed": seed,
         "untrained": "AutoModel.from_config(config) under torch.manual_seed(seed)",
     }
+    # The run directory is checked before the weights are loaded: a refused resume is cheap.
     files = RunFiles(out, identity, resume=resume)
+    models = _Models(str(model), config, device, dtype, seed)
     done = files.done_ids()
     pending = [s for s in samples if s.id not in done]
     if done:

@@ -7,6 +7,7 @@ large the data set. Results are appended per batch and the run can be resumed.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -15,12 +16,15 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from mm_align.data import BadSampleError, Sample, open_dataset
+from mm_align.adapters import load_vlm
+from mm_align.adapters.base import normalize_layers
+from mm_align.data import DEFAULT_MAX_PIXELS, BadSampleError, Sample, open_dataset
 from mm_align.pipeline.controls import CONTROLS, PERTURBATIONS, Transform, make_transform
 from mm_align.pipeline.provenance import model_provenance, software_versions
 from mm_align.pipeline.reduce import MetricError, reduce_sample
 from mm_align.pipeline.runfiles import RunFiles
 from mm_align.pipeline.summary import format_table, summarize
+from mm_align.report import write_report
 
 log = logging.getLogger(__name__)
 
@@ -33,28 +37,26 @@ def _error(sample: Sample, stage: str, reason: str) -> dict[str, Any]:
     return {"id": sample.id, "index": sample.index, "stage": stage, "reason": reason}
 
 
-def _parse_layers(layers: str | Sequence[int] | None, num_layers: int) -> list[int]:
-    """LLM layers to sweep as non-negative indices (hidden_states convention, 0..num_layers).
+def _parse_layers(layers: str | Sequence[int] | None, num_hidden_states: int) -> list[int]:
+    """LLM layers to sweep as non-negative indices (hidden_states convention).
 
-    ``None`` = the last layer only (no sweep); ``"all"`` = every layer; else indices,
-    negative ones counted from the end.
+    ``None`` = no sweep (the last layer only, recorded anyway); ``"all"`` = every hidden
+    state; else indices (a list or ``"0,8,-1"``), negative ones counted from the end. A
+    sweep always includes the last layer.
     """
     if layers is None:
         return []
     if isinstance(layers, str):
         if layers.strip() == "all":
-            return list(range(num_layers + 1))
-        layers = [int(v) for v in layers.split(",") if v.strip()]
-    out = []
-    for layer in layers:
-        resolved = layer + num_layers + 1 if layer < 0 else layer
-        if not 0 <= resolved <= num_layers:
-            raise ValueError(
-                f"layer {layer} is out of range: the LLM has hidden states 0..{num_layers} "
-                f"(or -{num_layers + 1}..-1)"
-            )
-        out.append(resolved)
-    return sorted(set(out))
+            return list(range(num_hidden_states))
+        try:
+            layers = [int(v) for v in layers.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"--layers takes 'all' or comma-separated integers, not {layers!r}") from None
+    try:
+        return list(normalize_layers(layers, num_hidden_states))
+    except (IndexError, TypeError) as err:
+        raise ValueError(str(err)) from None
 
 
 class _Scorer:
@@ -68,13 +70,14 @@ class _Scorer:
             raise ScoreError(f"sample {sample.id!r} (index {sample.index}) failed at {stage}: {reason}")
         return _error(sample, stage, reason)
 
-    def _record(self, sample: Sample, rep: Any) -> tuple[dict | None, dict | None]:
+    def _record(self, sample: Sample, text: str, rep: Any) -> tuple[dict | None, dict | None]:
         try:
             record = reduce_sample(rep, self.layers)
         except MetricError as err:
             return None, self._fail(sample, "metric", str(err))
         path = sample.image_path
-        head = {"id": sample.id, "index": sample.index, "text": sample.text,
+        # `text` is what the model saw: a control may have swapped it.
+        head = {"id": sample.id, "index": sample.index, "text": text,
                 "image": str(path) if path else None}
         return {**head, **record}, None
 
@@ -90,7 +93,7 @@ class _Scorer:
                 return [out for item in loaded for out in self._represent([item])]
             sample = loaded[0][0]
             return [(None, self._fail(sample, "model", f"{type(err).__name__}: {err}"))]
-        return [self._record(sample, rep) for (sample, _, _), rep in zip(loaded, reps)]
+        return [self._record(sample, text, rep) for (sample, _, text), rep in zip(loaded, reps)]
 
     def batch(
         self, samples: Sequence[Sample], transform: Transform | None
@@ -111,26 +114,27 @@ class _Scorer:
         return results, errors
 
 
-def _batched(items: Sequence[Sample], size: int) -> Iterable[Sequence[Sample]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
 def _score_into(
     scorer: _Scorer,
-    samples: Sequence[Sample],
+    samples: Callable[[], Iterable[Sample]],
+    n_samples: int,
     files: RunFiles,
     transform: Transform | None,
     batch_size: int,
     progress: bool,
     desc: str,
 ) -> None:
+    """Score the samples not yet in ``files``, appending one batch at a time.
+
+    ``samples`` is called to stream the data set afresh: only a batch of samples (and, for
+    in-memory data sets, their encoded images) is held at once.
+    """
     done = files.done_ids()
-    pending = [s for s in samples if s.id not in done]
     if done:
-        log.info("%s: resuming, %d of %d samples already done", desc, len(done), len(samples))
-    with tqdm(total=len(pending), desc=desc, unit="sample", disable=not progress) as bar:
-        for chunk in _batched(pending, batch_size):
+        log.info("%s: resuming, %d of %d samples already done", desc, len(done), n_samples)
+    pending = (s for s in samples() if s.id not in done)
+    with tqdm(total=n_samples - len(done), desc=desc, unit="sample", disable=not progress) as bar:
+        while chunk := list(itertools.islice(pending, batch_size)):
             results, errors = scorer.batch(chunk, transform)
             files.append(results, errors)
             bar.update(len(chunk))
@@ -156,6 +160,7 @@ def score(
     image_column: str | None = None,
     text_column: str | None = None,
     split: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
     n_boot: int = 1000,
     progress: bool = True,
     on_adapter: Callable[[Any], None] | None = None,
@@ -178,7 +183,8 @@ def score(
         strict: stop at the first bad sample instead of recording it.
         controls: names from :data:`CONTROLS` or :data:`PERTURBATIONS`, each scored after
             the real run into ``out/controls/<name>``.
-        image_root, image_column, text_column, split: passed to ``open_dataset``.
+        image_root, image_column, text_column, split, max_pixels: passed to
+            ``open_dataset``.
         n_boot: bootstrap replicates of the 95% intervals.
         progress: show progress bars.
         on_adapter: called with the loaded adapter before scoring (e.g. to swap weights).
@@ -189,8 +195,6 @@ def score(
     Raises:
         ScoreError: no sample could be scored, or ``strict`` and a sample failed.
     """
-    from mm_align.adapters import load_vlm
-
     unknown = [c for c in controls if c not in CONTROLS and c not in PERTURBATIONS]
     if unknown:
         raise ValueError(
@@ -200,9 +204,14 @@ def score(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     torch.manual_seed(seed)
     source = open_dataset(
-        data, image_root=image_root, image_column=image_column, text_column=text_column, split=split
+        data, image_root=image_root, image_column=image_column, text_column=text_column, split=split,
+        max_pixels=max_pixels,
     )
-    samples = list(source)[:limit] if limit is not None else list(source)
+    n_samples = len(source) if limit is None else min(limit, len(source))
+
+    def samples() -> Iterable[Sample]:
+        return itertools.islice(source, n_samples)
+
     if isinstance(model, str | Path):
         adapter = load_vlm(str(model), device=device, dtype=dtype, prompt=prompt,
                            include_special=include_special)
@@ -210,11 +219,11 @@ def score(
         adapter = model
     if on_adapter is not None:
         on_adapter(adapter)
-    sweep = _parse_layers(layers, adapter.num_layers)
+    sweep = _parse_layers(layers, adapter.num_hidden_states)
     data_info = {"path": str(Path(data).resolve()) if Path(data).exists() else str(data),
                  "description": source.describe(), "fingerprint": source.fingerprint()}
     identity = {
-        "model": model_provenance(adapter.name_or_path, adapter.model.config),
+        "model": model_provenance(adapter.model.name_or_path, adapter.model.config),
         "data": data_info,
         "dtype": str(adapter.dtype).replace("torch.", ""),
         "prompt": adapter.prompt,
@@ -223,28 +232,35 @@ def score(
         "seed": seed,
     }
     scorer = _Scorer(adapter, sweep, strict)
-    texts = [s.text for s in samples]
+    # Only the shuffled control needs every text up front; texts are small.
+    texts = [s.text for s in samples()] if "shuffled" in controls else []
     summary: dict[str, Any] = {}
     for name in (None, *controls):
         root = Path(out) if name is None else Path(out) / "controls" / name
         files = RunFiles(root, {**identity, "control": name}, resume=resume)
         transform = make_transform(name, texts, seed) if name else None
-        _score_into(scorer, samples, files, transform, batch_size, progress, name or "score")
+        _score_into(
+            scorer, samples, n_samples, files, transform, batch_size, progress, name or "score"
+        )
         results = files.results()
         provenance = {
             **identity,
             "control": name,
             "device": str(adapter.device),
-            "n_requested": len(samples),
+            "n_requested": n_samples,
             "versions": software_versions(),
         }
         run_summary = summarize(results, len(files.errors()), provenance, n_boot=n_boot, seed=seed)
         files.write_summary(run_summary)
         if name is None:
             summary = run_summary
+    try:
+        write_report(out)
+    except Exception:  # the scores are safe on disk; a plotting failure must not hide them
+        log.exception("could not write the report; rebuild it with `mm-align report %s`", out)
     if summary["n_samples"] == 0:
         raise ScoreError(
-            f"none of the {len(samples)} samples could be scored; see {Path(out) / 'errors.jsonl'}"
+            f"none of the {n_samples} samples could be scored; see {Path(out) / 'errors.jsonl'}"
         )
     return summary
 

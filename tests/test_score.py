@@ -1,0 +1,334 @@
+"""End-to-end scoring on tiny checkpoints of both families and the bundled real photos.
+
+Every number is checked against something computed independently: the summary against
+results.jsonl with plain Python, per-sample eRanks against the float64 reference of the
+official procedure applied to the adapter's states, batch size against batch size, a
+resumed run against an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mm_align.cli import main
+from mm_align.data import open_dataset
+from mm_align.pipeline import RunDirError, ScoreError, score
+from tests.reference import official_erank
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+STAGES = ("vision", "projector", "image", "text", "joint")
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _summary(run: Path) -> dict:
+    return json.loads((run / "summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_checkpoints) -> dict[str, Path]:
+    """family -> a run over the first 6 bundled samples through the real CLI (batch 4)."""
+    out = {}
+    for family, ckpt in tiny_checkpoints.items():
+        run = tmp_path_factory.mktemp("runs") / family
+        argv = ["score", "--model", str(ckpt), "--data", str(SAMPLE), "--out", str(run),
+                "--limit", "6", "--batch-size", "4", "--no-progress"]
+        assert main(argv) == 0
+        out[family] = run
+    return out
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_5_vl"])
+def test_summary_recomputed_from_results(runs, family) -> None:
+    results = _read(runs[family] / "results.jsonl")
+    summary = _summary(runs[family])
+    assert [r["index"] for r in results] == list(range(6))
+    assert summary["n_samples"] == 6 and summary["n_errors"] == 0
+    for stage in STAGES:
+        hs = [r[f"entropy_{stage}"] for r in results]
+        assert summary["erank"][stage] == pytest.approx(math.exp(sum(hs) / len(hs)), rel=1e-12)
+        assert summary["erank_mean"][stage] == pytest.approx(
+            sum(math.exp(h) for h in hs) / len(hs), rel=1e-12
+        )
+        lo, hi = summary["ci95"][f"erank_{stage}"]
+        assert lo <= summary["erank"][stage] <= hi
+        for r in results:
+            assert r[f"erank_{stage}"] == pytest.approx(math.exp(r[f"entropy_{stage}"]), rel=1e-12)
+    e = summary["erank"]
+    assert summary["image_reduction_ratio"] == pytest.approx(
+        (e["vision"] - e["projector"]) / e["vision"], rel=1e-12
+    )
+    three = (e["image"], e["text"], e["joint"])
+    assert summary["image_text_alignment"] == pytest.approx(sum(three) / 3 / max(three), rel=1e-12)
+    prov = summary["provenance"]
+    assert prov["model"]["model_type"] == family and "RANDOM" in prov["model"]["note"]
+    assert prov["data"]["fingerprint"] == open_dataset(SAMPLE).fingerprint()
+    assert prov["versions"]["torch"] and prov["dtype"] == "float32"
+    assert (runs[family] / "report.html").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_5_vl"])
+def test_per_sample_eranks_match_reference_on_adapter_states(runs, load_tiny, family) -> None:
+    adapter = load_tiny(family)
+    sample = next(iter(open_dataset(SAMPLE)))
+    image, text = sample.load()
+    rep = adapter.represent(image, text)
+    record = _read(runs[family] / "results.jsonl")[0]
+    assert record["id"] == sample.id and record["text"] == text
+    for stage in STAGES:
+        states = rep[stage].double().cpu().numpy()
+        assert record["tokens"][stage] == states.shape[0]
+        assert record[f"erank_{stage}"] == pytest.approx(official_erank(states), rel=1e-6)
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_5_vl"])
+def test_batch_size_does_not_change_results(tmp_path, load_tiny, runs, family) -> None:
+    score(load_tiny(family), SAMPLE, tmp_path / "b1", limit=6, batch_size=1, progress=False)
+    one = _read(tmp_path / "b1" / "results.jsonl")
+    four = _read(runs[family] / "results.jsonl")
+    for a, b in zip(one, four, strict=True):
+        for stage in STAGES:
+            assert a[f"erank_{stage}"] == pytest.approx(b[f"erank_{stage}"], rel=1e-5)
+
+
+def test_same_inputs_and_seed_give_identical_results(tmp_path, load_tiny, runs) -> None:
+    score(load_tiny("qwen2_5_vl"), SAMPLE, tmp_path / "again", limit=6, batch_size=4,
+          progress=False)
+    assert (tmp_path / "again" / "results.jsonl").read_bytes() == (
+        runs["qwen2_5_vl"] / "results.jsonl"
+    ).read_bytes()
+
+
+def test_resume_after_a_torn_write_equals_an_uninterrupted_run(tmp_path, load_tiny, runs) -> None:
+    adapter = load_tiny("qwen2_5_vl")
+    full = runs["qwen2_5_vl"]
+    run = tmp_path / "torn"
+    run.mkdir()
+    (run / "config.json").write_bytes((full / "config.json").read_bytes())
+    lines = (full / "results.jsonl").read_text().splitlines(keepends=True)
+    # Two complete lines and half of a third: what a kill -9 in mid-write leaves.
+    (run / "results.jsonl").write_text("".join(lines[:2]) + lines[2][: len(lines[2]) // 2])
+    with pytest.raises(RunDirError, match="--resume"):
+        score(adapter, SAMPLE, run, limit=6, batch_size=4, progress=False)
+    score(adapter, SAMPLE, run, limit=6, batch_size=4, progress=False, resume=True)
+    assert [r["id"] for r in _read(run / "results.jsonl")] == [r["id"] for r in _read(full / "results.jsonl")]
+    assert _summary(run) == _summary(full)
+
+
+def test_kill_9_then_resume_loses_nothing_and_scores_nothing_twice(tmp_path, tiny_checkpoints) -> None:
+    run = tmp_path / "killed"
+    argv = [sys.executable, "-m", "mm_align", "score", "--model", str(tiny_checkpoints["llava"]),
+            "--data", str(SAMPLE), "--out", str(run), "--batch-size", "1", "--no-progress"]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            path = run / "results.jsonl"
+            if path.exists() and path.read_text().count("\n") >= 3:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the run finished before it could be killed"
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    scored_before = len(_read(run / "results.jsonl"))
+    assert 3 <= scored_before < 15
+    assert main(argv[3:] + ["--resume"]) == 0
+    ids = [r["id"] for r in _read(run / "results.jsonl")]
+    assert len(ids) == len(set(ids)) == 15
+    fresh = tmp_path / "fresh"
+    assert main(argv[3:-4] + [str(fresh), "--batch-size", "1", "--no-progress"]) == 0
+    assert _summary(run)["erank"] == _summary(fresh)["erank"]
+
+
+def test_changed_settings_refuse_to_resume(tmp_path, load_tiny) -> None:
+    adapter = load_tiny("qwen2_5_vl")
+    score(adapter, SAMPLE, tmp_path / "r", limit=2, progress=False)
+    with pytest.raises(RunDirError, match="seed"):
+        score(adapter, SAMPLE, tmp_path / "r", limit=2, progress=False, resume=True, seed=1)
+
+
+# ---- every data format through the whole pipeline -----------------------------------------
+
+
+def _formats(root: Path) -> dict[str, tuple[Path, dict]]:
+    """The same three bundled photos in every supported on-disk format."""
+    rows = [json.loads(line) for line in (SAMPLE / "metadata.jsonl").read_text().splitlines()][:3]
+    images = [SAMPLE / r["file_name"] for r in rows]
+    out: dict[str, tuple[Path, dict]] = {}
+    (root / "m.jsonl").write_text("".join(
+        json.dumps({"id": r["id"], "image": str(p), "text": r["text"]}) + "\n"
+        for r, p in zip(rows, images)))
+    out["jsonl"] = (root / "m.jsonl", {})
+    (root / "m.csv").write_text("id,image,instruction,response\n" + "".join(
+        f'{r["id"]},{p},Describe the image.,"{r["text"]}"\n' for r, p in zip(rows, images)))
+    out["csv"] = (root / "m.csv", {})
+    (root / "detail_23k.json").write_text(json.dumps([
+        {"id": r["id"], "image": r["file_name"], "conversations": [
+            {"from": "human", "value": "<image>\nDescribe the image."},
+            {"from": "gpt", "value": r["text"]}]} for r in rows]))
+    out["detail_23k"] = (root / "detail_23k.json", {"image_root": SAMPLE})
+    cc = root / "cc_sbu_align"
+    (cc / "image").mkdir(parents=True)
+    for r, p in zip(rows, images):
+        Image.open(p).convert("RGB").save(cc / "image" / f"{r['id']}.jpg")
+    (cc / "filter_cap.json").write_text(json.dumps(
+        {"annotations": [{"image_id": r["id"], "caption": r["text"]} for r in rows]}))
+    out["cc_sbu_align"] = (cc, {})
+    import datasets
+
+    ds = datasets.Dataset.from_dict(
+        {"image": [str(p) for p in images], "caption": [r["text"] for r in rows]}
+    ).cast_column("image", datasets.Image())
+    ds.save_to_disk(str(root / "hf"))
+    out["save_to_disk"] = (root / "hf", {"text_column": "caption"})
+    return out
+
+
+def test_every_format_scores(tmp_path, load_tiny) -> None:
+    adapter = load_tiny("llava")
+    for name, (path, options) in _formats(tmp_path).items():
+        summary = score(adapter, path, tmp_path / f"run-{name}", progress=False, **options)
+        assert summary["n_samples"] == 3 and summary["n_errors"] == 0, name
+        assert summary["provenance"]["data"]["description"]
+
+
+# ---- bad samples ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bad_manifest(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("bad")
+    photo = Image.open(SAMPLE / "chelsea.jpg").convert("RGB")
+    photo.save(root / "good.jpg")
+    photo.convert("CMYK").save(root / "cmyk.jpg")
+    photo.convert("P", palette=Image.Palette.ADAPTIVE).save(root / "palette.png")
+    rgba = photo.convert("RGBA")
+    rgba.putalpha(128)
+    rgba.save(root / "alpha.png")
+    gray16 = (np.asarray(photo.convert("L"), dtype=np.uint16) * 257)
+    Image.fromarray(gray16).save(root / "gray16.png")
+    data = (root / "good.jpg").read_bytes()
+    (root / "truncated.jpg").write_bytes(data[: len(data) // 2])
+    (root / "notanimage.jpg").write_text("hello")
+    photo.resize((1, 40)).save(root / "sliver.png")
+    photo.resize((600, 2)).save(root / "extreme.png")
+    rows = [
+        ("good", "good.jpg", "A cat with striped fur looks at the camera."),
+        ("cmyk", "cmyk.jpg", "A cat, stored in CMYK."),
+        ("palette", "palette.png", "A cat, stored with a palette."),
+        ("alpha", "alpha.png", "A cat, half transparent."),
+        ("gray16", "gray16.png", "A cat in sixteen-bit gray."),
+        ("missing", "nowhere.jpg", "A file that does not exist."),
+        ("truncated", "truncated.jpg", "Half of a JPEG file."),
+        ("corrupt", "notanimage.jpg", "Text pretending to be a JPEG."),
+        ("sliver", "sliver.png", "An image one pixel wide."),
+        ("extreme", "extreme.png", "An image three hundred times wider than tall."),
+        ("empty", "good.jpg", "   "),
+        ("good2", "good.jpg", "The same cat again, with another caption."),
+    ]
+    path = root / "manifest.jsonl"
+    path.write_text("".join(json.dumps({"id": i, "image": f, "text": t}) + "\n" for i, f, t in rows))
+    return path
+
+
+EXPECTED_ERRORS = {
+    "missing": ("load", "not found"),
+    "truncated": ("load", "truncated"),
+    "corrupt": ("load", ""),
+    "sliver": ("load", "too small"),
+    "empty": ("load", "text is empty"),
+}
+
+
+def test_bad_samples_are_recorded_and_good_ones_scored(tmp_path, load_tiny, bad_manifest) -> None:
+    score(load_tiny("qwen2_5_vl"), bad_manifest, tmp_path / "run", batch_size=4, progress=False)
+    scored = {r["id"] for r in _read(tmp_path / "run" / "results.jsonl")}
+    errors = {e["id"]: e for e in _read(tmp_path / "run" / "errors.jsonl")}
+    assert {"good", "good2", "cmyk", "palette", "alpha", "gray16"} <= scored
+    for sample_id, (stage, words) in EXPECTED_ERRORS.items():
+        assert errors[sample_id]["stage"] == stage, errors[sample_id]
+        assert words in errors[sample_id]["reason"], errors[sample_id]
+    # Qwen's processor refuses an aspect ratio above 200: a model-stage error, alone.
+    assert errors["extreme"]["stage"] == "model" and "aspect" in errors["extreme"]["reason"]
+    assert scored | set(errors) == {json.loads(x)["id"] for x in bad_manifest.read_text().splitlines()}
+    assert not scored & set(errors)
+
+
+def test_strict_stops_at_the_first_bad_sample(tmp_path, load_tiny, bad_manifest) -> None:
+    with pytest.raises(ScoreError, match="'missing'"):
+        score(load_tiny("qwen2_5_vl"), bad_manifest, tmp_path / "run", strict=True, progress=False)
+
+
+def test_too_few_tokens_is_a_metric_error(tmp_path, load_tiny) -> None:
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(
+        json.dumps({"id": "short", "image": str(SAMPLE / "coffee.jpg"), "text": "a"}) + "\n"
+        + json.dumps({"id": "ok", "image": str(SAMPLE / "coffee.jpg"), "text": "A cup of coffee."})
+        + "\n"
+    )
+    score(load_tiny("llava"), manifest, tmp_path / "run", progress=False)
+    (error,) = _read(tmp_path / "run" / "errors.jsonl")
+    assert error["id"] == "short" and error["stage"] == "metric"
+    assert "text states (1 tokens)" in error["reason"] and "at least 2" in error["reason"]
+
+
+def test_all_failed_exits_non_zero_and_malformed_manifest_names_the_line(tmp_path, tiny_checkpoints, capsys) -> None:
+    only_bad = tmp_path / "bad.jsonl"
+    only_bad.write_text(json.dumps({"image": "nowhere.jpg", "text": "missing"}) + "\n")
+    base = ["score", "--model", str(tiny_checkpoints["llava"]), "--no-progress"]
+    assert main(base + ["--data", str(only_bad), "--out", str(tmp_path / "r1")]) == 1
+    assert "none of the 1 samples could be scored" in capsys.readouterr().err
+    malformed = tmp_path / "malformed.jsonl"
+    malformed.write_text('{"image": "a.jpg", "text": "ok"}\n{"image": "b.jpg", "text": \n')
+    assert main(base + ["--data", str(malformed), "--out", str(tmp_path / "r2")]) == 1
+    assert "malformed.jsonl:2" in capsys.readouterr().err
+
+
+# ---- layer sweep and controls ---------------------------------------------------------------
+
+
+def test_layer_sweep_last_layer_equals_default_and_summary(tmp_path, load_tiny, runs) -> None:
+    adapter = load_tiny("qwen2_5_vl")
+    summary = score(adapter, SAMPLE, tmp_path / "sweep", limit=6, batch_size=4, layers="all",
+                    progress=False)
+    last = str(adapter.num_hidden_states - 1)
+    default = _read(runs["qwen2_5_vl"] / "results.jsonl")
+    for swept, plain in zip(_read(tmp_path / "sweep" / "results.jsonl"), default, strict=True):
+        assert sorted(swept["layers"]["image"], key=int) == [str(i) for i in range(int(last) + 1)]
+        for stage in ("image", "text", "joint"):
+            assert swept["layers"][stage][last] == pytest.approx(plain[f"erank_{stage}"], rel=1e-9)
+    for stage in ("image", "text", "joint"):
+        assert summary["layers"][stage][last] == pytest.approx(summary["erank"][stage], rel=1e-12)
+    assert summary["layers"]["image_text_alignment"][last] == pytest.approx(
+        summary["image_text_alignment"], rel=1e-12
+    )
+
+
+def test_controls_write_sub_runs(tmp_path, load_tiny) -> None:
+    run = tmp_path / "ctl"
+    score(load_tiny("llava"), SAMPLE, run, limit=5, progress=False,
+          controls=["shuffled", "image-only-noise", "rotate90"])
+    real = _read(run / "results.jsonl")
+    shuffled = _read(run / "controls" / "shuffled" / "results.jsonl")
+    texts = [r["text"] for r in real]
+    assert sorted(r["text"] for r in shuffled) == sorted(texts)
+    assert all(s["text"] != r["text"] for s, r in zip(shuffled, real))
+    for name in ("image-only-noise", "rotate90"):
+        ctl = _read(run / "controls" / name / "results.jsonl")
+        assert [r["text"] for r in ctl] == texts
+        assert ctl[0]["erank_vision"] != real[0]["erank_vision"]
+        assert _summary(run / "controls" / name)["provenance"]["control"] == name
