@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from matplotlib.ticker import MaxNLocator
 
 from mm_align.report.fmt import METRIC_LABELS, interval, num
 
@@ -309,6 +310,7 @@ def layer_curves(
     right.set_title("Image-text alignment per layer", fontsize=10)
     right.set_ylabel("alignment")
     for ax in (left, right):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("layer (0 = embeddings)")
         ax.grid(alpha=0.3)
     left.legend(fontsize=7, frameon=False, ncol=2 if several else 1)
