@@ -4,6 +4,7 @@ against an independent float64 implementation of the official procedure."""
 from __future__ import annotations
 
 import csv
+import importlib
 import json
 import math
 from pathlib import Path
@@ -44,12 +45,20 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("texts") / "texts.jsonl"
-    path.write_text("".join(json.dumps({"id": f"t{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS)))
+    path.write_text(
+        "".join(json.dumps({"id": f"t{i}", "text": t}) + "\n" for i, t in enumerate(TEXTS))
+    )
     return path
 
 
 def _run(model: Path, data: Path, out: Path, **options: object) -> dict:
-    options = {"max_length": MAX_LENGTH, "batch_size": 4, "progress": False, "n_boot": 200, **options}
+    options = {
+        "max_length": MAX_LENGTH,
+        "batch_size": 4,
+        "progress": False,
+        "n_boot": 200,
+        **options,
+    }
     return diff_erank(model, data, out, **options)
 
 
@@ -77,7 +86,10 @@ def test_entropies_equal_official_procedure_on_last_hidden_state(
     out = tmp_path / family
     _run(model_dir, data, out, batch_size=3)
     tok = AutoTokenizer.from_pretrained(model_dir)
-    nets = {"trained": AutoModel.from_pretrained(model_dir).eval(), "untrained": _untrained(model_dir, 0)}
+    nets = {
+        "trained": AutoModel.from_pretrained(model_dir).eval(),
+        "untrained": _untrained(model_dir, 0),
+    }
     results = _results(out)
     assert [r["index"] for r in results] == SCORED
     for r in results:
@@ -91,7 +103,9 @@ def test_entropies_equal_official_procedure_on_last_hidden_state(
             assert r[f"entropy_{name}"] == pytest.approx(h, rel=1e-5)
             assert r[f"erank_{name}"] == pytest.approx(math.exp(h), rel=1e-5)
             assert r[f"matrix_entropy_{name}"] == pytest.approx(h / math.log(64), rel=1e-5)
-        assert r["diff_erank"] == pytest.approx(r["erank_untrained"] - r["erank_trained"], abs=1e-12)
+        assert r["diff_erank"] == pytest.approx(
+            r["erank_untrained"] - r["erank_trained"], abs=1e-12
+        )
 
 
 def test_summary_is_algorithms_a_and_b_of_the_results(full_run: Path) -> None:
@@ -100,9 +114,15 @@ def test_summary_is_algorithms_a_and_b_of_the_results(full_run: Path) -> None:
     h0 = np.array([r["entropy_untrained"] for r in results])
     h1 = np.array([r["entropy_trained"] for r in results])
     assert summary["n_samples"] == len(SCORED) and summary["n_errors"] == 2
-    assert summary["diff_erank"]["paper"] == pytest.approx(np.exp(h0.mean()) - np.exp(h1.mean()), rel=1e-12)
-    assert summary["diff_erank"]["mean"] == pytest.approx(np.mean(np.exp(h0) - np.exp(h1)), rel=1e-12)
-    assert summary["erank"] == pytest.approx({"untrained": np.exp(h0.mean()), "trained": np.exp(h1.mean())})
+    assert summary["diff_erank"]["paper"] == pytest.approx(
+        np.exp(h0.mean()) - np.exp(h1.mean()), rel=1e-12
+    )
+    assert summary["diff_erank"]["mean"] == pytest.approx(
+        np.mean(np.exp(h0) - np.exp(h1)), rel=1e-12
+    )
+    assert summary["erank"] == pytest.approx(
+        {"untrained": np.exp(h0.mean()), "trained": np.exp(h1.mean())}
+    )
     assert summary["matrix_entropy"] == pytest.approx(
         {"untrained": h0.mean() / math.log(64), "trained": h1.mean() / math.log(64)}
     )
@@ -126,7 +146,9 @@ def test_batch_size_and_padding_do_not_change_results(
             assert a[key] == pytest.approx(b[key], abs=1e-5)
 
 
-def test_untrained_model_is_seeded(full_run: Path, models: dict[str, Path], data: Path, tmp_path: Path) -> None:
+def test_untrained_model_is_seeded(
+    full_run: Path, models: dict[str, Path], data: Path, tmp_path: Path
+) -> None:
     _run(models["opt"], data, tmp_path / "same")
     _run(models["opt"], data, tmp_path / "other", seed=7)
     full, same, other = (_results(p) for p in (full_run, tmp_path / "same", tmp_path / "other"))
@@ -148,7 +170,15 @@ def test_resume_after_partial_run_equals_full_run(
     summary = _run(models["opt"], data, out, resume=True)
     assert _results(out) == _results(full_run)
     full = json.loads((full_run / "summary.json").read_text())
-    for key in ("n_samples", "n_errors", "diff_erank", "erank", "erank_mean", "matrix_entropy", "ci95"):
+    for key in (
+        "n_samples",
+        "n_errors",
+        "diff_erank",
+        "erank",
+        "erank_mean",
+        "matrix_entropy",
+        "ci95",
+    ):
         assert summary[key] == full[key]
 
 
@@ -160,7 +190,9 @@ def test_truncation_respects_max_length(full_run: Path) -> None:
     assert results[4]["text"] == LONG[:200]
 
 
-def test_empty_and_one_token_texts_are_errors(full_run: Path, models: dict[str, Path], data: Path, tmp_path: Path) -> None:
+def test_empty_and_one_token_texts_are_errors(
+    full_run: Path, models: dict[str, Path], data: Path, tmp_path: Path
+) -> None:
     errors = [json.loads(line) for line in (full_run / "errors.jsonl").read_text().splitlines()]
     assert [(e["id"], e["stage"]) for e in errors] == [("t1", "load"), ("t3", "metric")]
     assert errors[0]["reason"] == "text is empty"
@@ -172,7 +204,10 @@ def test_empty_and_one_token_texts_are_errors(full_run: Path, models: dict[str, 
 def test_text_formats(tmp_path: Path) -> None:
     txt = tmp_path / "t.txt"
     txt.write_text("first text\n\nsecond text\n")
-    assert [(s.id, s.index, s.text) for s in open_texts(txt)] == [("1", 0, "first text"), ("3", 1, "second text")]
+    assert [(s.id, s.index, s.text) for s in open_texts(txt)] == [
+        ("1", 0, "first text"),
+        ("3", 1, "second text"),
+    ]
 
     table = tmp_path / "t.csv"
     with table.open("w", newline="") as f:
@@ -190,19 +225,54 @@ def test_text_formats(tmp_path: Path) -> None:
 
     import datasets
 
-    datasets.Dataset.from_dict({"text": ["a b", "c d"], "other": [1, 2]}).save_to_disk(tmp_path / "ds")
+    datasets.Dataset.from_dict({"text": ["a b", "c d"], "other": [1, 2]}).save_to_disk(
+        tmp_path / "ds"
+    )
     assert [(s.id, s.text) for s in open_texts(tmp_path / "ds")] == [("0", "a b"), ("1", "c d")]
 
 
 def test_cli_prints_table_and_reports_bad_data(
     models: dict[str, Path], data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["diff-erank", "--model", str(models["opt"]), "--out", str(tmp_path / "cli"),
-            "--max-length", str(MAX_LENGTH), "--no-progress"]
+    args = [
+        "diff-erank",
+        "--model",
+        str(models["opt"]),
+        "--out",
+        str(tmp_path / "cli"),
+        "--max-length",
+        str(MAX_LENGTH),
+        "--no-progress",
+    ]
     assert main([*args, "--data", str(data), "--limit", "3"]) == 0
     printed = capsys.readouterr().out
-    assert "Diff-eRank (a)" in printed and "Diff-eRank (b)" in printed and "matrix entropy" in printed
+    assert (
+        "Diff-eRank (a)" in printed and "Diff-eRank (b)" in printed and "matrix entropy" in printed
+    )
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "fine"}\nnot json\n')
     assert main([*args, "--data", str(bad), "--out", str(tmp_path / "cli2")]) == 1
     assert "bad.jsonl:2: invalid JSON" in capsys.readouterr().err
+
+
+def test_a_text_without_spectrum_costs_only_itself(
+    models: dict[str, Path], data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not `import ... as`: the package's `diff_erank` attribute is the function.
+    module = importlib.import_module("mm_align.pipeline.diff_erank")
+    real = module.matrix_entropy
+    bad_tokens = 14  # index 0's length: "A cat sits on ..." with BOS
+
+    def flaky(states: torch.Tensor) -> float:
+        if states.shape[0] == bad_tokens:
+            raise ValueError("the representation holds NaN or Inf values")
+        return real(states)
+
+    monkeypatch.setattr(module, "matrix_entropy", flaky)
+    summary = _run(models["opt"], data, tmp_path / "flaky")
+    errors = [
+        json.loads(line) for line in (tmp_path / "flaky" / "errors.jsonl").read_text().splitlines()
+    ]
+    failed = [e for e in errors if e["stage"] == "metric" and "NaN" in e["reason"]]
+    assert [e["id"] for e in failed] == ["t0"] and failed[0]["reason"].startswith("trained model:")
+    assert summary["n_samples"] == len(SCORED) - 1

@@ -15,7 +15,13 @@ import argparse
 from pathlib import Path
 
 import torch
-from transformers import AutoModel, LlamaConfig, OPTConfig, PretrainedConfig, PreTrainedTokenizerFast
+from transformers import (
+    AutoModel,
+    LlamaConfig,
+    OPTConfig,
+    PretrainedConfig,
+    PreTrainedTokenizerFast,
+)
 
 from mm_align.adapters.tiny import build_tiny_tokenizer, save_tiny
 
@@ -33,7 +39,10 @@ def _tokenizer(family: str) -> PreTrainedTokenizerFast:
         # OPT's real tokenizer prepends "</s>" (id 2 there) as its BOS; ids here are 0, 1, 2.
         return build_tiny_tokenizer(
             ["<pad>", "</s>", "<unk>"],
-            bos_token="</s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
+            bos_token="</s>",
+            eos_token="</s>",
+            pad_token="<pad>",
+            unk_token="<unk>",
         )
     # Llama has no pad token; the pipeline pads with EOS under an attention mask.
     return build_tiny_tokenizer(
@@ -45,14 +54,25 @@ def _config(family: str, tok: PreTrainedTokenizerFast) -> PretrainedConfig:
     ids = {"bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id}
     if family == "opt":
         return OPTConfig(
-            vocab_size=len(tok), hidden_size=_HIDDEN, word_embed_proj_dim=_HIDDEN,
-            num_hidden_layers=_LAYERS, num_attention_heads=4, ffn_dim=4 * _HIDDEN,
-            max_position_embeddings=_MAX_POSITIONS, pad_token_id=tok.pad_token_id, **ids,
+            vocab_size=len(tok),
+            hidden_size=_HIDDEN,
+            word_embed_proj_dim=_HIDDEN,
+            num_hidden_layers=_LAYERS,
+            num_attention_heads=4,
+            ffn_dim=4 * _HIDDEN,
+            max_position_embeddings=_MAX_POSITIONS,
+            pad_token_id=tok.pad_token_id,
+            **ids,
         )
     return LlamaConfig(
-        vocab_size=len(tok), hidden_size=_HIDDEN, intermediate_size=4 * _HIDDEN,
-        num_hidden_layers=_LAYERS, num_attention_heads=4, num_key_value_heads=2,
-        max_position_embeddings=_MAX_POSITIONS, **ids,
+        vocab_size=len(tok),
+        hidden_size=_HIDDEN,
+        intermediate_size=4 * _HIDDEN,
+        num_hidden_layers=_LAYERS,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=_MAX_POSITIONS,
+        **ids,
     )
 
 

@@ -112,15 +112,21 @@ class _DiffScorer:
 
     def _fail(self, sample: Sample, stage: str, reason: str) -> dict[str, Any]:
         if self.strict:
-            raise ScoreError(f"sample {sample.id!r} (index {sample.index}) failed at {stage}: {reason}")
+            raise ScoreError(
+                f"sample {sample.id!r} (index {sample.index}) failed at {stage}: {reason}"
+            )
         return {"id": sample.id, "index": sample.index, "stage": stage, "reason": reason}
 
     def _measure(self, samples: list[Sample], texts: list[str]) -> list[dict[str, Any]]:
         """Records of samples whose texts have >= 2 real tokens (checked by the caller)."""
-        enc = self.models.tokenizer(texts, truncation=True, max_length=self.max_length, padding=True)
+        enc = self.models.tokenizer(
+            texts, truncation=True, max_length=self.max_length, padding=True
+        )
         lengths = [sum(mask) for mask in enc["attention_mask"]]
-        inputs = {k: torch.tensor(enc[k], device=self.models.device)
-                  for k in ("input_ids", "attention_mask")}
+        inputs = {
+            k: torch.tensor(enc[k], device=self.models.device)
+            for k in ("input_ids", "attention_mask")
+        }
         # One model's states at a time: each is reduced to scalars before the next runs.
         h, widths = {}, {}
         for name in MODELS:
@@ -128,7 +134,10 @@ class _DiffScorer:
         out = []
         for i, (sample, n) in enumerate(zip(samples, lengths)):
             record: dict[str, Any] = {
-                "id": sample.id, "index": sample.index, "text": sample.text[:TEXT_PREVIEW], "tokens": n,
+                "id": sample.id,
+                "index": sample.index,
+                "text": sample.text[:TEXT_PREVIEW],
+                "tokens": n,
             }
             for name in MODELS:
                 record[f"entropy_{name}"] = h[name][i]
@@ -161,16 +170,23 @@ class _DiffScorer:
                 continue
             # One token past the limit tells whether truncation will cut the text, without
             # tokenising all of a very long one.
-            enc = self.models.tokenizer(text, truncation=True, max_length=self.max_length + 1,
-                                        return_special_tokens_mask=True)
+            enc = self.models.tokenizer(
+                text,
+                truncation=True,
+                max_length=self.max_length + 1,
+                return_special_tokens_mask=True,
+            )
             content = len(enc["input_ids"]) - sum(enc["special_tokens_mask"])
             if content < 2:
                 # With a BOS token such a text still gives 2 rows, whose centred vectors are
                 # opposite: eRank 1 for every model, a Diff-eRank of 0 by construction.
-                errors.append(self._fail(
-                    sample, "metric",
-                    f"text has {content} token(s) besides special tokens; eRank needs at least 2",
-                ))
+                errors.append(
+                    self._fail(
+                        sample,
+                        "metric",
+                        f"text has {content} token(s) besides special tokens; eRank needs at least 2",
+                    )
+                )
                 continue
             kept.append(sample)
             texts.append(text)
@@ -221,20 +237,26 @@ def summarize_diff_erank(
         ``ci95`` = {"diff_erank": [lo, hi], "diff_erank_mean": [lo, hi]} (paired
         bootstrap, ``n_boot`` replicates) and ``tokens_mean``.
     """
-    summary: dict[str, Any] = {"n_samples": len(results), "n_errors": n_errors,
-                               "provenance": dict(provenance)}
+    summary: dict[str, Any] = {
+        "n_samples": len(results),
+        "n_errors": n_errors,
+        "provenance": dict(provenance),
+    }
     if not results:
         return summary
     h = {m: [r[f"entropy_{m}"] for r in results] for m in MODELS}
     erank = {m: aggregate_erank(h[m], method="paper") for m in MODELS}
     erank_mean = {m: aggregate_erank(h[m], method="mean") for m in MODELS}
     summary.update(
-        diff_erank={"paper": erank["untrained"] - erank["trained"],
-                    "mean": erank_mean["untrained"] - erank_mean["trained"]},
+        diff_erank={
+            "paper": erank["untrained"] - erank["trained"],
+            "mean": erank_mean["untrained"] - erank_mean["trained"],
+        },
         erank=erank,
         erank_mean=erank_mean,
-        matrix_entropy={m: math.fsum(r[f"matrix_entropy_{m}"] for r in results) / len(results)
-                        for m in MODELS},
+        matrix_entropy={
+            m: math.fsum(r[f"matrix_entropy_{m}"] for r in results) / len(results) for m in MODELS
+        },
         ci95=_bootstrap_diff(np.asarray(h["untrained"]), np.asarray(h["trained"]), n_boot, seed),
         tokens_mean=sum(r["tokens"] for r in results) / len(results),
     )
@@ -247,17 +269,18 @@ def format_diff_erank(summary: Mapping[str, Any]) -> str:
     if "diff_erank" not in summary:
         return "\n".join(lines)
     ci = summary["ci95"]
-    lines += [
-        f"  {'metric':<34} {'value':>10}   95% CI",
-        f"  {'Diff-eRank (a) exp(mean H)':<34} {summary['diff_erank']['paper']:>10.4f}   "
-        f"[{ci['diff_erank'][0]:.4f}, {ci['diff_erank'][1]:.4f}]",
-        f"  {'Diff-eRank (b) mean of eRanks':<34} {summary['diff_erank']['mean']:>10.4f}   "
-        f"[{ci['diff_erank_mean'][0]:.4f}, {ci['diff_erank_mean'][1]:.4f}]",
+    rows = [
+        ("Diff-eRank (a) exp(mean H)", summary["diff_erank"]["paper"], ci["diff_erank"]),
+        ("Diff-eRank (b) mean of eRanks", summary["diff_erank"]["mean"], ci["diff_erank_mean"]),
     ]
     for m, label in (("untrained", "M0 untrained"), ("trained", "M1 trained")):
-        lines.append(f"  {f'eRank {label} (a)':<34} {summary['erank'][m]:>10.4f}")
+        rows.append((f"eRank {label} (a)", summary["erank"][m], None))
     for m, label in (("untrained", "M0 untrained"), ("trained", "M1 trained")):
-        lines.append(f"  {f'matrix entropy H/log d {label}':<34} {summary['matrix_entropy'][m]:>10.4f}")
+        rows.append((f"matrix entropy H/log d {label}", summary["matrix_entropy"][m], None))
+    lines.append(f"  {'metric':<34} {'value':>10}   95% CI")
+    for label, value, interval in rows:
+        bounds = f"   [{interval[0]:.4f}, {interval[1]:.4f}]" if interval else ""
+        lines.append(f"  {label:<34} {value:>10.4f}{bounds}")
     return "\n".join(lines)
 
 
@@ -326,8 +349,11 @@ def diff_erank(
     config = AutoConfig.from_pretrained(str(model))
     identity = {
         "model": model_provenance(str(model), config),
-        "data": {"path": str(Path(data).resolve()) if Path(data).exists() else str(data),
-                 "description": source.describe(), "fingerprint": source.fingerprint()},
+        "data": {
+            "path": str(Path(data).resolve()) if Path(data).exists() else str(data),
+            "description": source.describe(),
+            "fingerprint": source.fingerprint(),
+        },
         "text_column": text_column,
         "max_length": max_length,
         "dtype": str(resolve_dtype(dtype)).removeprefix("torch."),
@@ -346,10 +372,15 @@ def diff_erank(
         for chunk in _batched(pending, batch_size):
             files.append(*scorer.batch(chunk))
             bar.update(len(chunk))
-    provenance = {**identity, "device": str(models.device), "n_requested": len(samples),
-                  "versions": software_versions()}
-    summary = summarize_diff_erank(files.results(), len(files.errors()), provenance,
-                                   n_boot=n_boot, seed=seed)
+    provenance = {
+        **identity,
+        "device": str(models.device),
+        "n_requested": len(samples),
+        "versions": software_versions(),
+    }
+    summary = summarize_diff_erank(
+        files.results(), len(files.errors()), provenance, n_boot=n_boot, seed=seed
+    )
     files.write_summary(summary)
     if summary["n_samples"] == 0:
         raise ScoreError(

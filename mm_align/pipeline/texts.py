@@ -53,8 +53,9 @@ def open_texts(path: str | Path, *, text_column: str | None = None) -> SampleSou
     if not p.exists() and not p.suffix and "/" in str(path).strip("/"):
         return _from_datasets(str(path), columns, fmt="hub")
     raise ManifestError(
-        p, "not a text data set: expected a .txt, .jsonl or .csv file, a save_to_disk folder "
-        "or a hub data set name (owner/name)"
+        p,
+        "not a text data set: expected a .txt, .jsonl or .csv file, a save_to_disk folder "
+        "or a hub data set name (owner/name)",
     )
 
 
@@ -88,7 +89,9 @@ def _txt_samples(path: Path) -> list[Sample]:
             try:
                 text = raw.decode("utf-8-sig" if line_no == 1 else "utf-8").rstrip("\r\n")
             except UnicodeDecodeError as err:
-                raise ManifestError(path, f"not UTF-8 ({err.reason} at byte {err.start})", line=line_no) from None
+                raise ManifestError(
+                    path, f"not UTF-8 ({err.reason} at byte {err.start})", line=line_no
+                ) from None
             if text.strip():
                 samples.append(Sample(id=str(line_no), index=len(samples), text=text, image=None))
     return samples
@@ -102,7 +105,9 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
             try:
                 yield line_no, json.loads(line)
             except json.JSONDecodeError as err:
-                raise ManifestError(path, f"invalid JSON ({err.msg} at column {err.colno})", line=line_no) from None
+                raise ManifestError(
+                    path, f"invalid JSON ({err.msg} at column {err.colno})", line=line_no
+                ) from None
 
 
 def _csv_records(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
@@ -113,7 +118,9 @@ def _csv_records(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
         for row in rows:
             # line_num is the row's last physical line (quoted fields may span lines).
             if None in row or None in row.values():
-                raise ManifestError(path, "number of fields differs from the header", line=rows.line_num)
+                raise ManifestError(
+                    path, "number of fields differs from the header", line=rows.line_num
+                )
             yield rows.line_num, row
 
 
@@ -133,11 +140,15 @@ def _from_datasets(path: str | Path, columns: Columns, fmt: str) -> SampleSource
         loaded = loaded["train"] if "train" in loaded else next(iter(loaded.values()))
     reader = _reader(path, columns)
     _check_text_columns(reader, loaded.column_names)
-    wanted = [c for c in (columns.id, columns.text, columns.instruction, columns.response)
-              if c in loaded.column_names]
+    wanted = [
+        c
+        for c in (columns.id, columns.text, columns.instruction, columns.response)
+        if c in loaded.column_names
+    ]
     # Column-wise read of the few needed columns: other columns (e.g. images) stay on disk.
     table = loaded.select_columns(wanted).to_dict()
     return SampleSource(
         [_sample(reader, i, {k: table[k][i] for k in wanted}, item=i) for i in range(len(loaded))],
-        fmt=fmt, path=path,
+        fmt=fmt,
+        path=path,
     )
