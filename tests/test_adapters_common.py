@@ -230,3 +230,22 @@ def test_bfloat16(family, load_tiny, images, texts) -> None:
             assert rep[stage].dtype == torch.bfloat16
             assert rep[stage].shape == reference[stage].shape
             torch.testing.assert_close(rep[stage].float(), reference[stage], rtol=0.1, atol=0.1)
+
+
+def test_probe_names_the_candidates_it_tried() -> None:
+    from torch import nn
+
+    from mm_align.adapters.base import probe_module
+
+    model = nn.Sequential(nn.Linear(2, 2))
+    assert probe_module(model, ("model.visual", "0"), "first layer") is model[0]
+    with pytest.raises(AttributeError, match=r"vision tower.*\['model.visual', 'visual'\]"):
+        probe_module(model, ("model.visual", "visual"), "vision tower")
+
+
+def test_adapters_never_ask_for_all_hidden_states() -> None:
+    # Hooks capture only the requested layers; output_hidden_states is the tests' reference.
+    import mm_align.adapters as package
+
+    for source in Path(package.__file__).parent.glob("*.py"):
+        assert "output_hidden_states=True" not in source.read_text(), source.name
