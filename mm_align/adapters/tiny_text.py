@@ -96,8 +96,8 @@ def build_tiny_text_model(
         raise ValueError(f"unknown family {family!r}; choose one of {', '.join(TEXT_FAMILIES)}")
     tok = _tokenizer(family)
     config = _config(family, tok)
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # CPU init: leave the caller's RNG streams alone
+        torch.default_generator.manual_seed(seed)
         model = AutoModel.from_config(config)
     with torch.no_grad():
         emb = model.get_input_embeddings().weight
