@@ -73,8 +73,10 @@ class _Models:
             # never measured, so which id fills them does not matter.
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         self.trained = AutoModel.from_pretrained(name_or_path, dtype=torch_dtype)
-        with torch.random.fork_rng():  # do not disturb the caller's RNG stream
-            torch.manual_seed(seed)
+        # M0 is initialised on the CPU: seeding the CPU generator gives the same weights as
+        # the official torch.manual_seed(seed), and fork_rng restores the caller's stream.
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)
             # Explicit float32: from_config would otherwise init in the config's dtype
             # (float16 for the OPT checkpoints), and M0 would depend on --dtype.
             self.untrained = AutoModel.from_config(config, dtype=torch.float32)
