@@ -332,3 +332,49 @@ def test_controls_write_sub_runs(tmp_path, load_tiny) -> None:
         assert [r["text"] for r in ctl] == texts
         assert ctl[0]["erank_vision"] != real[0]["erank_vision"]
         assert _summary(run / "controls" / name)["provenance"]["control"] == name
+
+
+# ---- projector swap -------------------------------------------------------------------------
+
+
+def test_projector_swap_changes_and_restores(tmp_path, load_tiny, tiny_checkpoints) -> None:
+    import torch
+    from safetensors.torch import save_file
+
+    from mm_align import load_vlm
+    from mm_align.adapters.projector import ProjectorMismatchError, swap_projector
+
+    adapter = load_tiny("llava")
+    original = tmp_path / "original.safetensors"
+    save_file({k: v.clone() for k, v in adapter.projector.state_dict().items()}, str(original))
+    # Another design of the same shapes, saved the way LLaVA's training code saves it.
+    other = load_vlm(str(tiny_checkpoints["llava"])).projector
+    torch.manual_seed(123)
+    legacy = {}
+    for i, linear in ((0, other.linear_1), (2, other.linear_2)):  # nn.Sequential(lin, GELU, lin)
+        legacy[f"model.mm_projector.{i}.weight"] = torch.randn_like(linear.weight)
+        legacy[f"model.mm_projector.{i}.bias"] = torch.randn_like(linear.bias)
+    torch.save(legacy, tmp_path / "mm_projector.bin")
+
+    score(adapter, SAMPLE, tmp_path / "base", limit=3, progress=False)
+    try:
+        summary = score(adapter, SAMPLE, tmp_path / "swapped", limit=3, progress=False,
+                        projector=tmp_path / "mm_projector.bin")
+        assert summary["provenance"]["projector"]["tensors"] == 4
+        assert torch.equal(adapter.projector.linear_1.weight, legacy["model.mm_projector.0.weight"])
+    finally:
+        swap_projector(adapter, original)
+    score(adapter, SAMPLE, tmp_path / "restored", limit=3, progress=False)
+    base, swapped, restored = (_read(tmp_path / n / "results.jsonl") for n in ("base", "swapped", "restored"))
+    for b, s, r in zip(base, swapped, restored, strict=True):
+        assert s["erank_projector"] != pytest.approx(b["erank_projector"], rel=1e-6)
+        assert s["erank_vision"] == b["erank_vision"]  # the vision tower is untouched
+        assert r == b
+    bad = {"model.mm_projector.0.weight": torch.zeros(3, 3)}
+    torch.save(bad, tmp_path / "bad.bin")
+    with pytest.raises(ProjectorMismatchError, match="missing"):
+        swap_projector(adapter, tmp_path / "bad.bin")
+    wrong_shape = dict(legacy, **{"model.mm_projector.2.weight": torch.zeros(5, 5)})
+    torch.save(wrong_shape, tmp_path / "shape.bin")
+    with pytest.raises(ProjectorMismatchError, match="shape mismatch"):
+        swap_projector(adapter, tmp_path / "shape.bin")

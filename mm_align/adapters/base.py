@@ -216,6 +216,8 @@ class VLMAdapter:
     """The config ``model_type`` this adapter serves; set by ``@register``."""
     model_class: ClassVar[type[PreTrainedModel]]
     text_model_paths: ClassVar[tuple[str, ...]] = ("model.language_model", "language_model")
+    projector_paths: ClassVar[tuple[str, ...]] = ()
+    """Candidate paths of the connector (projector) between vision tower and LLM."""
     """Candidate paths of the LLM (newest layout first); a CausalLM there is unwrapped."""
 
     def __init__(
@@ -235,6 +237,8 @@ class VLMAdapter:
         config = model.config
         if getattr(config, "mm_align_tiny", None):
             warnings.warn(f"{config.mm_align_tiny}: this checkpoint was built by `mm-align tiny`", stacklevel=3)
+        self.projector: nn.Module = probe_module(model, self.projector_paths, "projector")
+        """The connector module: its output is the ``"projector"`` stage."""
         text_model = probe_module(model, self.text_model_paths, "language model")
         if not hasattr(text_model, "layers") and hasattr(text_model, "model"):
             text_model = text_model.model  # 4.5x LLaVA keeps a whole CausalLM here

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import torch
 from transformers import (
@@ -21,10 +20,9 @@ from transformers import (
     LlavaConfig,
     LlavaForConditionalGeneration,
     LlavaProcessor,
-    PreTrainedModel,
 )
 
-from mm_align.adapters.base import VLMAdapter, probe_module
+from mm_align.adapters.base import VLMAdapter
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_tiny_tokenizer, save_tiny
 from mm_align.capture import Captured, Tap, input_of, output_of
@@ -50,11 +48,7 @@ class LlavaAdapter(VLMAdapter):
 
     model_class = LlavaForConditionalGeneration
 
-    def __init__(self, model: PreTrainedModel, processor: Any, **options: Any) -> None:
-        super().__init__(model, processor, **options)
-        self._projector = probe_module(
-            model, ("model.multi_modal_projector", "multi_modal_projector"), "multi-modal projector"
-        )
+    projector_paths = ("model.multi_modal_projector", "multi_modal_projector")
 
     def _image_prefix(self) -> str:
         return self.image_token
@@ -62,7 +56,7 @@ class LlavaAdapter(VLMAdapter):
     def _vision_taps(self) -> dict[str, Tap]:
         # The projector's input is the selected layer with the CLS rule already applied: reading
         # it there is more faithful than re-deriving the selection from the config.
-        return {"vision": input_of(self._projector), "projector": output_of(self._projector)}
+        return {"vision": input_of(self.projector), "projector": output_of(self.projector)}
 
     def _split_vision(
         self, got: Captured, batch: Mapping[str, torch.Tensor]

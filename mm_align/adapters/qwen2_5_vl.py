@@ -69,11 +69,11 @@ class Qwen2_5_VLAdapter(VLMAdapter):
     """Qwen2.5-VL adapter; see :class:`~mm_align.adapters.base.VLMAdapter` for prompts and masks."""
 
     model_class = Qwen2_5_VLForConditionalGeneration
+    projector_paths = ("model.visual.merger", "visual.merger")
 
     def __init__(self, model: PreTrainedModel, processor: Any, **options: Any) -> None:
         super().__init__(model, processor, **options)
         self._visual = probe_module(model, ("model.visual", "visual"), "vision tower")
-        self._merger = probe_module(self._visual, ("merger",), "patch merger")
         self._merge_unit = int(model.config.vision_config.spatial_merge_size) ** 2
         tokenizer = processor.tokenizer
         self._vision_start = tokenizer.convert_ids_to_tokens(model.config.vision_start_token_id)
@@ -85,7 +85,7 @@ class Qwen2_5_VLAdapter(VLMAdapter):
     def _vision_taps(self) -> dict[str, Tap]:
         return {
             # Rows in the ViT's window order: a row permutation leaves eRank unchanged.
-            "vision": input_of(self._merger),
+            "vision": input_of(self.projector),
             # Read at the tower's output, not the merger's: only there is the window order undone.
             "projector": output_of(self._visual, pick=_merged_features),
         }

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from mm_align.data import DEFAULT_MAX_PIXELS
 from mm_align.pipeline.controls import CONTROLS, PERTURBATIONS
@@ -31,6 +30,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1")
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
                    help="model precision (metrics are always computed in float64)")
+    p.add_argument("--device-map", help="e.g. 'auto': spread a large model over all visible GPUs "
+                   "(accelerate); overrides --device")
+    p.add_argument("--projector", help="swap in connector weights from a .safetensors file or a "
+                   "LLaVA-style mm_projector.bin before scoring")
     p.add_argument("--layers", help="LLM layers to sweep besides the last: 'all' or e.g. '0,8,-1'")
     p.add_argument("--prompt", default="plain", choices=["plain", "chat"],
                    help="plain: image then text, no template (default); chat: the chat template")
@@ -54,17 +57,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mm_align.pipeline import format_table, score
+    from mm_align.pipeline.distributed import Workers
 
     summary = score(
         args.model, args.data, args.out,
         batch_size=args.batch_size, limit=args.limit, resume=args.resume, device=args.device,
-        dtype=args.dtype, layers=args.layers, prompt=args.prompt,
+        dtype=args.dtype, device_map=args.device_map, projector=args.projector, layers=args.layers, prompt=args.prompt,
         include_special=args.include_special, seed=args.seed, strict=args.strict,
         controls=[*args.control, *args.perturb], image_root=args.image_root,
         image_column=args.image_column, text_column=args.text_column, split=args.split,
         max_pixels=args.max_pixels,
         progress=not args.no_progress,
     )
-    print(format_table(summary))
-    print(f"\nresults in {args.out}")
+    if Workers.from_env().is_main:  # one table, not one per data-parallel process
+        print(format_table(summary))
+        print(f"\nresults in {args.out}")
     return 0

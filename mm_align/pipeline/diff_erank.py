@@ -363,7 +363,7 @@ def diff_erank(
         "untrained": "AutoModel.from_config(config) under torch.manual_seed(seed)",
     }
     # The run directory is checked before the weights are loaded: a refused resume is cheap.
-    files = RunFiles(out, identity, resume=resume)
+    files = RunFiles.start(out, identity, resume=resume)
     models = _Models(str(model), config, device, dtype, seed)
     done = files.done_ids()
     pending = [s for s in samples if s.id not in done]

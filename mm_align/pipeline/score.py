@@ -8,6 +8,7 @@ large the data set. Results are appended per batch and the run can be resumed.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -18,11 +19,13 @@ from tqdm.auto import tqdm
 
 from mm_align.adapters import load_vlm
 from mm_align.adapters.base import normalize_layers
+from mm_align.adapters.projector import swap_projector
 from mm_align.data import DEFAULT_MAX_PIXELS, BadSampleError, Sample, open_dataset
 from mm_align.pipeline.controls import CONTROLS, PERTURBATIONS, Transform, make_transform
 from mm_align.pipeline.provenance import model_provenance, software_versions
 from mm_align.pipeline.reduce import MetricError, reduce_sample
-from mm_align.pipeline.runfiles import RunFiles
+from mm_align.pipeline.distributed import Workers
+from mm_align.pipeline.runfiles import SUMMARY, RunFiles
 from mm_align.pipeline.summary import format_table, summarize
 from mm_align.report import write_report
 
@@ -126,22 +129,23 @@ def _score_into(
 ) -> None:
     """Score the samples not yet in ``files``, appending one batch at a time.
 
-    ``samples`` is called to stream the data set afresh: only a batch of samples (and, for
-    in-memory data sets, their encoded images) is held at once.
+    ``samples`` is called to stream this worker's share of the data set afresh: only a
+    batch of samples (and, for in-memory data sets, their encoded images) is held at once.
     """
     done = files.done_ids()
     if done:
-        log.info("%s: resuming, %d of %d samples already done", desc, len(done), n_samples)
-    pending = (s for s in samples() if s.id not in done)
-    with tqdm(total=n_samples - len(done), desc=desc, unit="sample", disable=not progress) as bar:
-        while chunk := list(itertools.islice(pending, batch_size)):
+        log.info("%s: resuming, %d samples already done", desc, len(done))
+    todo = (s for s in samples() if s.id not in done)
+    with tqdm(total=max(n_samples - len(done), 0), desc=desc, unit="sample",
+              disable=not progress) as bar:
+        while chunk := list(itertools.islice(todo, batch_size)):
             results, errors = scorer.batch(chunk, transform)
             files.append(results, errors)
             bar.update(len(chunk))
 
 
 def score(
-    model: str | Any,
+    model: str | Path | Any,
     data: str | Path,
     out: str | Path,
     *,
@@ -150,12 +154,14 @@ def score(
     resume: bool = False,
     device: str = "cpu",
     dtype: str = "float32",
+    device_map: str | None = None,
     layers: str | Sequence[int] | None = None,
     prompt: str = "plain",
     include_special: bool = False,
     seed: int = 0,
     strict: bool = False,
     controls: Sequence[str] = (),
+    projector: str | Path | None = None,
     image_root: str | Path | None = None,
     image_column: str | None = None,
     text_column: str | None = None,
@@ -163,9 +169,11 @@ def score(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     n_boot: int = 1000,
     progress: bool = True,
-    on_adapter: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
     """Score a VLM over an image-caption set and write a run directory.
+
+    Started under ``torchrun`` or ``accelerate launch``, each process scores its share of
+    the samples and the main process merges them (see :mod:`mm_align.pipeline.distributed`).
 
     Args:
         model: a checkpoint path or hub id (loaded with :func:`mm_align.load_vlm`), or an
@@ -175,7 +183,10 @@ def score(
         batch_size: samples per forward pass; results do not depend on it.
         limit: score only the first ``limit`` samples.
         resume: continue the run in ``out``: samples already recorded are skipped.
-        device, dtype: where and in which precision the model runs.
+        device, dtype: where and in which precision the model runs (``cuda`` under a
+            launcher means each process's own GPU).
+        device_map: e.g. ``"auto"``: spread a model too large for one device over all
+            visible ones (accelerate); ``device`` is then ignored.
         layers: extra LLM layers to record: ``"all"``, ``"0,8,-1"`` or a list.
         prompt: ``"plain"`` (image then text, no template) or ``"chat"``.
         include_special: count special and template tokens in the LLM stages.
@@ -183,17 +194,19 @@ def score(
         strict: stop at the first bad sample instead of recording it.
         controls: names from :data:`CONTROLS` or :data:`PERTURBATIONS`, each scored after
             the real run into ``out/controls/<name>``.
+        projector: a connector checkpoint (safetensors or LLaVA ``mm_projector.bin``) to swap
+            into the model before scoring.
         image_root, image_column, text_column, split, max_pixels: passed to
             ``open_dataset``.
         n_boot: bootstrap replicates of the 95% intervals.
         progress: show progress bars.
-        on_adapter: called with the loaded adapter before scoring (e.g. to swap weights).
 
     Returns:
         the summary of the real run (also written to ``out/summary.json``).
 
     Raises:
         ScoreError: no sample could be scored, or ``strict`` and a sample failed.
+        RunDirError: ``out`` holds a run and ``resume`` is off, or its settings differ.
     """
     unknown = [c for c in controls if c not in CONTROLS and c not in PERTURBATIONS]
     if unknown:
@@ -202,65 +215,73 @@ def score(
         )
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    workers = Workers.from_env()
     torch.manual_seed(seed)
     source = open_dataset(
-        data, image_root=image_root, image_column=image_column, text_column=text_column, split=split,
-        max_pixels=max_pixels,
+        data, image_root=image_root, image_column=image_column, text_column=text_column,
+        split=split, max_pixels=max_pixels,
     )
-    n_samples = len(source) if limit is None else min(limit, len(source))
+    n_total = len(source) if limit is None else min(limit, len(source))
 
-    def samples() -> Iterable[Sample]:
-        return itertools.islice(source, n_samples)
+    def my_samples() -> Iterable[Sample]:
+        return (s for s in itertools.islice(source, n_total) if workers.owns(s.index))
 
     if isinstance(model, str | Path):
-        adapter = load_vlm(str(model), device=device, dtype=dtype, prompt=prompt,
-                           include_special=include_special)
+        hf_kwargs = {"device_map": device_map} if device_map else {}
+        adapter = load_vlm(str(model), device=workers.device(device), dtype=dtype, prompt=prompt,
+                           include_special=include_special, **hf_kwargs)
     else:
         adapter = model
-    if on_adapter is not None:
-        on_adapter(adapter)
+    projector_info = swap_projector(adapter, projector) if projector else None
     sweep = _parse_layers(layers, adapter.num_hidden_states)
-    data_info = {"path": str(Path(data).resolve()) if Path(data).exists() else str(data),
-                 "description": source.describe(), "fingerprint": source.fingerprint()}
     identity = {
         "model": model_provenance(adapter.model.name_or_path, adapter.model.config),
-        "data": data_info,
+        "projector": projector_info,
+        "data": {"path": str(Path(data).resolve()) if Path(data).exists() else str(data),
+                 "description": source.describe(), "fingerprint": source.fingerprint()},
         "dtype": str(adapter.dtype).replace("torch.", ""),
         "prompt": adapter.prompt,
         "include_special": adapter.include_special,
         "layers": sweep,
         "seed": seed,
     }
+    runs = {None: Path(out), **{name: Path(out) / "controls" / name for name in controls}}
+    for name, root in runs.items():
+        RunFiles(root).check({**identity, "control": name}, resume)
+    workers.barrier()  # nobody writes before every worker has checked the directory
+
     scorer = _Scorer(adapter, sweep, strict)
     # Only the shuffled control needs every text up front; texts are small.
-    texts = [s.text for s in samples()] if "shuffled" in controls else []
-    summary: dict[str, Any] = {}
-    for name in (None, *controls):
-        root = Path(out) if name is None else Path(out) / "controls" / name
-        files = RunFiles(root, {**identity, "control": name}, resume=resume)
+    texts = [s.text for s in itertools.islice(source, n_total)] if "shuffled" in controls else []
+    n_mine = sum(1 for i in range(n_total) if workers.owns(i))
+    for name, root in runs.items():
+        files = RunFiles(root, workers.shard)
+        files.open({**identity, "control": name} if workers.is_main else None)
         transform = make_transform(name, texts, seed) if name else None
-        _score_into(
-            scorer, samples, n_samples, files, transform, batch_size, progress, name or "score"
-        )
-        results = files.results()
-        provenance = {
-            **identity,
-            "control": name,
-            "device": str(adapter.device),
-            "n_requested": n_samples,
-            "versions": software_versions(),
-        }
-        run_summary = summarize(results, len(files.errors()), provenance, n_boot=n_boot, seed=seed)
-        files.write_summary(run_summary)
-        if name is None:
-            summary = run_summary
-    try:
-        write_report(out)
-    except Exception:  # the scores are safe on disk; a plotting failure must not hide them
-        log.exception("could not write the report; rebuild it with `mm-align report %s`", out)
+        _score_into(scorer, my_samples, n_mine, files, transform, batch_size, progress,
+                    name or "score")
+    workers.barrier()  # every shard is complete
+
+    if workers.is_main:
+        for name, root in runs.items():
+            files = RunFiles(root)
+            files.merge()
+            provenance = {**identity, "control": name, "device": str(adapter.device),
+                          "n_requested": n_total, "workers": workers.world_size,
+                          "versions": software_versions()}
+            files.write_summary(
+                summarize(files.results(), len(files.errors()), provenance, n_boot=n_boot,
+                          seed=seed)
+            )
+        try:
+            write_report(out)
+        except Exception:  # the scores are safe on disk; a plotting failure must not hide them
+            log.exception("could not write the report; rebuild it with `mm-align report %s`", out)
+    workers.barrier()  # the summary exists for every worker to return
+    summary = json.loads((Path(out) / SUMMARY).read_text(encoding="utf-8"))
     if summary["n_samples"] == 0:
         raise ScoreError(
-            f"none of the {n_samples} samples could be scored; see {Path(out) / 'errors.jsonl'}"
+            f"none of the {n_total} samples could be scored; see {Path(out) / 'errors.jsonl'}"
         )
     return summary
 

@@ -1,0 +1,83 @@
+"""Data-parallel scoring: 2 CPU processes (gloo) under torchrun and accelerate launch must
+give the run a single process gives, and resume across process counts."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mm_align.pipeline import score
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+LAUNCHERS = {
+    "torchrun": [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                 "--master-port", "29517"],
+    # accelerate's --cpu means ONE process (multi-CPU goes through mpirun); --multi_gpu is its
+    # torchrun-style launcher, and it starts 2 CPU processes here since --device is cpu.
+    "accelerate": [shutil.which("accelerate") or "accelerate", "launch", "--multi_gpu",
+                   "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+                   "--dynamo_backend", "no", "--main_process_port", "29518"],
+}
+
+
+def _read(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _launch(launcher: str, checkpoint: Path, out: Path, *extra: str) -> None:
+    argv = [*LAUNCHERS[launcher], "-m", "mm_align", "score", "--model", str(checkpoint),
+            "--data", str(SAMPLE), "--out", str(out), "--batch-size", "3", "--no-progress",
+            *extra]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory, load_tiny) -> Path:
+    out = tmp_path_factory.mktemp("single") / "run"
+    score(load_tiny("qwen2_5_vl"), SAMPLE, out, batch_size=3, progress=False,
+          controls=["shuffled"])
+    return out
+
+
+def _assert_same_run(merged: Path, single: Path) -> None:
+    a, b = _read(merged / "results.jsonl"), _read(single / "results.jsonl")
+    assert [r["id"] for r in a] == [r["id"] for r in b]
+    for x, y in zip(a, b):
+        assert x["tokens"] == y["tokens"] and x["text"] == y["text"]
+        for stage in ("vision", "projector", "image", "text", "joint"):
+            assert x[f"erank_{stage}"] == pytest.approx(y[f"erank_{stage}"], rel=1e-6)
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (merged, single))
+    assert sa["n_samples"] == sb["n_samples"] == 15
+    for stage, value in sb["erank"].items():
+        assert sa["erank"][stage] == pytest.approx(value, rel=1e-6)
+    assert sa["provenance"]["workers"] == 2
+    assert not (merged / "shards").exists()
+
+
+@pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
+def test_two_processes_equal_one(tmp_path, tiny_checkpoints, single, launcher) -> None:
+    out = tmp_path / "run"
+    _launch(launcher, tiny_checkpoints["qwen2_5_vl"], out, "--control", "shuffled")
+    _assert_same_run(out, single)
+    _assert_same_run(out / "controls" / "shuffled", single / "controls" / "shuffled")
+    assert (out / "report.html").exists()
+
+
+def test_resume_across_process_counts(tmp_path, tiny_checkpoints, load_tiny, single) -> None:
+    out = tmp_path / "run"
+    _launch("torchrun", tiny_checkpoints["qwen2_5_vl"], out, "--limit", "7")
+    assert len(_read(out / "results.jsonl")) == 7
+    # Resume the rest in a single process, then nothing is left for a second distributed pass.
+    score(load_tiny("qwen2_5_vl"), SAMPLE, out, batch_size=3, progress=False, resume=True)
+    assert len(_read(out / "results.jsonl")) == 15
+    _launch("torchrun", tiny_checkpoints["qwen2_5_vl"], out, "--resume")
+    ids = [r["id"] for r in _read(out / "results.jsonl")]
+    assert len(ids) == len(set(ids)) == 15
