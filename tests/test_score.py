@@ -378,3 +378,45 @@ def test_projector_swap_changes_and_restores(tmp_path, load_tiny, tiny_checkpoin
     torch.save(wrong_shape, tmp_path / "shape.bin")
     with pytest.raises(ProjectorMismatchError, match="shape mismatch"):
         swap_projector(adapter, tmp_path / "shape.bin")
+
+
+# ---- trained vs untrained LLM -----------------------------------------------------------------
+
+
+def test_untrained_baseline(tmp_path, load_tiny) -> None:
+    import torch
+
+    adapter = load_tiny("llava")
+    run = tmp_path / "run"
+    summary = score(adapter, SAMPLE, run, limit=4, progress=False, baseline="untrained", seed=7)
+    real = _read(run / "results.jsonl")
+    base = _read(run / "controls" / "untrained" / "results.jsonl")
+    for r, b in zip(real, base, strict=True):
+        assert b["erank_vision"] == r["erank_vision"]  # vision tower and projector untouched
+        assert b["erank_projector"] == r["erank_projector"]
+        assert b["erank_text"] != pytest.approx(r["erank_text"], rel=1e-6)
+    for stage in ("image", "text", "joint"):
+        d = summary["diff_erank"][f"erank_{stage}"]
+        want = math.exp(sum(x[f"entropy_{stage}"] for x in base) / 4) - math.exp(
+            sum(x[f"entropy_{stage}"] for x in real) / 4)
+        assert d["diff"] == pytest.approx(want, rel=1e-9, abs=1e-12)
+        assert d["ci95"][0] <= d["diff"] <= d["ci95"][1]
+    assert summary["diff_erank"]["n_paired"] == 4
+
+    # Independently: a Llama built from the text config under the same seed, run on the
+    # text-only input, gives the untrained text eRank.
+    sample = next(iter(open_dataset(SAMPLE)))
+    image, text = sample.load()
+    rep = adapter.represent(image, text)
+    llm = adapter.language_model
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(7)
+        fresh = type(llm)(llm.config).eval()
+    with torch.no_grad():
+        hidden = fresh(**rep.inputs["text"], output_hidden_states=True).hidden_states[-1][0]
+    states = hidden[rep.masks["text"]].double().numpy()
+    assert base[0]["erank_text"] == pytest.approx(official_erank(states), rel=1e-6)
+    # And the trained LLM is back in place.
+    assert adapter.represent(image, text)["text"].equal(rep["text"])
+    score(adapter, SAMPLE, tmp_path / "after", limit=4, progress=False, seed=7)
+    assert _read(tmp_path / "after" / "results.jsonl") == real

@@ -12,6 +12,7 @@ from __future__ import annotations
 import operator
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -242,6 +243,8 @@ class VLMAdapter:
         text_model = probe_module(model, self.text_model_paths, "language model")
         if not hasattr(text_model, "layers") and hasattr(text_model, "model"):
             text_model = text_model.model  # 4.5x LLaVA keeps a whole CausalLM here
+        self.language_model: nn.Module = text_model
+        """The LLM's decoder stack (embeddings, layers, final norm), without the LM head."""
         self._decoder_layers: Sequence[nn.Module] = probe_module(text_model, ("layers",), "decoder layers")
         self._final_norm = probe_module(text_model, ("norm", "final_layernorm"), "final norm")
         # Older configs call it image_token_index.
@@ -253,6 +256,36 @@ class VLMAdapter:
         self._pad_id = int(pad_id or 0)  # padded positions are masked out, any id will do
 
     # ---- construction -------------------------------------------------------------------
+
+    @contextmanager
+    def untrained_llm(self, seed: int = 0) -> Iterator[VLMAdapter]:
+        """An adapter over this model with its LLM re-initialised from its config (seeded),
+        vision tower and projector untouched: the baseline of a VLM's Diff-eRank.
+
+        The trained LLM is put back when the context exits. Costs the memory of a second
+        LLM while it lasts. Not available for models spread with a ``device_map``.
+        """
+        if getattr(self.model, "hf_device_map", None):
+            raise ValueError("the untrained baseline does not support models loaded with a device_map")
+        trained = self.language_model
+        name = next((n for n, m in self.model.named_modules() if m is trained), None)
+        if name is None:
+            raise RuntimeError("the LLM is swapped out already (nested untrained_llm?)")
+        parent_name, _, attr = name.rpartition(".")
+        parent = self.model.get_submodule(parent_name)
+        # Only the CPU generator draws the init; the caller's RNG state is left as it was.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            fresh = type(trained)(trained.config)
+        fresh.to(device=self.device, dtype=self.dtype).eval()
+        setattr(parent, attr, fresh)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the random-weights note was given already
+                yield type(self)(self.model, self.processor, prompt=self.prompt,
+                                 include_special=self.include_special)
+        finally:
+            setattr(parent, attr, trained)
 
     @classmethod
     def from_pretrained(

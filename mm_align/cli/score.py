@@ -34,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    "(accelerate); overrides --device")
     p.add_argument("--projector", help="swap in connector weights from a .safetensors file or a "
                    "LLaVA-style mm_projector.bin before scoring")
+    p.add_argument("--baseline", choices=["untrained"],
+                   help="also score with the LLM randomly re-initialised (seeded) and report "
+                   "the LLM stages' Diff-eRank (untrained minus trained)")
     p.add_argument("--layers", help="LLM layers to sweep besides the last: 'all' or e.g. '0,8,-1'")
     p.add_argument("--prompt", default="plain", choices=["plain", "chat"],
                    help="plain: image then text, no template (default); chat: the chat template")
@@ -62,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     summary = score(
         args.model, args.data, args.out,
         batch_size=args.batch_size, limit=args.limit, resume=args.resume, device=args.device,
-        dtype=args.dtype, device_map=args.device_map, projector=args.projector, layers=args.layers, prompt=args.prompt,
+        dtype=args.dtype, device_map=args.device_map, projector=args.projector, baseline=args.baseline, layers=args.layers, prompt=args.prompt,
         include_special=args.include_special, seed=args.seed, strict=args.strict,
         controls=[*args.control, *args.perturb], image_root=args.image_root,
         image_column=args.image_column, text_column=args.text_column, split=args.split,

@@ -12,13 +12,13 @@ from typing import Any
 
 import torch
 
-from mm_align.metrics.bootstrap import STAGES
 from mm_align.metrics import (
     image_reduction_ratio,
     image_text_alignment,
     spectral_entropy,
     spectrum,
 )
+from mm_align.metrics.bootstrap import STAGES
 
 LLM_STAGES = ("image", "text", "joint")
 """The stages measured on LLM hidden states, the ones a layer sweep covers."""

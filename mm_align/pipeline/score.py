@@ -11,6 +11,7 @@ import itertools
 import json
 import logging
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,17 @@ from mm_align.adapters import load_vlm
 from mm_align.adapters.base import normalize_layers
 from mm_align.adapters.projector import swap_projector
 from mm_align.data import DEFAULT_MAX_PIXELS, BadSampleError, Sample, open_dataset
-from mm_align.pipeline.controls import CONTROLS, PERTURBATIONS, Transform, make_transform
+from mm_align.pipeline.controls import (
+    CONTROLS,
+    PERTURBATIONS,
+    Transform,
+    make_transform,
+)
+from mm_align.pipeline.distributed import Workers
 from mm_align.pipeline.provenance import model_provenance, software_versions
 from mm_align.pipeline.reduce import MetricError, reduce_sample
-from mm_align.pipeline.distributed import Workers
 from mm_align.pipeline.runfiles import SUMMARY, RunFiles
-from mm_align.pipeline.summary import format_table, summarize
+from mm_align.pipeline.summary import diff_erank_summary, format_table, summarize
 from mm_align.report import write_report
 
 log = logging.getLogger(__name__)
@@ -144,6 +150,17 @@ def _score_into(
             bar.update(len(chunk))
 
 
+def _add_diff_erank(real: Path, untrained: Path, n_boot: int, seed: int) -> None:
+    """Add ``diff_erank`` (untrained minus trained, per LLM stage, paired over the samples
+    both runs scored) to the real run's summary."""
+    path = real / SUMMARY
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    summary["diff_erank"] = diff_erank_summary(
+        RunFiles(real).results(), RunFiles(untrained).results(), n_boot=n_boot, seed=seed
+    )
+    RunFiles(real).write_summary(summary)
+
+
 def score(
     model: str | Path | Any,
     data: str | Path,
@@ -162,6 +179,7 @@ def score(
     strict: bool = False,
     controls: Sequence[str] = (),
     projector: str | Path | None = None,
+    baseline: str | None = None,
     image_root: str | Path | None = None,
     image_column: str | None = None,
     text_column: str | None = None,
@@ -196,6 +214,8 @@ def score(
             the real run into ``out/controls/<name>``.
         projector: a connector checkpoint (safetensors or LLaVA ``mm_projector.bin``) to swap
             into the model before scoring.
+        baseline: ``"untrained"``: also score with the LLM randomly re-initialised (seeded)
+            into ``out/controls/untrained`` and add the LLM stages' Diff-eRank to the summary.
         image_root, image_column, text_column, split, max_pixels: passed to
             ``open_dataset``.
         n_boot: bootstrap replicates of the 95% intervals.
@@ -245,21 +265,26 @@ def score(
         "layers": sweep,
         "seed": seed,
     }
-    runs = {None: Path(out), **{name: Path(out) / "controls" / name for name in controls}}
+    if baseline not in (None, "untrained"):
+        raise ValueError(f"unknown baseline {baseline!r}; the only one is 'untrained'")
+    extra = [*controls, *([baseline] if baseline else [])]
+    runs = {None: Path(out), **{name: Path(out) / "controls" / name for name in extra}}
     for name, root in runs.items():
         RunFiles(root).check({**identity, "control": name}, resume)
     workers.barrier()  # nobody writes before every worker has checked the directory
 
-    scorer = _Scorer(adapter, sweep, strict)
     # Only the shuffled control needs every text up front; texts are small.
     texts = [s.text for s in itertools.islice(source, n_total)] if "shuffled" in controls else []
     n_mine = sum(1 for i in range(n_total) if workers.owns(i))
     for name, root in runs.items():
         files = RunFiles(root, workers.shard)
         files.open({**identity, "control": name} if workers.is_main else None)
-        transform = make_transform(name, texts, seed) if name else None
-        _score_into(scorer, my_samples, n_mine, files, transform, batch_size, progress,
-                    name or "score")
+        transform = make_transform(name, texts, seed) if name in controls else None
+        # The baseline scores the same inputs with the LLM re-initialised.
+        model_view = adapter.untrained_llm(seed) if name and name == baseline else nullcontext(adapter)
+        with model_view as scored:
+            _score_into(_Scorer(scored, sweep, strict), my_samples, n_mine, files, transform,
+                        batch_size, progress, name or "score")
     workers.barrier()  # every shard is complete
 
     if workers.is_main:
@@ -277,6 +302,8 @@ def score(
             write_report(out)
         except Exception:  # the scores are safe on disk; a plotting failure must not hide them
             log.exception("could not write the report; rebuild it with `mm-align report %s`", out)
+        if baseline:
+            _add_diff_erank(Path(out), runs[baseline], n_boot, seed)
     workers.barrier()  # the summary exists for every worker to return
     summary = json.loads((Path(out) / SUMMARY).read_text(encoding="utf-8"))
     if summary["n_samples"] == 0:

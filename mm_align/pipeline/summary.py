@@ -10,7 +10,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mm_align.metrics import aggregate_erank, image_text_alignment
-from mm_align.metrics.bootstrap import STAGES, bootstrap_ci, dataset_metrics
+from mm_align.metrics.bootstrap import (
+    STAGES,
+    bootstrap_ci,
+    dataset_metrics,
+    paired_difference,
+)
 from mm_align.pipeline.reduce import LLM_STAGES
 
 
@@ -71,6 +76,36 @@ def summarize(
     return summary
 
 
+def diff_erank_summary(
+    trained: Sequence[Mapping[str, Any]],
+    untrained: Sequence[Mapping[str, Any]],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Diff-eRank of a VLM's LLM: dataset eRank with the LLM untrained minus trained.
+
+    Args:
+        trained, untrained: per-sample results of the two runs; only samples scored in both
+            are used, paired by id.
+
+    Returns:
+        ``n_paired`` and, per LLM-stage eRank and the alignment, ``a`` (trained), ``b``
+        (untrained), ``diff`` = b - a (the paper's Diff-eRank for eRanks), a paired
+        bootstrap ``ci95`` and ``p_value``.
+    """
+    by_id = {r["id"]: r for r in untrained}
+    pairs = [(r, by_id[r["id"]]) for r in trained if r["id"] in by_id]
+    if not pairs:
+        return {"n_paired": 0}
+
+    def entropies(side: int) -> dict[str, list[float]]:
+        return {s: [p[side][f"entropy_{s}"] for p in pairs] for s in LLM_STAGES}
+
+    diffs = paired_difference(entropies(0), entropies(1), n_boot=n_boot, seed=seed)
+    return {"n_paired": len(pairs), **diffs}
+
+
 def format_table(summary: Mapping[str, Any]) -> str:
     """A short human-readable table of a summary, for the terminal."""
     lines = [f"samples scored: {summary['n_samples']}   errors: {summary['n_errors']}"]
@@ -94,4 +129,9 @@ def format_table(summary: Mapping[str, Any]) -> str:
         lines.append(row(label, summary["erank"][stage], f"erank_{stage}"))
     lines.append(row("Image Reduction Ratio", summary["image_reduction_ratio"], "image_reduction_ratio"))
     lines.append(row("Image-Text Alignment", summary["image_text_alignment"], "image_text_alignment"))
+    for stage in LLM_STAGES if "diff_erank" in summary else ():
+        d = summary["diff_erank"].get(f"erank_{stage}")
+        if d:
+            lo, hi = d["ci95"]
+            lines.append(f"  {'Diff-eRank LLM ' + stage:<26} {d['diff']:>10.4f}   [{lo:.4f}, {hi:.4f}]")
     return "\n".join(lines)
