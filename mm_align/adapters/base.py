@@ -28,6 +28,7 @@ from torch import nn
 from transformers import AutoProcessor, PreTrainedModel
 
 from mm_align.capture import Captured, Tap, capture, input_of, output_of
+from mm_align.stages import LLM_STAGES, STAGES
 
 __all__ = [
     "LLM_STAGES",
@@ -40,8 +41,6 @@ __all__ = [
     "resolve_dtype",
 ]
 
-STAGES = ("vision", "projector", "image", "text", "joint")
-LLM_STAGES = ("image", "text", "joint")
 
 PromptStyle = Literal["plain", "chat"]
 

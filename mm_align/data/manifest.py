@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,11 +65,16 @@ def _read(
     path: Path, fmt: str, columns: Columns, image_root: str | Path | None, max_pixels: int
 ) -> list[Sample]:
     reader = RecordReader(path, Path(image_root or path.parent), columns, max_pixels)
-    records = _csv_records(path, reader) if fmt == "csv" else _jsonl_records(path)
+    records = (
+        csv_records(path, check_header=lambda names: reader.check_columns(names, line=1))
+        if fmt == "csv"
+        else jsonl_records(path)
+    )
     return [reader.sample(index, record, line=line) for index, (line, record) in enumerate(records)]
 
 
-def _jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
+def jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
+    """(1-based line number, decoded value) of each non-blank line; ManifestError on bad JSON."""
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, start=1):
             if not line.strip():
@@ -82,13 +87,18 @@ def _jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
                 ) from None
 
 
-def _csv_records(path: Path, reader: RecordReader) -> Iterator[tuple[int, dict[str, str]]]:
+def csv_records(
+    path: Path, check_header: Callable[[Sequence[str]], None] | None = None
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) of a CSV file with a header, which ``check_header`` may refuse;
+    ManifestError on a row with more or fewer fields than the header."""
     # utf-8-sig: spreadsheet programs often write a byte-order mark.
     with open(path, encoding="utf-8-sig", newline="") as f:
         rows = csv.DictReader(f)
         if rows.fieldnames is None:
             raise ManifestError(path, "empty CSV file (no header)", line=1)
-        reader.check_columns(rows.fieldnames, line=1)
+        if check_header is not None:
+            check_header(rows.fieldnames)
         for row in rows:
             # line_num is the last physical line of the row (quoted fields may span lines).
             if None in row:

@@ -47,6 +47,7 @@ from mm_align.metrics.aggregate import (
     image_reduction_ratio,
     image_text_alignment,
 )
+from mm_align.stages import LLM_STAGES, STAGES, VISION_STAGES
 
 __all__ = [
     "METRICS",
@@ -58,9 +59,6 @@ __all__ = [
     "unpaired_difference",
 ]
 
-STAGES = ("vision", "projector", "image", "text", "joint")
-_REDUCTION_STAGES = ("vision", "projector")
-_ALIGNMENT_STAGES = ("image", "text", "joint")
 METRICS = tuple(f"erank_{s}" for s in STAGES) + ("image_reduction_ratio", "image_text_alignment")
 
 # Elements gathered per block of replicates (float64): bounds the memory of the resampled
@@ -106,13 +104,13 @@ def _ratios(eranks: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     applied element-wise, a loop over replicates only (the costly means are vectorised).
     """
     out: dict[str, np.ndarray] = {}
-    if all(s in eranks for s in _REDUCTION_STAGES):
+    if all(s in eranks for s in VISION_STAGES):
         out["image_reduction_ratio"] = np.vectorize(image_reduction_ratio, otypes=[float])(
-            *(eranks[s] for s in _REDUCTION_STAGES)
+            *(eranks[s] for s in VISION_STAGES)
         )
-    if all(s in eranks for s in _ALIGNMENT_STAGES):
+    if all(s in eranks for s in LLM_STAGES):
         out["image_text_alignment"] = np.vectorize(image_text_alignment, otypes=[float])(
-            *(eranks[s] for s in _ALIGNMENT_STAGES)
+            *(eranks[s] for s in LLM_STAGES)
         )
     return out
 

@@ -18,10 +18,7 @@ from mm_align.metrics import (
     spectral_entropy,
     spectrum,
 )
-from mm_align.metrics.bootstrap import STAGES
-
-LLM_STAGES = ("image", "text", "joint")
-"""The stages measured on LLM hidden states, the ones a layer sweep covers."""
+from mm_align.stages import LLM_STAGES, STAGES
 
 TOP_EIGENVALUES = 64
 """How many leading normalised eigenvalues of each stage a result keeps (for plots)."""

@@ -11,12 +11,11 @@ from typing import Any
 
 from mm_align.metrics import aggregate_erank, image_text_alignment
 from mm_align.metrics.bootstrap import (
-    STAGES,
     bootstrap_ci,
     dataset_metrics,
     paired_difference,
 )
-from mm_align.pipeline.reduce import LLM_STAGES
+from mm_align.stages import LLM_STAGES, STAGES
 
 
 def _layer_summary(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -17,13 +17,12 @@ fails ``check_text()`` and is recorded as an error.
 
 from __future__ import annotations
 
-import csv
-import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from mm_align.data import ManifestError, Sample, SampleSource
+from mm_align.data.manifest import csv_records, jsonl_records
 from mm_align.data.rows import Columns, RecordReader
 
 __all__ = ["open_texts"]
@@ -45,7 +44,7 @@ def open_texts(path: str | Path, *, text_column: str | None = None) -> SampleSou
         return SampleSource(_txt_samples(p), fmt="txt", path=p)
     if p.is_file() and suffix in (".jsonl", ".csv"):
         reader = _reader(p, columns)
-        records = _csv_records(p) if suffix == ".csv" else _jsonl_records(p)
+        records = csv_records(p) if suffix == ".csv" else jsonl_records(p)
         samples = [_sample(reader, i, rec, line=line) for i, (line, rec) in enumerate(records)]
         return SampleSource(samples, fmt=suffix[1:], path=p)
     if p.is_dir() and any((p / m).is_file() for m in _SAVE_TO_DISK_MARKERS):
@@ -95,33 +94,6 @@ def _txt_samples(path: Path) -> list[Sample]:
             if text.strip():
                 samples.append(Sample(id=str(line_no), index=len(samples), text=text, image=None))
     return samples
-
-
-def _jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield line_no, json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ManifestError(
-                    path, f"invalid JSON ({err.msg} at column {err.colno})", line=line_no
-                ) from None
-
-
-def _csv_records(path: Path) -> Iterator[tuple[int, dict[str, str]]]:
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        rows = csv.DictReader(f)
-        if rows.fieldnames is None:
-            raise ManifestError(path, "empty CSV file (no header)", line=1)
-        for row in rows:
-            # line_num is the row's last physical line (quoted fields may span lines).
-            if None in row or None in row.values():
-                raise ManifestError(
-                    path, "number of fields differs from the header", line=rows.line_num
-                )
-            yield rows.line_num, row
 
 
 def _from_datasets(path: str | Path, columns: Columns, fmt: str) -> SampleSource:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import mm_align
-from mm_align.metrics.bootstrap import METRICS, STAGES
+from mm_align.metrics.bootstrap import METRICS
 from mm_align.report import plots
 from mm_align.report.blocks import (
     RATIOS,
@@ -33,6 +33,7 @@ from mm_align.report.html import (
 )
 from mm_align.report.runfiles import LLM_STAGES, Run, load_run
 from mm_align.report.thumbs import thumbnail_data_uri
+from mm_align.stages import STAGES
 
 __all__ = ["render_report", "write_report"]
 

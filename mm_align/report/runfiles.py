@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from mm_align.metrics.aggregate import image_text_alignment
-from mm_align.metrics.bootstrap import METRICS, STAGES
+from mm_align.metrics.bootstrap import METRICS
+from mm_align.stages import LLM_STAGES, STAGES
 
 __all__ = ["LLM_STAGES", "Run", "RunDirError", "load_run"]
 
-LLM_STAGES = ("image", "text", "joint")
 
 
 class RunDirError(FileNotFoundError):

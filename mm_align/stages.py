@@ -1,0 +1,12 @@
+"""The paper's five representations of an image-text sample (Diff-eRank, section 5.2), by
+the names every layer of mm-align uses for them."""
+
+STAGES = ("vision", "projector", "image", "text", "joint")
+"""eRank1..eRank5: vision-encoder output, projector output, and the LLM's states at the image
+tokens, for the text alone, and for the image-text pair."""
+
+VISION_STAGES = ("vision", "projector")
+"""Before the LLM: the Image Reduction Ratio compares these two."""
+
+LLM_STAGES = ("image", "text", "joint")
+"""LLM hidden states: the Image-Text Alignment compares these three; layer sweeps cover them."""
