@@ -196,6 +196,25 @@ def rss_mb() -> float:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def scale_llava(path: str | Path) -> None:
+    """Grow the tiny LLaVA checkpoint in ``path`` to the 91M-parameter medium size, in place."""
+    import torch
+    from transformers import AutoConfig, AutoProcessor, LlavaForConditionalGeneration
+
+    config, processor = AutoConfig.from_pretrained(path), AutoProcessor.from_pretrained(path)
+    config.vision_config.update({"hidden_size": 384, "intermediate_size": 1536,
+                                 "num_hidden_layers": 6, "num_attention_heads": 6,
+                                 "image_size": 224})
+    config.text_config.update({"hidden_size": 1024, "intermediate_size": 2816,
+                               "num_hidden_layers": 8, "num_attention_heads": 16,
+                               "num_key_value_heads": 16})
+    processor.image_processor.size = {"shortest_edge": 224}
+    processor.image_processor.crop_size = {"height": 224, "width": 224}
+    torch.manual_seed(0)
+    LlavaForConditionalGeneration(config).save_pretrained(path)
+    processor.save_pretrained(path)
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISS"
 
@@ -205,6 +224,10 @@ def main() -> None:
     parser.add_argument("--family", default="qwen2_5_vl", choices=["qwen2_5_vl", "llava"],
                         help="tiny checkpoint to build (ignored with --model)")
     parser.add_argument("--model", help="an existing checkpoint instead of a tiny one")
+    parser.add_argument("--size", default="tiny", choices=["tiny", "medium"],
+                        help="medium: a 91M-parameter random LLaVA (CLIP 224 px, 256 image "
+                        "tokens; Llama width 1024, 8 layers) where forward passes dominate, as "
+                        "with real models (~7 min on 2 cores)")
     parser.add_argument("--samples", type=int, default=40, help="samples for throughput and agreement")
     parser.add_argument("--sizes", default="10,200", help="data set sizes for the memory check")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved timed runs (best kept)")
@@ -219,9 +242,14 @@ def main() -> None:
             label = str(model_path)
         else:
             model_path = root / "model"
-            subprocess.run([sys.executable, "-m", "mm_align", "tiny", args.family, str(model_path)],
+            family = "llava" if args.size == "medium" else args.family
+            subprocess.run([sys.executable, "-m", "mm_align", "tiny", family, str(model_path)],
                            check=True, capture_output=True)
-            label = f"tiny {args.family} (random weights)"
+            if args.size == "medium":  # in a child: this process must stay small (see run_child)
+                code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+                        f"import bench_pipeline; bench_pipeline.scale_llava({str(model_path)!r})")
+                subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+            label = f"{args.size} {family} (random weights)"
 
         # 1. peak memory of score(), each size in a fresh process, spawned while we are small
         parent_mb = rss_mb()
