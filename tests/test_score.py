@@ -420,3 +420,42 @@ def test_untrained_baseline(tmp_path, load_tiny) -> None:
     assert adapter.represent(image, text)["text"].equal(rep["text"])
     score(adapter, SAMPLE, tmp_path / "after", limit=4, progress=False, seed=7)
     assert _read(tmp_path / "after" / "results.jsonl") == real
+
+
+# ---- report and compare on real tiny-model runs ----------------------------------------------
+
+
+def test_report_of_a_real_run_is_self_contained(runs) -> None:
+    from tests.test_report import parse
+
+    page = parse(runs["qwen2_5_vl"] / "report.html")
+    text = " ".join(page.text)
+    assert page.scripts == 0 and page.external == []
+    assert len(page.imgs) >= 5 and all(src.startswith("data:image/") for src in page.imgs)
+    for key in ("erank_vision", "erank_projector", "erank_image", "erank_text", "erank_joint",
+                "image_reduction_ratio", "image_text_alignment"):
+        assert key in text
+    assert "RANDOM WEIGHTS" in text
+
+
+def test_compare_two_tiny_checkpoints(tmp_path, runs, load_tiny) -> None:
+    from mm_align.report import compare_runs
+
+    other = tmp_path / "qwen-seed1"
+    assert main(["tiny", "qwen2_5_vl", str(other), "--seed", "1"]) == 0
+    score(str(other), SAMPLE, tmp_path / "run-seed1", limit=6, batch_size=4, progress=False)
+    out = compare_runs([runs["qwen2_5_vl"], tmp_path / "run-seed1"], tmp_path / "cmp")
+    doc = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    (diff,) = doc["differences"]
+    assert diff["mode"] == "paired" and diff["n_shared"] == 6
+    a = _summary(runs["qwen2_5_vl"])["erank"]
+    b = _summary(tmp_path / "run-seed1")["erank"]
+    for stage in STAGES:
+        m = diff["metrics"][f"erank_{stage}"]
+        assert m["diff"] == pytest.approx(b[stage] - a[stage], rel=1e-9) and m["diff"] != 0
+        assert m["ci95"][0] < m["ci95"][1] and 0 <= m["p_value"] <= 1
+    assert out.exists() and (tmp_path / "cmp" / "compare.html").exists()
+    compare_runs([runs["qwen2_5_vl"], runs["qwen2_5_vl"]], tmp_path / "self", labels=["a", "b"])
+    (same,) = json.loads((tmp_path / "self" / "compare.json").read_text())["differences"]
+    for m in same["metrics"].values():
+        assert m["diff"] == 0 and m["ci95"] == [0, 0] and m["p_value"] == 1
