@@ -114,9 +114,10 @@ class RunFiles:
         dirs = [self.root, *sorted((self.root / SHARDS).glob("rank-*"))]
         return [r for d in dirs for r in read_jsonl(d / name)]
 
-    def done_ids(self) -> set[str]:
-        """Ids already scored or recorded as errors anywhere in the run: skipped on resume."""
-        return {r["id"] for name in (RESULTS, ERRORS) for r in self._all(name)}
+    def done_ids(self) -> dict[str, int]:
+        """Id -> index of the samples already scored or recorded as errors anywhere in the
+        run: a resumed run skips them."""
+        return {r["id"]: r["index"] for name in (RESULTS, ERRORS) for r in self._all(name)}
 
     def append(
         self, results: Iterable[Mapping[str, Any]], errors: Iterable[Mapping[str, Any]]

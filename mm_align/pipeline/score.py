@@ -126,6 +126,7 @@ class _Scorer:
 def _score_into(
     scorer: _Scorer,
     samples: Callable[[], Iterable[Sample]],
+    mine: Callable[[int], bool],
     n_samples: int,
     files: RunFiles,
     transform: Transform | None,
@@ -137,28 +138,18 @@ def _score_into(
 
     ``samples`` is called to stream this worker's share of the data set afresh: only a
     batch of samples (and, for in-memory data sets, their encoded images) is held at once.
+    ``mine(index)`` tells whether a sample index is in that share (``n_samples`` of them).
     """
     done = files.done_ids()
-    if done:
-        log.info("%s: resuming, %d samples already done", desc, len(done))
+    n_done = sum(1 for index in done.values() if mine(index))
+    if n_done:
+        log.info("%s: resuming, %d of %d samples already done", desc, n_done, n_samples)
     todo = (s for s in samples() if s.id not in done)
-    with tqdm(total=max(n_samples - len(done), 0), desc=desc, unit="sample",
-              disable=not progress) as bar:
+    with tqdm(total=n_samples - n_done, desc=desc, unit="sample", disable=not progress) as bar:
         while chunk := list(itertools.islice(todo, batch_size)):
             results, errors = scorer.batch(chunk, transform)
             files.append(results, errors)
             bar.update(len(chunk))
-
-
-def _add_diff_erank(real: Path, untrained: Path, n_boot: int, seed: int) -> None:
-    """Add ``diff_erank`` (untrained minus trained, per LLM stage, paired over the samples
-    both runs scored) to the real run's summary."""
-    path = real / SUMMARY
-    summary = json.loads(path.read_text(encoding="utf-8"))
-    summary["diff_erank"] = diff_erank_summary(
-        RunFiles(real).results(), RunFiles(untrained).results(), n_boot=n_boot, seed=seed
-    )
-    RunFiles(real).write_summary(summary)
 
 
 def score(
@@ -243,6 +234,9 @@ def score(
     )
     n_total = len(source) if limit is None else min(limit, len(source))
 
+    def mine(index: int) -> bool:
+        return index < n_total and workers.owns(index)
+
     def my_samples() -> Iterable[Sample]:
         return (s for s in itertools.islice(source, n_total) if workers.owns(s.index))
 
@@ -275,7 +269,7 @@ def score(
 
     # Only the shuffled control needs every text up front; texts are small.
     texts = [s.text for s in itertools.islice(source, n_total)] if "shuffled" in controls else []
-    n_mine = sum(1 for i in range(n_total) if workers.owns(i))
+    n_mine = sum(1 for i in range(n_total) if mine(i))
     for name, root in runs.items():
         files = RunFiles(root, workers.shard)
         files.open({**identity, "control": name} if workers.is_main else None)
@@ -283,27 +277,29 @@ def score(
         # The baseline scores the same inputs with the LLM re-initialised.
         model_view = adapter.untrained_llm(seed) if name and name == baseline else nullcontext(adapter)
         with model_view as scored:
-            _score_into(_Scorer(scored, sweep, strict), my_samples, n_mine, files, transform,
-                        batch_size, progress, name or "score")
+            _score_into(_Scorer(scored, sweep, strict), my_samples, mine, n_mine, files,
+                        transform, batch_size, progress, name or "score")
     workers.barrier()  # every shard is complete
 
     if workers.is_main:
+        for root in runs.values():
+            RunFiles(root).merge()
         for name, root in runs.items():
             files = RunFiles(root)
-            files.merge()
             provenance = {**identity, "control": name, "device": str(adapter.device),
                           "n_requested": n_total, "workers": workers.world_size,
                           "versions": software_versions()}
-            files.write_summary(
-                summarize(files.results(), len(files.errors()), provenance, n_boot=n_boot,
-                          seed=seed)
-            )
+            run_summary = summarize(files.results(), len(files.errors()), provenance,
+                                    n_boot=n_boot, seed=seed)
+            if name is None and baseline:
+                run_summary["diff_erank"] = diff_erank_summary(
+                    files.results(), RunFiles(runs[baseline]).results(), n_boot=n_boot, seed=seed
+                )
+            files.write_summary(run_summary)
         try:
             write_report(out)
         except Exception:  # the scores are safe on disk; a plotting failure must not hide them
             log.exception("could not write the report; rebuild it with `mm-align report %s`", out)
-        if baseline:
-            _add_diff_erank(Path(out), runs[baseline], n_boot, seed)
     workers.barrier()  # the summary exists for every worker to return
     summary = json.loads((Path(out) / SUMMARY).read_text(encoding="utf-8"))
     if summary["n_samples"] == 0:
