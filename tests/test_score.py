@@ -402,6 +402,7 @@ def test_untrained_baseline(tmp_path, load_tiny) -> None:
         assert d["diff"] == pytest.approx(want, rel=1e-9, abs=1e-12)
         assert d["ci95"][0] <= d["diff"] <= d["ci95"][1]
     assert summary["diff_erank"]["n_paired"] == 4
+    assert "Diff-eRank of the LLM" in (run / "report.html").read_text()
 
     # Independently: a Llama built from the text config under the same seed, run on the
     # text-only input, gives the untrained text eRank.

@@ -18,7 +18,7 @@ from mm_align.report.blocks import (
     metric_label,
     metric_table,
 )
-from mm_align.report.fmt import METRIC_LABELS, interval, num
+from mm_align.report.fmt import METRIC_LABELS, interval, num, p_value
 from mm_align.report.html import (
     Markup,
     esc,
@@ -234,6 +234,28 @@ def _samples(ranked: Sequence[dict[str, Any]]) -> Markup:
     )
 
 
+def _diff_erank(run: Run) -> Markup:
+    """The untrained-LLM baseline's paired differences (``score --baseline untrained``)."""
+    diffs = run.summary.get("diff_erank") or {}
+    rows = [
+        [metric_label(key), num(d["a"]), num(d["b"]), num(d["diff"]), interval(d["ci95"]),
+         p_value(d["p_value"])]
+        for key in METRICS
+        if isinstance(d := diffs.get(key), dict)
+    ]
+    if not rows:
+        return Markup("")
+    return join(
+        [
+            tag("h3", "Diff-eRank of the LLM (untrained minus trained)"),
+            table(["Metric", "Trained", "Untrained LLM", "Difference", "95% CI", "p"], rows,
+                  numeric=(1, 2, 3, 4),
+                  caption=f"Paired bootstrap over the {diffs.get('n_paired', 0)} samples "
+                  "both runs scored; for eRanks the difference is the paper's Diff-eRank."),
+        ]
+    )
+
+
 def _controls(run: Run) -> Markup:
     runs = {run.name: run, **{f"control: {name}": c for name, c in run.controls.items()}}
     return join(
@@ -244,6 +266,7 @@ def _controls(run: Run) -> Markup:
             ),
             metric_table(runs),
             metric_figures(runs),
+            _diff_erank(run),
         ]
     )
 
