@@ -58,8 +58,25 @@ def test_pairing_matches_ids_not_positions(tmp_path):
     compare_runs([a, b], tmp_path / "out")
     diff = _doc(tmp_path / "out")["differences"][0]
     assert diff["n_shared"] == 10
-    assert "2 sample(s) scored in only one run" in diff["note"]
+    assert "2 result(s) not scored completely in both runs" in diff["note"]
     assert all(m["diff"] == pytest.approx(0.0, abs=1e-12) for m in diff["metrics"].values())
+
+
+def test_each_run_with_samples_the_other_lacks_and_an_incomplete_record(tmp_path):
+    a = make_run(tmp_path / "a", n=12, seed=2, layers=False)
+    b = tmp_path / "b"
+    shutil.copytree(a, b)
+    lines = (a / "results.jsonl").read_text().splitlines()
+    (a / "results.jsonl").write_text("\n".join(lines[:10]) + "\n")  # a lacks the last 2
+    broken = json.loads(lines[5])
+    del broken["entropy_vision"]  # one incomplete record must drop that sample, not the stage
+    (b / "results.jsonl").write_text("\n".join([*lines[2:5], json.dumps(broken), *lines[6:]]) + "\n")
+    compare_runs([a, b], tmp_path / "out")
+    diff = _doc(tmp_path / "out")["differences"][0]
+    assert diff["n_shared"] == 7  # ids 2..9 less the incomplete one
+    # a-only ids 0, 1; b-only ids 10, 11; the incomplete id in both runs: 10 + 10 - 2 * 7
+    assert "6 result(s) not scored completely in both runs" in diff["note"]
+    assert "erank_vision" in diff["metrics"] and "image_reduction_ratio" in diff["metrics"]
 
 
 def test_different_data_is_refused_with_the_reason(tmp_path):

@@ -74,8 +74,9 @@ def _labels(runs: Sequence[Run], labels: Sequence[str] | None) -> list[str]:
 def _pairing(
     base: Run, base_label: str, other: Run, label: str, allow_different_data: bool
 ) -> _Pairing:
-    other_ids = set(other.ids())
-    shared = [i for i in base.ids() if i in other_ids]
+    # Only samples complete in both runs pair up: one incomplete record must not drop a stage.
+    other_ids = set(other.complete_ids())
+    shared = [i for i in base.complete_ids() if i in other_ids]
     same_data = base.fingerprint is not None and base.fingerprint == other.fingerprint
     if not same_data:
         if base.fingerprint is None or other.fingerprint is None:
@@ -118,8 +119,13 @@ def _pairing(
             f"Same data fingerprint but only {len(shared)} shared "
             "sample ids in results: unpaired bootstrap.",
         )
-    dropped = max(len(base.ids()), len(other_ids)) - len(shared)
-    extra = f" ({dropped} sample(s) scored in only one run left out)" if dropped else ""
+    dropped = len(base.ids()) + len(other.ids()) - 2 * len(shared)
+    extra = (
+        f" ({dropped} result(s) not scored completely in both runs left out, so the values "
+        "compared can differ from each run's own summary)"
+        if dropped
+        else ""
+    )
     return _Pairing(
         "paired", shared, True, f"Same data; paired bootstrap on {len(shared)} samples{extra}."
     )
@@ -135,7 +141,12 @@ def _difference(base: Run, other: Run, pairing: _Pairing) -> dict[str, Differenc
         )
     if not base.results or not other.results:
         return {}
-    return unpaired_difference(base.entropies(), other.entropies(), n_boot=N_BOOT, seed=SEED)
+    return unpaired_difference(
+        base.entropies(base.complete_ids()),
+        other.entropies(other.complete_ids()),
+        n_boot=N_BOOT,
+        seed=SEED,
+    )
 
 
 def _run_entry(label: str, run: Run) -> dict[str, Any]:
@@ -167,6 +178,8 @@ def _differences_table(baseline: str, diffs: Sequence[dict[str, Any]]) -> Markup
                 if m is None
                 else join(
                     [
+                        tag("small", f"{num(m['a'])} → {num(m['b'])}"),
+                        Markup("<br>"),
                         num(m["diff"]),
                         Markup("<br>"),
                         tag("small", interval(m["ci95"])),
@@ -181,7 +194,8 @@ def _differences_table(baseline: str, diffs: Sequence[dict[str, Any]]) -> Markup
         headers,
         rows,
         numeric=range(1, len(diffs) + 1),
-        caption="Difference to the baseline, 95% bootstrap interval and two-sided p-value",
+        caption="Baseline → run values on the samples compared (see the notes above), their "
+        "difference, 95% bootstrap interval and two-sided p-value",
     )
 
 

@@ -25,7 +25,7 @@ __all__ = ["LLM_STAGES", "Run", "RunDirError", "load_run"]
 
 
 class RunDirError(FileNotFoundError):
-    """The directory is not a readable run directory."""
+    """The directory is not a readable run directory of ``mm-align score``."""
 
 
 def _finite(value: Any) -> float | None:
@@ -211,6 +211,14 @@ class Run:
         """Sample ids of the results, in file order."""
         return [str(r["id"]) for r in self.results if "id" in r]
 
+    def complete_ids(self) -> list[str]:
+        """Ids of the results with a finite entropy for every stage, in run order."""
+        return [
+            str(r.get("id"))
+            for r in self.results
+            if all(_finite(r.get(f"entropy_{stage}")) is not None for stage in STAGES)
+        ]
+
     def entropies(self, ids: Iterable[str] | None = None) -> dict[str, list[float]]:
         """Stage -> per-sample entropies of ``ids`` (default: all results), aligned by position.
 
@@ -259,6 +267,11 @@ def load_run(run_dir: str | Path, with_controls: bool = True) -> Run:
         raise RunDirError(f"{summary_path} is not valid JSON: {exc}") from exc
     if not isinstance(summary, dict):
         raise RunDirError(f"{summary_path} must hold a JSON object, got {type(summary).__name__}")
+    if isinstance(summary.get("diff_erank"), dict) and "paper" in summary["diff_erank"]:
+        raise RunDirError(
+            f"{path} is a `mm-align diff-erank` run (text LLM); reports and comparisons cover "
+            "`mm-align score` runs. Its numbers are in summary.json and results.jsonl."
+        )
 
     problems: list[str] = []
     results = _read_jsonl(path / "results.jsonl", problems)
