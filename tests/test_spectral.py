@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -35,7 +36,7 @@ CASES = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_matches_official_float64(name: str) -> None:
-    R = CASES[name](np.random.default_rng(abs(hash(name)) % 2**32))
+    R = CASES[name](np.random.default_rng(zlib.crc32(name.encode())))
     got = erank(torch.from_numpy(R))
     want = official_erank(R)
     assert abs(got - want) / want <= 1e-9, (got, want)

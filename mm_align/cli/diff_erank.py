@@ -56,28 +56,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mm_align.data import ManifestError
     from mm_align.pipeline.diff_erank import diff_erank, format_diff_erank
 
-    try:
-        summary = diff_erank(
-            args.model,
-            args.data,
-            args.out,
-            max_length=args.max_length,
-            batch_size=args.batch_size,
-            limit=args.limit,
-            resume=args.resume,
-            device=args.device,
-            dtype=args.dtype,
-            seed=args.seed,
-            strict=args.strict,
-            progress=not args.no_progress,
-            text_column=args.text_column,
-        )
-    except ManifestError as err:
-        # main() reports ValueError in one line; ManifestError is not one.
-        raise ValueError(str(err)) from err
+    summary = diff_erank(
+        args.model,
+        args.data,
+        args.out,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        resume=args.resume,
+        device=args.device,
+        dtype=args.dtype,
+        seed=args.seed,
+        strict=args.strict,
+        progress=not args.no_progress,
+        text_column=args.text_column,
+    )
     print(format_diff_erank(summary))
     print(f"\nresults in {args.out}")
     return 0

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from mm_align.report import RunDirError, write_report
+from mm_align.report import write_report
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,10 +19,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        path = write_report(args.run_dir)
-    except RunDirError as exc:
-        print(f"mm-align report: {exc}", file=sys.stderr)
-        return 1
-    print(path)
+    print(write_report(args.run_dir))
     return 0
