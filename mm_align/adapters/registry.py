@@ -78,6 +78,12 @@ def load_vlm(
     transformers class. ``trust_remote_code`` is off unless passed in ``hf_kwargs``.
     ``dtype``: ``"float32"``, ``"bfloat16"``, ``"float16"`` or a ``torch.dtype``. See
     :class:`~mm_align.adapters.base.VLMAdapter` for ``prompt`` and ``include_special``."""
+    name = str(path_or_id)
+    # A hub id is "owner/name"; anything else that does not exist is a mistyped local path,
+    # which deserves a plainer error than the hub client's repo-id validation.
+    if not Path(name).exists() and (Path(name).is_absolute() or name.startswith((".", "~"))
+                                    or name.count("/") > 1):
+        raise FileNotFoundError(f"no such checkpoint folder: {name}")
     config_kwargs = {key: hf_kwargs[key] for key in HUB_KWARGS if key in hf_kwargs}
     config = AutoConfig.from_pretrained(path_or_id, **config_kwargs)
     cls = adapter_class(config.model_type)

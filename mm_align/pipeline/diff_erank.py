@@ -344,6 +344,8 @@ def diff_erank(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if max_length < 2:
         raise ValueError(f"max_length must be >= 2 tokens, got {max_length}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
     from transformers import AutoConfig
 
     source = open_texts(data, text_column=text_column)

@@ -46,22 +46,27 @@ def _error(sample: Sample, stage: str, reason: str) -> dict[str, Any]:
     return {"id": sample.id, "index": sample.index, "stage": stage, "reason": reason}
 
 
+def _layer_list(layers: str) -> str | list[int]:
+    """``"all"``, or the integers of ``"0,8,-1"``."""
+    if layers.strip() == "all":
+        return "all"
+    try:
+        return [int(v) for v in layers.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"--layers takes 'all' or comma-separated integers, not {layers!r}") from None
+
+
 def _parse_layers(layers: str | Sequence[int] | None, num_hidden_states: int) -> list[int]:
     """LLM layers to sweep as non-negative indices (hidden_states convention).
 
     ``None`` = no sweep (the last layer only, recorded anyway); ``"all"`` = every hidden
-    state; else indices (a list or ``"0,8,-1"``), negative ones counted from the end. A
-    sweep always includes the last layer.
+    state; else indices, negative ones counted from the end. A sweep always includes the
+    last layer.
     """
     if layers is None:
         return []
-    if isinstance(layers, str):
-        if layers.strip() == "all":
-            return list(range(num_hidden_states))
-        try:
-            layers = [int(v) for v in layers.split(",") if v.strip()]
-        except ValueError:
-            raise ValueError(f"--layers takes 'all' or comma-separated integers, not {layers!r}") from None
+    if layers == "all":
+        return list(range(num_hidden_states))
     try:
         return list(normalize_layers(layers, num_hidden_states))
     except (IndexError, TypeError) as err:
@@ -226,6 +231,12 @@ def score(
         )
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    if baseline not in (None, "untrained"):
+        raise ValueError(f"unknown baseline {baseline!r}; the only one is 'untrained'")
+    if isinstance(layers, str):  # bad syntax fails now, not after loading the model
+        layers = _layer_list(layers)
     workers = Workers.from_env()
     torch.manual_seed(seed)
     source = open_dataset(
@@ -259,8 +270,6 @@ def score(
         "layers": sweep,
         "seed": seed,
     }
-    if baseline not in (None, "untrained"):
-        raise ValueError(f"unknown baseline {baseline!r}; the only one is 'untrained'")
     extra = [*controls, *([baseline] if baseline else [])]
     runs = {None: Path(out), **{name: Path(out) / "controls" / name for name in extra}}
     for name, root in runs.items():
