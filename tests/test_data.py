@@ -569,3 +569,21 @@ def test_iteration_streams_and_does_not_open_images(
         samples[1].load_image()
     assert samples[2].load_image().size == (320, 213)
     assert len(opened) == 2
+
+
+def test_blank_ids_fall_back_to_the_row_index_and_non_utf8_manifests_name_the_line(tmp_path):
+    from mm_align.data import ManifestError, open_dataset
+
+    photo = Path(__file__).resolve().parents[1] / "data" / "sample" / "coffee.jpg"
+    manifest = tmp_path / "ids.csv"
+    manifest.write_text(f"id,image,text\n,{photo},A cup.\n ,{photo},Another cup.\nx,{photo},Third.\n")
+    assert [s.id for s in open_dataset(manifest)] == ["0", "1", "x"]
+    for suffix, body in ((".jsonl", b'{"image": "a.jpg", "text": "ok"}\n{"image": "b.jpg", "text": "caf\xe9"}\n'),
+                         (".csv", b"image,text\na.jpg,ok\nb.jpg,caf\xe9\n")):
+        bad = tmp_path / f"latin1{suffix}"
+        bad.write_bytes(body)
+        with pytest.raises(ManifestError, match=r"latin1\.\w+:\d+: not UTF-8"):
+            open_dataset(bad)
+    bom = tmp_path / "bom.jsonl"
+    bom.write_bytes(b'\xef\xbb\xbf{"image": "a.jpg", "text": "ok"}\n')
+    assert [s.text for s in open_dataset(bom)] == ["ok"]

@@ -216,9 +216,9 @@ class VLMAdapter:
     """The config ``model_type`` this adapter serves; set by ``@register``."""
     model_class: ClassVar[type[PreTrainedModel]]
     text_model_paths: ClassVar[tuple[str, ...]] = ("model.language_model", "language_model")
+    """Candidate paths of the LLM (newest layout first); a CausalLM there is unwrapped."""
     projector_paths: ClassVar[tuple[str, ...]] = ()
     """Candidate paths of the connector (projector) between vision tower and LLM."""
-    """Candidate paths of the LLM (newest layout first); a CausalLM there is unwrapped."""
 
     def __init__(
         self,
@@ -272,9 +272,10 @@ class VLMAdapter:
             raise RuntimeError("the LLM is swapped out already (nested untrained_llm?)")
         parent_name, _, attr = name.rpartition(".")
         parent = self.model.get_submodule(parent_name)
-        # Only the CPU generator draws the init; the caller's RNG state is left as it was.
+        # Only the CPU generator draws the init (on the CPU, so any machine gets the same LLM);
+        # fork_rng puts the caller's CPU RNG state back afterwards.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
+            torch.default_generator.manual_seed(seed)
             fresh = type(trained)(trained.config)
         fresh.to(device=self.device, dtype=self.dtype).eval()
         setattr(parent, attr, fresh)
@@ -392,10 +393,12 @@ class VLMAdapter:
                 )
             llm: dict[str, dict[int, torch.Tensor]] = {stage: {} for stage in LLM_STAGES}
             for layer in wanted:
+                # With a device_map, layers live on different GPUs: index each where it is.
                 joint_states = joint_got[_layer_key(layer)][b, : j.length]
-                llm["image"][layer] = joint_states[image_mask]
-                llm["joint"][layer] = joint_states[joint_mask]
-                llm["text"][layer] = text_got[_layer_key(layer)][b, : t.length][text_mask]
+                text_states = text_got[_layer_key(layer)][b, : t.length]
+                llm["image"][layer] = joint_states[image_mask.to(joint_states.device)]
+                llm["joint"][layer] = joint_states[joint_mask.to(joint_states.device)]
+                llm["text"][layer] = text_states[text_mask.to(text_states.device)]
             reps.append(
                 Representation(
                     vision=vision_rows,

@@ -74,9 +74,16 @@ def _read(
 
 
 def jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
-    """(1-based line number, decoded value) of each non-blank line; ManifestError on bad JSON."""
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
+    """(1-based line number, decoded value) of each non-blank line; ManifestError on bad JSON
+    or text that is not UTF-8 (a byte-order mark is accepted)."""
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise ManifestError(
+                    path, f"not UTF-8 ({err.reason} at byte {err.start})", line=line_no
+                ) from None
             if not line.strip():
                 continue
             try:
@@ -95,14 +102,19 @@ def csv_records(
     # utf-8-sig: spreadsheet programs often write a byte-order mark.
     with open(path, encoding="utf-8-sig", newline="") as f:
         rows = csv.DictReader(f)
-        if rows.fieldnames is None:
-            raise ManifestError(path, "empty CSV file (no header)", line=1)
-        if check_header is not None:
-            check_header(rows.fieldnames)
-        for row in rows:
-            # line_num is the last physical line of the row (quoted fields may span lines).
-            if None in row:
-                raise ManifestError(path, "more fields than the header", line=rows.line_num)
-            if None in row.values():
-                raise ManifestError(path, "fewer fields than the header", line=rows.line_num)
-            yield rows.line_num, row
+        try:
+            if rows.fieldnames is None:
+                raise ManifestError(path, "empty CSV file (no header)", line=1)
+            if check_header is not None:
+                check_header(rows.fieldnames)
+            for row in rows:
+                # line_num is the last physical line of the row (quoted fields may span lines).
+                if None in row:
+                    raise ManifestError(path, "more fields than the header", line=rows.line_num)
+                if None in row.values():
+                    raise ManifestError(path, "fewer fields than the header", line=rows.line_num)
+                yield rows.line_num, row
+        except UnicodeDecodeError as err:
+            raise ManifestError(
+                path, f"not UTF-8 ({err.reason})", line=rows.line_num + 1
+            ) from None

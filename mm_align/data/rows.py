@@ -87,8 +87,8 @@ class RecordReader:
 
     def claim_id(self, sample_id: Any, index: int, **where: int | None) -> str:
         """The id of record ``index`` as a string; fails on a bad type or a repeated id."""
-        if sample_id is None:
-            sample_id = str(index)
+        if sample_id is None or (isinstance(sample_id, str) and not sample_id.strip()):
+            sample_id = str(index)  # a blank optional id (an empty CSV cell) means "none"
         elif isinstance(sample_id, (str, int)) and not isinstance(sample_id, bool):
             sample_id = str(sample_id)
         else:
