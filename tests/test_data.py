@@ -587,3 +587,13 @@ def test_blank_ids_fall_back_to_the_row_index_and_non_utf8_manifests_name_the_li
     bom = tmp_path / "bom.jsonl"
     bom.write_bytes(b'\xef\xbb\xbf{"image": "a.jpg", "text": "ok"}\n')
     assert [s.text for s in open_dataset(bom)] == ["ok"]
+
+
+def test_a_named_text_column_must_exist(tmp_path):
+    from mm_align.data import ManifestError, open_dataset
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"image": "a.jpg", "instruction": "q", "response": "r"}\n')
+    assert [s.text for s in open_dataset(manifest)] == ["q\nr"]
+    with pytest.raises(ManifestError, match="no 'caption' column"):
+        open_dataset(manifest, text_column="caption")

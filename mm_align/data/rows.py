@@ -39,6 +39,8 @@ class Columns:
     id: str = "id"
     instruction: str = "instruction"
     response: str = "response"
+    text_named: bool = False
+    """The user named the text column: no falling back to instruction + response."""
 
     def with_overrides(self, image: str | None, text: str | None) -> Columns:
         """These columns, with the user's ``image_column`` / ``text_column`` if given."""
@@ -48,6 +50,7 @@ class Columns:
             id=self.id,
             instruction=self.instruction,
             response=self.response,
+            text_named=text is not None,
         )
 
 
@@ -78,7 +81,7 @@ class RecordReader:
         c = self.columns
         if c.image not in names:
             raise self.error(f"no '{c.image}' column (columns: {sorted(names)})", where)
-        if c.text not in names and not {c.instruction, c.response} <= names:
+        if c.text not in names and (c.text_named or not {c.instruction, c.response} <= names):
             raise self.error(
                 f"no '{c.text}' column, nor '{c.instruction}' + '{c.response}' "
                 f"(columns: {sorted(names)})",

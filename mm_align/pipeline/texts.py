@@ -65,7 +65,7 @@ def _reader(path: str | Path, columns: Columns) -> RecordReader:
 
 def _check_text_columns(reader: RecordReader, names: Any, **where: int | None) -> None:
     c = reader.columns
-    if c.text not in names and not {c.instruction, c.response} <= set(names):
+    if c.text not in names and (c.text_named or not {c.instruction, c.response} <= set(names)):
         raise reader.error(
             f"no '{c.text}' column, nor '{c.instruction}' + '{c.response}' "
             f"(columns: {sorted(names)})",
