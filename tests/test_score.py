@@ -460,3 +460,21 @@ def test_compare_two_tiny_checkpoints(tmp_path, runs, load_tiny) -> None:
     (same,) = json.loads((tmp_path / "self" / "compare.json").read_text())["differences"]
     for m in same["metrics"].values():
         assert m["diff"] == 0 and m["ci95"] == [0, 0] and m["p_value"] == 1
+
+
+def test_untrained_llm_is_seeded_and_always_restored(load_tiny) -> None:
+    import torch
+
+    adapter = load_tiny("llava")
+    trained = adapter.language_model
+    state = torch.get_rng_state()
+    with adapter.untrained_llm(3) as first:
+        w1 = next(first.language_model.parameters()).clone()
+    with adapter.untrained_llm(3) as again:
+        assert torch.equal(next(again.language_model.parameters()), w1)
+    with pytest.raises(KeyError), adapter.untrained_llm(4) as other:
+        assert not torch.equal(next(other.language_model.parameters()), w1)
+        raise KeyError("boom")
+    assert adapter.language_model is trained
+    assert any(m is trained for m in adapter.model.modules())
+    assert torch.equal(torch.get_rng_state(), state)  # the caller's RNG is untouched
