@@ -56,6 +56,8 @@ __all__ = [
     "bootstrap_ci",
     "dataset_metrics",
     "paired_difference",
+    "percentile_interval",
+    "resample_indices",
     "unpaired_difference",
 ]
 
@@ -152,14 +154,15 @@ def _replicate_metrics(
     return out
 
 
-def _indices(rng: np.random.Generator, n_boot: int, n: int) -> np.ndarray:
-    """n_boot rows of n sample indices drawn with replacement."""
+def resample_indices(rng: np.random.Generator, n_boot: int, n: int) -> np.ndarray:
+    """(n_boot, n) sample indices drawn with replacement: one bootstrap replicate a row."""
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     return rng.integers(0, n, size=(n_boot, n))
 
 
-def _percentiles(values: np.ndarray, level: float) -> tuple[float, float]:
+def percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]:
+    """The central ``level`` percentile interval of bootstrap replicates ``values``."""
     lo, hi = np.quantile(values, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
 
@@ -187,9 +190,9 @@ def bootstrap_ci(
     """
     _check_level(level)
     stages, H = _stage_matrix(entropies)
-    idx = _indices(np.random.default_rng(seed), n_boot, H.shape[1])
+    idx = resample_indices(np.random.default_rng(seed), n_boot, H.shape[1])
     reps = _replicate_metrics(stages, H, idx)
-    return {k: _percentiles(v, level) for k, v in reps.items()}
+    return {k: percentile_interval(v, level) for k, v in reps.items()}
 
 
 def _differences(
@@ -205,7 +208,7 @@ def _differences(
         n = diffs.size
         below = (1 + np.count_nonzero(diffs <= 0)) / (n + 1)
         above = (1 + np.count_nonzero(diffs >= 0)) / (n + 1)
-        lo, hi = _percentiles(diffs, level)
+        lo, hi = percentile_interval(diffs, level)
         out[key] = Difference(
             a=point_a[key],
             b=point_b[key],
@@ -251,7 +254,7 @@ def paired_difference(
             f"a paired comparison needs the same samples in both runs; got {Ha.shape[1]} "
             f"and {Hb.shape[1]} samples"
         )
-    idx = _indices(np.random.default_rng(seed), n_boot, Ha.shape[1])
+    idx = resample_indices(np.random.default_rng(seed), n_boot, Ha.shape[1])
     return _differences(
         dataset_metrics(ea),
         dataset_metrics(eb),
@@ -276,8 +279,8 @@ def unpaired_difference(
     stages_a, Ha = _stage_matrix(ea)
     stages_b, Hb = _stage_matrix(eb)
     rng = np.random.default_rng(seed)
-    idx_a = _indices(rng, n_boot, Ha.shape[1])
-    idx_b = _indices(rng, n_boot, Hb.shape[1])
+    idx_a = resample_indices(rng, n_boot, Ha.shape[1])
+    idx_b = resample_indices(rng, n_boot, Hb.shape[1])
     return _differences(
         dataset_metrics(ea),
         dataset_metrics(eb),

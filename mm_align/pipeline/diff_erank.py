@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from mm_align.adapters.base import resolve_dtype
 from mm_align.data import BadSampleError, Sample
 from mm_align.metrics import aggregate_erank, matrix_entropy
+from mm_align.metrics.bootstrap import percentile_interval, resample_indices
 from mm_align.pipeline.provenance import model_provenance, software_versions
 from mm_align.pipeline.reduce import MetricError
 from mm_align.pipeline.runfiles import RunFiles
@@ -207,18 +208,12 @@ def _bootstrap_diff(
     Each replicate draws n sample indices with replacement and uses them for both models,
     so the interval keeps the per-sample pairing of M0 and M1.
     """
-    n = h0.size
-    rng = np.random.default_rng(seed)
-    reps = {"diff_erank": np.empty(n_boot), "diff_erank_mean": np.empty(n_boot)}
-    e0, e1 = np.exp(h0), np.exp(h1)
-    block = max(1, (1 << 22) // n)  # bounds each index block at ~32 MB
-    for start in range(0, n_boot, block):
-        idx = rng.integers(0, n, size=(min(block, n_boot - start), n))
-        stop = start + idx.shape[0]
-        reps["diff_erank"][start:stop] = np.exp(h0[idx].mean(1)) - np.exp(h1[idx].mean(1))
-        reps["diff_erank_mean"][start:stop] = (e0[idx] - e1[idx]).mean(1)
-    q = [(1 - level) / 2, (1 + level) / 2]
-    return {k: [float(v) for v in np.quantile(r, q)] for k, r in reps.items()}
+    idx = resample_indices(np.random.default_rng(seed), n_boot, h0.size)
+    reps = {
+        "diff_erank": np.exp(h0[idx].mean(1)) - np.exp(h1[idx].mean(1)),
+        "diff_erank_mean": (np.exp(h0)[idx] - np.exp(h1)[idx]).mean(1),
+    }
+    return {k: list(percentile_interval(r, level)) for k, r in reps.items()}
 
 
 def summarize_diff_erank(
