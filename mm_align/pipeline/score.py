@@ -298,11 +298,12 @@ def score(
             provenance = {**identity, "control": name, "device": str(adapter.device),
                           "n_requested": n_total, "workers": workers.world_size,
                           "versions": software_versions()}
-            run_summary = summarize(files.results(), len(files.errors()), provenance,
+            results = files.results()
+            run_summary = summarize(results, len(files.errors()), provenance,
                                     n_boot=n_boot, seed=seed)
             if name is None and baseline:
                 run_summary["diff_erank"] = diff_erank_summary(
-                    files.results(), RunFiles(runs[baseline]).results(), n_boot=n_boot, seed=seed
+                    results, RunFiles(runs[baseline]).results(), n_boot=n_boot, seed=seed
                 )
             files.write_summary(run_summary)
         try:
