@@ -235,7 +235,7 @@ def test_bfloat16(family, load_tiny, images, texts) -> None:
 def test_probe_names_the_candidates_it_tried() -> None:
     from torch import nn
 
-    from mm_align.adapters.base import probe_module
+    from mm_align.adapters.modules import probe_module
 
     model = nn.Sequential(nn.Linear(2, 2))
     assert probe_module(model, ("model.visual", "0"), "first layer") is model[0]

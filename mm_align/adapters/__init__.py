@@ -1,13 +1,9 @@
-"""VLM adapters: one file per model family, the registry, and :func:`load_vlm`."""
+"""VLM adapters: one file per model family, the registry, and :func:`load_vlm`.
 
-from mm_align.adapters.base import (
-    LLM_STAGES,
-    STAGES,
-    AdapterInputError,
-    Representation,
-    VLMAdapter,
-    normalize_layers,
-)
+:mod:`~mm_align.adapters.representation` states what every family delivers.
+"""
+
+from mm_align.adapters.base import AdapterInputError, VLMAdapter
 from mm_align.adapters.registry import (
     UnsupportedModelError,
     adapter_class,
@@ -15,6 +11,8 @@ from mm_align.adapters.registry import (
     register,
     supported_families,
 )
+from mm_align.adapters.representation import Representation, normalize_layers
+from mm_align.stages import LLM_STAGES, STAGES
 
 __all__ = [
     "LLM_STAGES",

@@ -9,53 +9,30 @@ A family file (``llava.py``, ``qwen2_5_vl.py``) only says where its vision stage
 
 from __future__ import annotations
 
-import operator
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-import transformers
-from packaging.version import Version
 from PIL import Image
 from torch import nn
 from transformers import AutoProcessor, PreTrainedModel
 
+from mm_align.adapters.modules import DTYPE_KWARG, HUB_KWARGS, probe_module, resolve_dtype, seeded_init
+from mm_align.adapters.representation import Representation, normalize_layers
 from mm_align.capture import Captured, Tap, capture, input_of, output_of
-from mm_align.stages import LLM_STAGES, STAGES
+from mm_align.stages import LLM_STAGES
 
-__all__ = [
-    "LLM_STAGES",
-    "STAGES",
-    "AdapterInputError",
-    "Representation",
-    "VLMAdapter",
-    "normalize_layers",
-    "probe_module",
-    "resolve_dtype",
-]
+__all__ = ["AdapterInputError", "PromptStyle", "VLMAdapter"]
 
 
 PromptStyle = Literal["plain", "chat"]
 
-_DTYPES = {
-    "float32": torch.float32,
-    "fp32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "bf16": torch.bfloat16,
-    "float16": torch.float16,
-    "fp16": torch.float16,
-}
-# transformers renamed from_pretrained's `torch_dtype` to `dtype` in 4.56.
-_DTYPE_KWARG = "dtype" if Version(transformers.__version__) >= Version("4.56") else "torch_dtype"
-# from_pretrained kwargs that also concern the processor (the rest go to the model only).
-HUB_KWARGS = ("revision", "cache_dir", "token", "local_files_only", "trust_remote_code")
 # Per-token model inputs: right-padded when batching. Every other tensor is concatenated on dim 0.
 _SEQUENCE_KEYS = frozenset({"input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids"})
 # Stands in for the user text while rendering a chat template, to find where the text goes.
@@ -64,115 +41,6 @@ _TEXT_SENTINEL = "\u2063mm_align_user_text\u2063"
 
 class AdapterInputError(ValueError):
     """An image or a text that the model (its processor) cannot take; says which and why."""
-
-
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """``"float32"`` / ``"bfloat16"`` / ``"float16"`` (or fp32 / bf16 / fp16) or a torch dtype."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    try:
-        return _DTYPES[str(dtype).lower()]
-    except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}") from None
-
-
-def probe_module(root: nn.Module, paths: Sequence[str], what: str) -> nn.Module:
-    """The first of the dotted attribute ``paths`` that exists under ``root``.
-
-    Module layouts moved between transformers releases (4.5x: ``model.visual``; 5.x:
-    ``model.model.visual``), so each adapter lists the candidates, newest first."""
-    for path in paths:
-        module: Any = root
-        for name in path.split("."):
-            module = getattr(module, name, None)
-            if module is None:
-                break
-        if isinstance(module, nn.Module):
-            return module
-    raise AttributeError(
-        f"cannot find the {what} in {type(root).__name__}: none of {list(paths)} exists "
-        f"(transformers {transformers.__version__}); this layout is not supported yet"
-    )
-
-
-def _normalize_layer(layer: int, num_hidden_states: int) -> int:
-    if isinstance(layer, bool):
-        raise TypeError(f"layer indices must be integers, got {layer!r}")
-    index = operator.index(layer)
-    if not -num_hidden_states <= index < num_hidden_states:
-        raise IndexError(
-            f"layer {layer} is out of range: this model has {num_hidden_states} hidden states "
-            f"(valid: {-num_hidden_states} .. {num_hidden_states - 1})"
-        )
-    return index % num_hidden_states
-
-
-def normalize_layers(layers: Sequence[int] | None, num_hidden_states: int) -> tuple[int, ...]:
-    """Sorted non-negative indices in the ``output_hidden_states`` convention (0 = embedding
-    output, ``num_hidden_states - 1`` = after the final norm), always including the last."""
-    out = {num_hidden_states - 1}
-    out.update(_normalize_layer(layer, num_hidden_states) for layer in layers or ())
-    return tuple(sorted(out))
-
-
-class Representation(Mapping[str, torch.Tensor]):
-    """The five representations of one image-text sample: a read-only mapping from
-    ``"vision"``, ``"projector"``, ``"image"``, ``"text"``, ``"joint"`` to 2-D tensors
-    (tokens x dim) on the model's device in the model's dtype. The LLM stages are at the last
-    layer (after the final norm); :meth:`layer` reads the other captured layers."""
-
-    def __init__(
-        self,
-        *,
-        vision: torch.Tensor,
-        projector: torch.Tensor,
-        llm: Mapping[str, Mapping[int, torch.Tensor]],
-        num_hidden_states: int,
-        masks: Mapping[str, torch.Tensor],
-        inputs: Mapping[str, Mapping[str, torch.Tensor]],
-    ) -> None:
-        self._vision_stages = {"vision": vision, "projector": projector}
-        self._llm = {stage: dict(by_layer) for stage, by_layer in llm.items()}
-        self._num_hidden_states = num_hidden_states
-        self.masks: Mapping[str, torch.Tensor] = MappingProxyType(dict(masks))
-        """1-D bool tensors: ``"image"`` and ``"joint"`` over ``inputs["joint"]["input_ids"][0]``,
-        ``"text"`` over ``inputs["text"]["input_ids"][0]``."""
-        self.inputs: Mapping[str, Mapping[str, torch.Tensor]] = MappingProxyType(
-            {name: MappingProxyType(dict(value)) for name, value in inputs.items()}
-        )
-        """The unpadded model inputs (batch dimension 1) of the ``"joint"`` and ``"text"`` passes."""
-
-    @property
-    def layers(self) -> tuple[int, ...]:
-        """Captured LLM layers, non-negative, in the ``output_hidden_states`` convention."""
-        return tuple(sorted(self._llm["joint"]))
-
-    def layer(self, stage: str, layer: int) -> torch.Tensor:
-        """``stage`` (``"image"``, ``"text"`` or ``"joint"``) at ``layer`` (negative allowed):
-        (tokens x hidden) states."""
-        if stage not in LLM_STAGES:
-            raise KeyError(f"per-layer states exist for {LLM_STAGES}, not {stage!r}")
-        wanted = _normalize_layer(layer, self._num_hidden_states)
-        if wanted not in self._llm[stage]:
-            raise KeyError(f"layer {layer} was not captured; captured layers: {self.layers}")
-        return self._llm[stage][wanted]
-
-    def __getitem__(self, stage: str) -> torch.Tensor:
-        if stage in self._vision_stages:
-            return self._vision_stages[stage]
-        if stage in self._llm:
-            return self._llm[stage][self._num_hidden_states - 1]
-        raise KeyError(f"unknown stage {stage!r}; stages are {STAGES}")
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(STAGES)
-
-    def __len__(self) -> int:
-        return len(STAGES)
-
-    def __repr__(self) -> str:
-        shapes = ", ".join(f"{stage}={tuple(self[stage].shape)}" for stage in STAGES)
-        return f"Representation({shapes}, layers={self.layers})"
 
 
 @dataclass(frozen=True)
@@ -272,11 +140,7 @@ class VLMAdapter:
             raise RuntimeError("the LLM is swapped out already (nested untrained_llm?)")
         parent_name, _, attr = name.rpartition(".")
         parent = self.model.get_submodule(parent_name)
-        # Only the CPU generator draws the init (on the CPU, so any machine gets the same LLM);
-        # fork_rng puts the caller's CPU RNG state back afterwards.
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(seed)
-            fresh = type(trained)(trained.config)
+        fresh = seeded_init(type(trained), trained.config, seed)
         fresh.to(device=self.device, dtype=self.dtype).eval()
         setattr(parent, attr, fresh)
         try:
@@ -304,7 +168,7 @@ class VLMAdapter:
         processor's). The model is moved to ``device`` unless a ``device_map`` is given."""
         shared = {key: hf_kwargs[key] for key in HUB_KWARGS if key in hf_kwargs}
         model = cls.model_class.from_pretrained(
-            path_or_id, **{_DTYPE_KWARG: resolve_dtype(dtype)}, **hf_kwargs
+            path_or_id, **{DTYPE_KWARG: resolve_dtype(dtype)}, **hf_kwargs
         )
         if "device_map" not in hf_kwargs:
             model = model.to(device)

@@ -25,7 +25,8 @@ from transformers import (
     Qwen2VLVideoProcessor,
 )
 
-from mm_align.adapters.base import VLMAdapter, probe_module
+from mm_align.adapters.base import VLMAdapter
+from mm_align.adapters.modules import probe_module
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_tiny_tokenizer, save_tiny
 from mm_align.capture import Captured, Tap, input_of, output_of

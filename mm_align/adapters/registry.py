@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 import torch
 from transformers import AutoConfig
 
-from mm_align.adapters.base import HUB_KWARGS, PromptStyle, VLMAdapter
+from mm_align.adapters.base import PromptStyle, VLMAdapter
+from mm_align.adapters.modules import HUB_KWARGS
 
 __all__ = ["UnsupportedModelError", "adapter_class", "load_vlm", "register", "supported_families"]
 

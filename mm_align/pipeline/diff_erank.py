@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from mm_align.adapters.base import resolve_dtype
+from mm_align.adapters.modules import resolve_dtype
 from mm_align.data import BadSampleError, Sample
 from mm_align.metrics import aggregate_erank, matrix_entropy
 from mm_align.metrics.bootstrap import percentile_interval, resample_indices

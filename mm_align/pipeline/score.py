@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mm_align.adapters import load_vlm
-from mm_align.adapters.base import normalize_layers
+from mm_align.adapters.representation import normalize_layers
 from mm_align.adapters.projector import swap_projector
 from mm_align.data import DEFAULT_MAX_PIXELS, BadSampleError, Sample, open_dataset
 from mm_align.pipeline.controls import (
