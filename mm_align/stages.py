@@ -10,3 +10,6 @@ VISION_STAGES = ("vision", "projector")
 
 LLM_STAGES = ("image", "text", "joint")
 """LLM hidden states: the Image-Text Alignment compares these three; layer sweeps cover them."""
+
+METRICS = tuple(f"erank_{s}" for s in STAGES) + ("image_reduction_ratio", "image_text_alignment")
+"""Dataset-level metrics of a run, by the keys used in summaries, intervals and comparisons."""

@@ -17,7 +17,9 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer
 from mm_align.adapters.tiny_text import build_tiny_text_model
 from mm_align.cli import main
 from mm_align.data import ManifestError
-from mm_align.pipeline import RunDirError, ScoreError, diff_erank
+from mm_align import diff_erank
+from mm_align.pipeline.scorer import ScoreError
+from mm_align.rundir import RunDirError
 from mm_align.pipeline.texts import open_texts
 from tests.reference import official_entropy
 
@@ -59,7 +61,7 @@ def _run(model: Path, data: Path, out: Path, **options: object) -> dict:
         "n_boot": 200,
         **options,
     }
-    return diff_erank(model, data, out, **options)
+    return diff_erank(model, data, out, **options).summary
 
 
 def _results(out: Path) -> list[dict]:

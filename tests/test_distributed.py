@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mm_align.pipeline import score
+from mm_align import score
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 LAUNCHERS = {

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from mm_align.cli import main
-from mm_align.metrics.bootstrap import METRICS
-from mm_align.report import RunDirError, load_run, write_report
+from mm_align.stages import METRICS
+from mm_align.report import write_report
+from mm_align.rundir import RunDirError, load_run
 from tests.runfactory import NASTY_TEXT, make_run
 
 

@@ -23,7 +23,9 @@ from PIL import Image
 
 from mm_align.cli import main
 from mm_align.data import open_dataset
-from mm_align.pipeline import RunDirError, ScoreError, score
+from mm_align import score
+from mm_align.pipeline.scorer import ScoreError
+from mm_align.rundir import RunDirError
 from tests.reference import official_erank
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
@@ -201,7 +203,7 @@ def _formats(root: Path) -> dict[str, tuple[Path, dict]]:
 def test_every_format_scores(tmp_path, load_tiny) -> None:
     adapter = load_tiny("llava")
     for name, (path, options) in _formats(tmp_path).items():
-        summary = score(adapter, path, tmp_path / f"run-{name}", progress=False, **options)
+        summary = score(adapter, path, tmp_path / f"run-{name}", progress=False, **options).summary
         assert summary["n_samples"] == 3 and summary["n_errors"] == 0, name
         assert summary["provenance"]["data"]["description"]
 
@@ -304,7 +306,7 @@ def test_all_failed_exits_non_zero_and_malformed_manifest_names_the_line(tmp_pat
 def test_layer_sweep_last_layer_equals_default_and_summary(tmp_path, load_tiny, runs) -> None:
     adapter = load_tiny("qwen2_5_vl")
     summary = score(adapter, SAMPLE, tmp_path / "sweep", limit=6, batch_size=4, layers="all",
-                    progress=False)
+                    progress=False).summary
     last = str(adapter.num_hidden_states - 1)
     default = _read(runs["qwen2_5_vl"] / "results.jsonl")
     for swept, plain in zip(_read(tmp_path / "sweep" / "results.jsonl"), default, strict=True):
@@ -359,7 +361,7 @@ def test_projector_swap_changes_and_restores(tmp_path, load_tiny, tiny_checkpoin
     score(adapter, SAMPLE, tmp_path / "base", limit=3, progress=False)
     try:
         summary = score(adapter, SAMPLE, tmp_path / "swapped", limit=3, progress=False,
-                        projector=tmp_path / "mm_projector.bin")
+                        projector=tmp_path / "mm_projector.bin").summary
         assert summary["provenance"]["projector"]["tensors"] == 4
         assert torch.equal(adapter.projector.linear_1.weight, legacy["model.mm_projector.0.weight"])
     finally:
@@ -388,7 +390,7 @@ def test_untrained_baseline(tmp_path, load_tiny) -> None:
 
     adapter = load_tiny("llava")
     run = tmp_path / "run"
-    summary = score(adapter, SAMPLE, run, limit=4, progress=False, baseline="untrained", seed=7)
+    summary = score(adapter, SAMPLE, run, limit=4, progress=False, baseline="untrained", seed=7).summary
     real = _read(run / "results.jsonl")
     base = _read(run / "controls" / "untrained" / "results.jsonl")
     for r, b in zip(real, base, strict=True):
@@ -440,7 +442,7 @@ def test_report_of_a_real_run_is_self_contained(runs) -> None:
 
 
 def test_compare_two_tiny_checkpoints(tmp_path, runs, load_tiny) -> None:
-    from mm_align.report import compare_runs
+    from mm_align import compare as compare_runs
 
     other = tmp_path / "qwen-seed1"
     assert main(["tiny", "qwen2_5_vl", str(other), "--seed", "1"]) == 0

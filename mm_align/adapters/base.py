@@ -18,11 +18,11 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 from transformers import AutoProcessor, PreTrainedModel
 
+from mm_align.adapters.batching import collate
 from mm_align.adapters.modules import DTYPE_KWARG, HUB_KWARGS, probe_module, resolve_dtype, seeded_init
 from mm_align.adapters.representation import Representation, normalize_layers
 from mm_align.capture import Captured, Tap, capture, input_of, output_of
@@ -33,8 +33,6 @@ __all__ = ["AdapterInputError", "PromptStyle", "VLMAdapter"]
 
 PromptStyle = Literal["plain", "chat"]
 
-# Per-token model inputs: right-padded when batching. Every other tensor is concatenated on dim 0.
-_SEQUENCE_KEYS = frozenset({"input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids"})
 # Stands in for the user text while rendering a chat template, to find where the text goes.
 _TEXT_SENTINEL = "\u2063mm_align_user_text\u2063"
 
@@ -346,16 +344,8 @@ class VLMAdapter:
         }
 
     def _collate(self, samples: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """Right-pad the per-token inputs to the longest sample, concatenate the rest."""
-        length = max(int(sample["input_ids"].shape[1]) for sample in samples)
-        batch = {}
-        for key in samples[0]:
-            values = [sample[key] for sample in samples]
-            if key in _SEQUENCE_KEYS:
-                fill = self._pad_id if key == "input_ids" else 0
-                values = [F.pad(value, (0, length - value.shape[1]), value=fill) for value in values]
-            batch[key] = torch.cat(values)
-        return self._to_model(batch)
+        """Right-padded batch of unpadded samples, on the model's device (see :func:`collate`)."""
+        return self._to_model(collate(samples, self._pad_id))
 
     def _layer_tap(self, layer: int) -> Tap:
         """Where hidden state ``layer`` (``output_hidden_states`` convention) appears."""

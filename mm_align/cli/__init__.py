@@ -1,12 +1,14 @@
 """The ``mm-align`` command line: one module per sub-command, each a thin shell around the
-Python API. A sub-command module exposes ``register(subparsers)`` which adds its parser and
-sets ``func`` (``args -> exit code``)."""
+Python API (:mod:`mm_align.api`). A sub-command module exposes ``register(subparsers)``, which
+adds its parser and sets ``func`` (``args -> exit code``). Building the parser imports
+neither torch nor transformers, so ``--help`` answers at once; a command imports what it
+needs when it runs."""
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import os
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -25,10 +27,25 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action="version", version=f"mm-align {mm_align.__version__}")
+    verbosity = parser.add_mutually_exclusive_group()
+    verbosity.add_argument("-v", "--verbose", action="count", default=0,
+                           help="more messages (-vv: debug); errors show their traceback")
+    verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
     for name in _COMMANDS:
         importlib.import_module(f"mm_align.cli.{name}").register(subparsers)
     return parser
+
+
+def _configure_logging(verbose: int, quiet: bool) -> None:
+    """mm-align's own messages (resume, skips) at INFO by default; libraries stay at WARNING."""
+    level = logging.WARNING if quiet else logging.DEBUG if verbose > 1 else logging.INFO
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("mm-align: %(message)s"))
+    root = logging.getLogger("mm_align")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,12 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not hasattr(args, "func"):
         parser.print_help(sys.stderr)
         return 2
+    _configure_logging(args.verbose, args.quiet)
     try:
         return int(args.func(args) or 0)
     except (ValueError, OSError, RuntimeError) as err:
         # Bad input, bad paths and failed runs are the user's to fix: say what is wrong in
-        # one line. MM_ALIGN_TRACEBACK=1 shows the traceback for bug reports.
-        if os.environ.get("MM_ALIGN_TRACEBACK"):
+        # one line; -v shows the traceback for bug reports.
+        if args.verbose:
             raise
         print(f"mm-align: error: {err}", file=sys.stderr)
         return 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 
-from mm_align.report import compare_runs
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -33,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mm_align.api import compare
+
     labels = [s.strip() for s in args.labels.split(",")] if args.labels else None
-    print(compare_runs(args.run_dirs, args.out, args.allow_different_data, labels))
+    print(compare(args.run_dirs, args.out, allow_different_data=args.allow_different_data, labels=labels))
     return 0

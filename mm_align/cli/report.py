@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from mm_align.report import write_report
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,5 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mm_align.api import write_report
+
     print(write_report(args.run_dir))
     return 0

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from mm_align.adapters import adapter_class, supported_families
-from mm_align.adapters.tiny import TINY_NOTE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,13 +16,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "from_pretrained(DIR) and mm_align.load_vlm(DIR). Its numbers mean nothing."
         ),
     )
-    p.add_argument("family", choices=supported_families(), help="config model_type of the family")
+    p.add_argument("family", metavar="FAMILY",
+                   help="config model_type of the family (`mm-align families` lists them)")
     p.add_argument("directory", metavar="DIR", help="folder to write the checkpoint to")
     p.add_argument("--seed", type=int, default=0, help="seed of the random weights (default 0)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from mm_align.adapters import adapter_class
+    from mm_align.adapters.tiny import TINY_NOTE
+
     path = adapter_class(args.family).build_tiny(args.directory, seed=args.seed)
     banner = "!" * 72
     print(banner)

@@ -39,7 +39,7 @@ def open_saved(
     loaded = datasets.load_from_disk(str(path))
     if isinstance(loaded, datasets.DatasetDict):
         loaded = _pick_split(loaded, split, path)
-    return _from_dataset(
+    return from_dataset(
         loaded, path, "save_to_disk", columns, Path(image_root or path), max_pixels
     )
 
@@ -59,7 +59,7 @@ def open_hub(
         loaded = datasets.load_dataset(name, split=split or "train")
     except Exception as err:  # datasets raises many unrelated types for "cannot get it"
         raise ManifestError(name, f"could not load from the Hugging Face hub: {err}") from err
-    return _from_dataset(loaded, name, "hub", columns, Path(image_root or "."), max_pixels)
+    return from_dataset(loaded, name, "hub", columns, Path(image_root or "."), max_pixels)
 
 
 def _pick_split(
@@ -72,7 +72,7 @@ def _pick_split(
     return splits[split]
 
 
-def _from_dataset(
+def from_dataset(
     dataset: datasets.Dataset,
     path: str | Path,
     fmt: str,

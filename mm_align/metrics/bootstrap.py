@@ -47,7 +47,7 @@ from mm_align.metrics.aggregate import (
     image_reduction_ratio,
     image_text_alignment,
 )
-from mm_align.stages import LLM_STAGES, STAGES, VISION_STAGES
+from mm_align.stages import LLM_STAGES, METRICS, STAGES, VISION_STAGES
 
 __all__ = [
     "METRICS",
@@ -61,7 +61,6 @@ __all__ = [
     "unpaired_difference",
 ]
 
-METRICS = tuple(f"erank_{s}" for s in STAGES) + ("image_reduction_ratio", "image_text_alignment")
 
 # Elements gathered per block of replicates (float64): bounds the memory of the resampled
 # means at ~32 MB whatever n_boot x n is.

@@ -5,12 +5,11 @@ For every text, the last hidden state (after the final norm: the base model's
 
 * M1, the trained checkpoint, and
 * M0, the same architecture randomly initialised: ``AutoModel.from_config(config)`` under
-  ``torch.manual_seed(seed)``, as the paper's official code does. Its weights therefore
-  follow the architecture's ``_init_weights`` in ``transformers`` (for OPT and Llama:
-  normal(0, init_std / initializer_range) for linear and embedding weights, zero biases,
-  unit norms) and are reproducible for a given seed, torch and transformers version (both
-  recorded in the provenance). M0 is built in float32 on the CPU and then cast and moved,
-  so the same seed gives the same M0 whatever ``dtype`` and ``device``.
+  ``torch.manual_seed(seed)``, as the paper's official code does
+  (:meth:`mm_align.adapters.text.TextAdapter.untrained`). Its weights follow the
+  architecture's ``_init_weights`` in ``transformers`` and are reproducible for a given seed,
+  torch and transformers version (both recorded in the provenance), whatever ``dtype`` and
+  ``device``.
 
 is reduced at once to its matrix entropy H (nats) and eRank = exp(H); per sample Diff-eRank
 = eRank(M0) - eRank(M1). Dataset level:
@@ -23,33 +22,35 @@ BOS) are kept and the sequence is truncated to ``max_length`` tokens (2048 in th
 Batches are right padded under an attention mask and only each text's real tokens are
 measured, so the batch size does not change results (beyond float round-off).
 
-Run files are those of :func:`mm_align.pipeline.score` (results.jsonl, errors.jsonl,
-summary.json, config.json) with the per-sample fields listed in :func:`diff_erank`.
+Texts go through the same batch scorer as VLM samples (:mod:`mm_align.pipeline.scorer`) and
+land in the same run directory layout (:mod:`mm_align.rundir`), with the per-sample fields
+listed in :func:`run_diff_erank`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
-from mm_align.adapters.modules import resolve_dtype
-from mm_align.data import BadSampleError, Sample
+from mm_align.adapters.text import TextAdapter
+from mm_align.config import DiffErankConfig
+from mm_align.data import Sample
 from mm_align.metrics import aggregate_erank, matrix_entropy
 from mm_align.metrics.bootstrap import percentile_interval, resample_indices
-from mm_align.pipeline.provenance import model_provenance, software_versions
+from mm_align.pipeline.provenance import model_identity, model_provenance, software_versions
 from mm_align.pipeline.reduce import MetricError
-from mm_align.pipeline.runfiles import RunFiles
-from mm_align.pipeline.score import ScoreError
+from mm_align.pipeline.result import ScoreResult
+from mm_align.pipeline.scorer import Scorer, ScoreError, score_into
 from mm_align.pipeline.texts import open_texts
+from mm_align.rundir import MemoryRun, RunFiles
 
-__all__ = ["MODELS", "diff_erank", "format_diff_erank", "summarize_diff_erank"]
+__all__ = ["MODELS", "format_diff_erank", "run_diff_erank", "summarize_diff_erank"]
 
 log = logging.getLogger(__name__)
 
@@ -60,144 +61,40 @@ TEXT_PREVIEW = 200
 """Characters of each text kept in results.jsonl (the data fingerprint identifies the rest)."""
 
 
-class _Models:
-    """Tokenizer, trained model M1 and seeded random model M0, ready for inference."""
+@dataclass
+class TextTask:
+    """Score texts with a trained text LLM and its untrained twin (the
+    :class:`~mm_align.pipeline.scorer.Task` of ``diff-erank``)."""
 
-    def __init__(self, name_or_path: str, config: Any, device: str, dtype: str, seed: int) -> None:
-        from transformers import AutoModel, AutoTokenizer
+    models: Mapping[str, TextAdapter]
 
-        torch_dtype = resolve_dtype(dtype)
-        self.tokenizer = AutoTokenizer.from_pretrained(name_or_path)
-        self.tokenizer.padding_side = "right"
-        if self.tokenizer.pad_token is None:
-            # Llama-style tokenizers have no pad token; padded positions are masked out and
-            # never measured, so which id fills them does not matter.
-            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
-        self.trained = AutoModel.from_pretrained(name_or_path, dtype=torch_dtype)
-        # M0 is initialised on the CPU: seeding the CPU generator gives the same weights as
-        # the official torch.manual_seed(seed), and fork_rng restores the caller's stream.
-        with torch.random.fork_rng(devices=[]):
-            torch.default_generator.manual_seed(seed)
-            # Explicit float32: from_config would otherwise init in the config's dtype
-            # (float16 for the OPT checkpoints), and M0 would depend on --dtype.
-            self.untrained = AutoModel.from_config(config, dtype=torch.float32)
-        for m in (self.trained, self.untrained):
-            m.to(device=device, dtype=torch_dtype).eval()
-        self.device = self.trained.device
+    def prepare(self, sample: Sample) -> tuple[str, bool]:
+        text = sample.check_text()
+        content, truncated = self.models["trained"].count_tokens(text)
+        if content < 2:
+            # With a BOS token such a text still gives 2 rows, whose centred vectors are
+            # opposite: eRank 1 for every model, a Diff-eRank of 0 by construction.
+            raise MetricError(f"text has {content} token(s) besides special tokens; eRank needs at least 2")
+        return text, truncated
 
+    def represent(self, prepared: list[tuple[str, bool]]) -> list[dict[str, Any]]:
+        texts = [text for text, _ in prepared]
+        states = {name: model.represent_batch(texts) for name, model in self.models.items()}
+        return [{name: states[name][i] for name in MODELS} for i in range(len(texts))]
 
-def _entropies(
-    model: torch.nn.Module, name: str, inputs: Mapping[str, torch.Tensor], lengths: Sequence[int]
-) -> tuple[list[float], int]:
-    """Matrix entropy (nats) of each sequence's last hidden state, real tokens only, and the
-    states' width d.
-
-    ``inputs``: right-padded ``input_ids`` / ``attention_mask`` of shape (B, L); ``lengths``:
-    real tokens per row. The (B, L, d) states are freed before returning.
-
-    Raises:
-        MetricError: a sequence's states have no entropy (NaN from a half-precision
-            overflow, ...); the message names the model.
-    """
-    with torch.inference_mode():
-        states = model(**inputs)[0]
-        try:
-            return [matrix_entropy(states[i, :n]) for i, n in enumerate(lengths)], states.shape[-1]
-        except ValueError as err:
-            raise MetricError(f"{name} model: {err}") from None
-
-
-class _DiffScorer:
-    """Turns batches of samples into result and error records."""
-
-    def __init__(self, models: _Models, max_length: int, strict: bool) -> None:
-        self.models, self.max_length, self.strict = models, max_length, strict
-
-    def _fail(self, sample: Sample, stage: str, reason: str) -> dict[str, Any]:
-        if self.strict:
-            raise ScoreError(
-                f"sample {sample.id!r} (index {sample.index}) failed at {stage}: {reason}"
-            )
-        return {"id": sample.id, "index": sample.index, "stage": stage, "reason": reason}
-
-    def _measure(self, samples: list[Sample], texts: list[str]) -> list[dict[str, Any]]:
-        """Records of samples whose texts have >= 2 real tokens (checked by the caller)."""
-        enc = self.models.tokenizer(
-            texts, truncation=True, max_length=self.max_length, padding=True
-        )
-        lengths = [sum(mask) for mask in enc["attention_mask"]]
-        inputs = {
-            k: torch.tensor(enc[k], device=self.models.device)
-            for k in ("input_ids", "attention_mask")
-        }
-        # One model's states at a time: each is reduced to scalars before the next runs.
-        h, widths = {}, {}
+    def reduce(self, sample: Sample, prepared: tuple[str, bool], rep: Mapping[str, Any]) -> dict[str, Any]:
+        record: dict[str, Any] = {"text": sample.text[:TEXT_PREVIEW], "tokens": int(rep["trained"].shape[0]),
+                                  "truncated": prepared[1]}
         for name in MODELS:
-            h[name], widths[name] = _entropies(getattr(self.models, name), name, inputs, lengths)
-        out = []
-        for i, (sample, n) in enumerate(zip(samples, lengths)):
-            record: dict[str, Any] = {
-                "id": sample.id,
-                "index": sample.index,
-                "text": sample.text[:TEXT_PREVIEW],
-                "tokens": n,
-            }
-            for name in MODELS:
-                record[f"entropy_{name}"] = h[name][i]
-                record[f"erank_{name}"] = math.exp(h[name][i])
-                record[f"matrix_entropy_{name}"] = h[name][i] / math.log(widths[name])
-            record["diff_erank"] = record["erank_untrained"] - record["erank_trained"]
-            out.append(record)
-        return out
-
-    def _run(self, samples: list[Sample], texts: list[str]) -> tuple[list[dict], list[dict]]:
-        try:
-            return self._measure(samples, texts), []
-        except (ValueError, RuntimeError) as err:
-            if len(samples) > 1:
-                # One bad text must not cost its batch-mates: isolate it.
-                parts = [self._run([s], [t]) for s, t in zip(samples, texts)]
-                return [r for p, _ in parts for r in p], [e for _, p in parts for e in p]
-            if isinstance(err, MetricError):
-                return [], [self._fail(samples[0], "metric", str(err))]
-            return [], [self._fail(samples[0], "model", f"{type(err).__name__}: {err}")]
-
-    def batch(self, samples: Sequence[Sample]) -> tuple[list[dict], list[dict]]:
-        """Score one batch: (result records, error records), together covering every sample."""
-        errors, kept, texts, truncated = [], [], [], {}
-        for sample in samples:
             try:
-                text = sample.check_text()
-            except BadSampleError as err:
-                errors.append(self._fail(sample, "load", err.reason))
-                continue
-            # One token past the limit tells whether truncation will cut the text, without
-            # tokenising all of a very long one.
-            enc = self.models.tokenizer(
-                text,
-                truncation=True,
-                max_length=self.max_length + 1,
-                return_special_tokens_mask=True,
-            )
-            content = len(enc["input_ids"]) - sum(enc["special_tokens_mask"])
-            if content < 2:
-                # With a BOS token such a text still gives 2 rows, whose centred vectors are
-                # opposite: eRank 1 for every model, a Diff-eRank of 0 by construction.
-                errors.append(
-                    self._fail(
-                        sample,
-                        "metric",
-                        f"text has {content} token(s) besides special tokens; eRank needs at least 2",
-                    )
-                )
-                continue
-            kept.append(sample)
-            texts.append(text)
-            truncated[sample.id] = len(enc["input_ids"]) > self.max_length
-        results, model_errors = self._run(kept, texts) if kept else ([], [])
-        for record in results:
-            record["truncated"] = truncated[record["id"]]
-        return results, errors + model_errors
+                h = matrix_entropy(rep[name])
+            except ValueError as err:  # NaN from a half-precision overflow, ...
+                raise MetricError(f"{name} model: {err}") from None
+            record[f"entropy_{name}"] = h
+            record[f"erank_{name}"] = math.exp(h)
+            record[f"matrix_entropy_{name}"] = h / math.log(rep[name].shape[-1])
+        record["diff_erank"] = record["erank_untrained"] - record["erank_trained"]
+        return record
 
 
 def _bootstrap_diff(
@@ -281,108 +178,48 @@ def format_diff_erank(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _batched(items: Sequence[Sample], size: int) -> Iterable[Sequence[Sample]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def run_diff_erank(config: DiffErankConfig, model: TextAdapter | None = None) -> ScoreResult:
+    """Diff-eRank of a text LLM over a text data set (see :class:`DiffErankConfig`).
 
+    ``config.data``: ``.txt`` (one text per line), ``.jsonl`` / ``.csv`` with a ``text``
+    column (or instruction + response), a ``save_to_disk`` folder or a hub data set name.
+    ``model``: a :class:`TextAdapter` already loaded, or None to load ``config.model``.
 
-def diff_erank(
-    model: str | Path,
-    data: str | Path,
-    out: str | Path,
-    *,
-    max_length: int = 2048,
-    batch_size: int = 8,
-    limit: int | None = None,
-    resume: bool = False,
-    device: str = "cpu",
-    dtype: str = "float32",
-    seed: int = 0,
-    strict: bool = False,
-    progress: bool = True,
-    text_column: str | None = None,
-    n_boot: int = 1000,
-) -> dict[str, Any]:
-    """Diff-eRank of a text LLM over a text data set; writes a run directory.
-
-    Args:
-        model: checkpoint folder or hub id of the trained model M1 (``AutoModel`` /
-            ``AutoTokenizer``); M0 is built from its config (see the module doc).
-        data: texts: ``.txt`` (one per line), ``.jsonl`` / ``.csv`` with a ``text`` column
-            (or instruction + response), a ``save_to_disk`` folder or a hub data set name.
-        out: the run directory.
-        max_length: texts are truncated to this many tokens, special tokens included.
-        batch_size: texts per forward pass; results do not depend on it.
-        limit: score only the first ``limit`` texts.
-        resume: continue the run in ``out``: texts already recorded are skipped.
-        device, dtype: where and in which precision both models run (metrics: float64).
-        seed: seed of M0's random init and of the bootstrap.
-        strict: stop at the first bad text instead of recording it.
-        progress: show a progress bar.
-        text_column: the text column of JSONL / CSV / datasets data (default ``text``).
-        n_boot: bootstrap replicates of the 95% intervals.
-
-    Writes ``results.jsonl`` (per text: ``id``, ``index``, ``text`` (first 200 characters),
-    ``tokens`` (rows measured), ``truncated``, ``entropy_{trained,untrained}`` (nats),
-    ``erank_{trained,untrained}``, ``matrix_entropy_{trained,untrained}`` (H / log d),
-    ``diff_erank``), ``errors.jsonl``, ``config.json`` and ``summary.json`` (see
-    :func:`summarize_diff_erank`).
-
-    Returns:
-        the summary (also in ``out/summary.json``).
+    Writes (or, with ``config.out=None``, keeps) ``results.jsonl`` (per text: ``id``,
+    ``index``, ``text`` (first 200 characters), ``tokens`` (rows measured), ``truncated``,
+    ``entropy_{trained,untrained}`` (nats), ``erank_{trained,untrained}``,
+    ``matrix_entropy_{trained,untrained}`` (H / log d), ``diff_erank``), ``errors.jsonl``,
+    ``config.json`` and ``summary.json`` (see :func:`summarize_diff_erank`).
 
     Raises:
         ScoreError: no text could be scored, or ``strict`` and a text failed.
         ManifestError: the data set is malformed.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if max_length < 2:
-        raise ValueError(f"max_length must be >= 2 tokens, got {max_length}")
-    if limit is not None and limit < 1:
-        raise ValueError(f"limit must be >= 1, got {limit}")
-    from transformers import AutoConfig
-
-    source = open_texts(data, text_column=text_column)
-    samples = list(source)[:limit] if limit is not None else list(source)
-    config = AutoConfig.from_pretrained(str(model))
-    identity = {
-        "model": model_provenance(str(model), config),
-        "data": {
-            "path": str(Path(data).resolve()) if Path(data).exists() else str(data),
-            "description": source.describe(),
-            "fingerprint": source.fingerprint(),
-        },
-        "text_column": text_column,
-        "max_length": max_length,
-        "dtype": str(resolve_dtype(dtype)).removeprefix("torch."),
-        "seed": seed,
-        "untrained": "AutoModel.from_config(config) under torch.manual_seed(seed)",
-    }
-    # The run directory is checked before the weights are loaded: a refused resume is cheap.
-    files = RunFiles.start(out, identity, resume=resume)
-    models = _Models(str(model), config, device, dtype, seed)
-    done = files.done_ids()
-    pending = [s for s in samples if s.id not in done]
-    if done:
-        log.info("diff-erank: resuming, %d of %d texts already done", len(done), len(samples))
-    scorer = _DiffScorer(models, max_length, strict)
-    with tqdm(total=len(pending), desc="diff-erank", unit="text", disable=not progress) as bar:
-        for chunk in _batched(pending, batch_size):
-            files.append(*scorer.batch(chunk))
-            bar.update(len(chunk))
+    source = open_texts(config.data, text_column=config.text_column)
+    samples = list(source)[: config.limit]
+    identity = {**config.identity(), "model": model_identity(model or config.model),
+                "data": source.fingerprint()}
+    store = MemoryRun() if config.out is None else RunFiles(config.out)
+    store.check({"identity": identity}, config.resume)  # before the weights load: cheap refusal
+    trained = model or TextAdapter.from_pretrained(
+        config.model, device=config.device, dtype=config.dtype, max_length=config.max_length)
+    store.open({"command": "diff-erank", "config": config.to_dict(), "identity": identity})
+    task = TextTask({"trained": trained, "untrained": trained.untrained(config.seed)})
+    score_into(Scorer(task, config.strict), lambda: iter(samples), store, owns=lambda _: True,
+               n_samples=len(samples), batch_size=config.batch_size, progress=config.progress,
+               desc="diff-erank")
     provenance = {
-        **identity,
-        "device": str(models.device),
-        "n_requested": len(samples),
-        "versions": software_versions(),
+        "model": model_provenance(str(config.model), trained.config),
+        "data": {"path": str(Path(config.data).resolve()) if Path(config.data).exists() else config.data,
+                 "description": source.describe(), "fingerprint": source.fingerprint()},
+        "max_length": config.max_length, "dtype": str(trained.dtype).removeprefix("torch."),
+        "seed": config.seed, "untrained": "AutoModel.from_config(config) under torch.manual_seed(seed)",
+        "device": str(trained.device), "n_requested": len(samples), "versions": software_versions(),
     }
-    summary = summarize_diff_erank(
-        files.results(), len(files.errors()), provenance, n_boot=n_boot, seed=seed
-    )
-    files.write_summary(summary)
+    results, errors = store.results(), store.errors()
+    summary = summarize_diff_erank(results, len(errors), provenance, n_boot=config.n_boot, seed=config.seed)
+    store.write_summary(summary)
     if summary["n_samples"] == 0:
-        raise ScoreError(
-            f"none of the {len(samples)} texts could be scored; see {Path(out) / 'errors.jsonl'}"
-        )
-    return summary
+        where = f"; see {Path(config.out) / 'errors.jsonl'}" if config.out else ""
+        raise ScoreError(f"none of the {len(samples)} texts could be scored{where}")
+    return ScoreResult(summary, results, errors, out=Path(config.out) if config.out else None)

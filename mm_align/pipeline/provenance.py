@@ -52,6 +52,35 @@ def model_provenance(name_or_path: str, config: Any) -> dict[str, Any]:
     return info
 
 
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        while chunk := fh.read(_EDGE_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_identity(model: str | Path | Any) -> dict[str, Any]:
+    """What a model IS, for resuming: its type, hub revision and weights fingerprint, read
+    without loading weights. ``model``: a checkpoint path or hub id, or a loaded adapter.
+
+    The path or id itself enters only when there are no local weights to fingerprint, so the
+    same checkpoint reached through another path resumes, and other weights at the same path
+    do not."""
+    if isinstance(model, str | Path):
+        from transformers import AutoConfig
+
+        name, config = str(model), AutoConfig.from_pretrained(str(model))
+    else:
+        name, config = model.model.name_or_path, model.model.config
+    info = model_provenance(name, config)
+    if info["weights_fingerprint"] is not None:
+        del info["name_or_path"]
+    info.pop("note", None)
+    return info
+
+
 def software_versions() -> dict[str, str]:
     return {
         "mm_align": mm_align.__version__,

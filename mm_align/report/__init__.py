@@ -1,7 +1,7 @@
-"""HTML report of a run directory and comparison of runs."""
+"""Rendering only: the HTML pages of a run directory and of a comparison. Statistics are
+computed by the pipeline and read from the run's files."""
 
-from mm_align.report.compare import DataMismatchError, compare_runs
+from mm_align.report.compare import render_compare
 from mm_align.report.run_page import write_report
-from mm_align.report.runfiles import Run, RunDirError, load_run
 
-__all__ = ["DataMismatchError", "Run", "RunDirError", "compare_runs", "load_run", "write_report"]
+__all__ = ["render_compare", "write_report"]

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import mm_align
-from mm_align.metrics.bootstrap import METRICS
+from mm_align.stages import METRICS
 from mm_align.report import plots
 from mm_align.report.blocks import (
     RATIOS,
@@ -31,7 +31,8 @@ from mm_align.report.html import (
     table,
     tag,
 )
-from mm_align.report.runfiles import LLM_STAGES, Run, load_run
+from mm_align.rundir import Run, load_run
+from mm_align.stages import LLM_STAGES
 from mm_align.report.thumbs import thumbnail_data_uri
 from mm_align.stages import STAGES
 

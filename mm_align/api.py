@@ -1,0 +1,111 @@
+"""The Python API: one function per CLI command, taking the same options as keyword arguments.
+
+>>> import mm_align
+>>> result = mm_align.score("runs/tiny-qwen", "data/sample", limit=4)   # doctest: +SKIP
+>>> result.summary["image_text_alignment"], len(result.results)          # doctest: +SKIP
+
+With ``out=None`` (the default here, unlike the CLI) nothing is written: the result object
+holds the per-sample records, errors and summary, the same numbers a CLI run writes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mm_align.config import DiffErankConfig, ScoreConfig
+from mm_align.pipeline.result import ScoreResult
+
+__all__ = ["compare", "diff_erank", "score", "write_report"]
+
+log = logging.getLogger(__name__)
+
+IN_MEMORY_DATA = "<in memory>"
+
+
+def _name(thing: Any) -> str | None:
+    return str(thing) if isinstance(thing, str | Path) else None
+
+
+def score(
+    model: Any, data: Any, out: str | Path | None = None, *, config: ScoreConfig | None = None,
+    **options: Any,
+) -> ScoreResult:
+    """Score a VLM over an image-caption set; ``mm-align score`` in Python.
+
+    Args:
+        model: a checkpoint folder or hub id, or an adapter from :func:`mm_align.load_vlm`.
+        data: a data set path or hub name (any format ``mm-align score --data`` takes), a
+            ``datasets.Dataset``, or an iterable of ``(PIL.Image, str)`` pairs.
+        out: the run directory to write (with its ``report.html``); None keeps the run in
+            memory and writes nothing.
+        config: a :class:`~mm_align.config.ScoreConfig`; ``model``/``data``/``out`` and
+            ``options`` override its fields.
+        options: any :class:`~mm_align.config.ScoreConfig` field (``batch_size``, ``limit``,
+            ``layers``, ``controls``, ``baseline``, ``seed``, ``n_boot``, ...).
+
+    Returns:
+        a :class:`~mm_align.pipeline.result.ScoreResult`.
+    """
+    from mm_align.pipeline.distributed import Workers
+    from mm_align.pipeline.score import run_score
+
+    fields = {"model": _name(model) or getattr(getattr(model, "model", None), "name_or_path", "adapter"),
+              "data": _name(data) or IN_MEMORY_DATA, "out": None if out is None else str(out), **options}
+    cfg = config.replace(**fields) if config else ScoreConfig.from_options(**fields)
+    result = run_score(cfg, model=None if _name(model) else model, data=None if _name(data) else data)
+    if cfg.out is not None and Workers.from_env().is_main:
+        _report_quietly(cfg.out)
+    return result
+
+
+def _report_quietly(out: str | Path) -> None:
+    try:
+        write_report(out)
+    except Exception:  # the scores are safe on disk; a plotting failure must not hide them
+        log.exception("could not write the report; rebuild it with `mm-align report %s`", out)
+
+
+def diff_erank(
+    model: Any, data: str | Path, out: str | Path | None = None, *,
+    config: DiffErankConfig | None = None, **options: Any,
+) -> ScoreResult:
+    """Diff-eRank of a text LLM (trained vs seeded random init); ``mm-align diff-erank``.
+
+    ``model``: a checkpoint folder or hub id, or a :class:`~mm_align.adapters.text.TextAdapter`;
+    ``options``: any :class:`~mm_align.config.DiffErankConfig` field.
+    """
+    from mm_align.pipeline.diff_erank import run_diff_erank
+
+    fields = {"model": _name(model) or model.model.name_or_path, "data": str(data),
+              "out": None if out is None else str(out), **options}
+    cfg = config.replace(**fields) if config else DiffErankConfig.from_options(**fields)
+    return run_diff_erank(cfg, model=None if _name(model) else model)
+
+
+def compare(
+    run_dirs: Sequence[str | Path], out: str | Path, *, allow_different_data: bool = False,
+    labels: Sequence[str] | None = None,
+) -> Path:
+    """Compare runs against the first; writes ``OUT/compare.json`` and ``OUT/compare.html``
+    and returns the page's path (see :mod:`mm_align.pipeline.comparison`)."""
+    from mm_align.pipeline.comparison import compare as compute
+    from mm_align.report import render_compare
+
+    doc, runs = compute(run_dirs, allow_different_data=allow_different_data, labels=labels)
+    root = Path(out)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "compare.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    page = root / "compare.html"
+    page.write_text(render_compare(doc, runs), encoding="utf-8")
+    return page
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """(Re)write ``RUN_DIR/report.html`` and return its path (``mm-align report``)."""
+    from mm_align.report import write_report as render
+
+    return render(run_dir)

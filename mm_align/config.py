@@ -1,0 +1,247 @@
+"""Every option of a run, in one frozen dataclass per command, validated before any model loads.
+
+:class:`ScoreConfig` (``mm-align score`` / :func:`mm_align.score`) and
+:class:`DiffErankConfig` (``mm-align diff-erank`` / :func:`mm_align.diff_erank`) are the single
+source of their options: the CLI builds its argparse options from their fields
+(:func:`add_arguments`), the Python API takes them or keyword arguments, ``config.json`` is
+their serialisation (:meth:`RunConfig.to_dict`), and ``--resume`` compares the fields that
+change numbers (:meth:`RunConfig.identity`) and names those that differ.
+
+>>> ScoreConfig(model="m", data="d", layers="0, -1").layers
+(0, -1)
+>>> ScoreConfig(model="m", data="d", batch_size=0)
+Traceback (most recent call last):
+...
+ValueError: batch_size must be >= 1, got 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Any, ClassVar, TypeVar
+
+__all__ = [
+    "BASELINES",
+    "CONTROLS",
+    "DTYPE_NAMES",
+    "PERTURBATIONS",
+    "DiffErankConfig",
+    "RunConfig",
+    "ScoreConfig",
+    "add_arguments",
+    "parse_layers",
+]
+
+# Names only: the transforms live in mm_align.pipeline.controls, which needs PIL and numpy.
+CONTROLS = ("shuffled", "image-only-noise")
+PERTURBATIONS = ("rotate90", "rotate180", "hflip", "grayscale")
+BASELINES = ("untrained",)
+DTYPE_NAMES = ("float32", "bfloat16", "float16")
+PROMPTS = ("plain", "chat")
+DEFAULT_MAX_PIXELS = 50_000_000  # equal to mm_align.data.images.DEFAULT_MAX_PIXELS (tested)
+
+LayerSpec = tuple[int, ...] | str | None
+"""``None`` (last layer only), ``"all"`` or explicit indices (``output_hidden_states``
+convention, negative counted from the end)."""
+
+_C = TypeVar("_C", bound="RunConfig")
+
+
+def option(default: Any, help: str, group: str, *, identity: bool = False, **cli: Any) -> Any:
+    """A config field: its default, CLI help and group, and whether it changes the numbers
+    (``identity``: resuming with another value is refused). ``cli`` goes to argparse
+    (``flags``, ``type``, ``choices``, ``metavar``; ``flags=()`` keeps it off the CLI)."""
+    return field(default=default, metadata={"help": help, "group": group, "identity": identity, **cli})
+
+
+def parse_layers(layers: str | Sequence[int] | None) -> LayerSpec:
+    """``"all"``, ``"0,8,-1"`` or integers -> ``"all"`` or a tuple of ints; ``None`` stays.
+
+    Raises:
+        ValueError: not 'all' and not comma-separated integers (an empty string included).
+    """
+    if layers is None:
+        return None
+    if isinstance(layers, str):
+        if layers.strip() == "all":
+            return "all"
+        parts = [v.strip() for v in layers.split(",")]
+        if not layers.strip() or not all(parts):
+            raise ValueError(f"layers takes 'all' or comma-separated integers, not {layers!r}")
+        try:
+            return tuple(int(v) for v in parts)
+        except ValueError:
+            raise ValueError(f"layers takes 'all' or comma-separated integers, not {layers!r}") from None
+    if any(isinstance(v, bool) or not isinstance(v, int) for v in layers):
+        raise ValueError(f"layers must be integers, got {list(layers)!r}")
+    return tuple(layers)
+
+
+def _at_least(name: str, value: int | None, low: int) -> None:
+    if value is not None and value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+
+
+def _one_of(name: str, value: Any, choices: Sequence[Any]) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose from {', '.join(map(str, choices))}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """Options every scoring command shares."""
+
+    command: ClassVar[str] = ""
+
+    model: str = option(None, "checkpoint folder or hub id", "Model", flags=("--model",), required=True)
+    data: str = option(None, "the data set (see the README's formats)", "Data", flags=("--data",),
+                       required=True)
+    out: str | None = option(None, "run directory to write (API: None keeps the run in memory)",
+                             "Run", flags=("--out",), required=True)
+    device: str = option("cpu", "torch device, e.g. cpu, cuda, cuda:1", "Model")
+    dtype: str = option("float32", "model precision (metrics are always float64)", "Model",
+                        identity=True, choices=DTYPE_NAMES)
+    batch_size: int = option(8, "samples per forward pass; results do not depend on it", "Run",
+                             type=int)
+    limit: int | None = option(None, "score only the first N samples", "Data", type=int,
+                               metavar="N")
+    resume: bool = option(False, "continue an interrupted run in --out", "Run")
+    seed: int = option(0, "seed of random controls, baselines and the bootstrap", "Run",
+                       identity=True, type=int)
+    strict: bool = option(False, "stop at the first bad sample instead of recording it", "Run")
+    n_boot: int = option(1000, "bootstrap replicates of the 95%% intervals", "Run", type=int)
+    progress: bool = option(True, "show progress bars", "Run", flags=("--no-progress",))
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # paths are kept as strings: config.json is JSON
+            if isinstance(getattr(self, f.name), PurePath):
+                object.__setattr__(self, f.name, str(getattr(self, f.name)))
+        for name in ("model", "data"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{name} must be a non-empty path or id, got {value!r}")
+        _at_least("batch_size", self.batch_size, 1)
+        _at_least("limit", self.limit, 1)
+        _at_least("n_boot", self.n_boot, 1)
+        _one_of("dtype", self.dtype, DTYPE_NAMES)
+
+    @classmethod
+    def from_options(cls: type[_C], **options: Any) -> _C:
+        """A config from keyword arguments; an unknown one is an error naming the valid ones."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - names)
+        if unknown:
+            raise TypeError(f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+        return cls(**options)
+
+    @classmethod
+    def from_args(cls: type[_C], args: argparse.Namespace) -> _C:
+        """The config of parsed CLI arguments (see :func:`add_arguments`)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in vars(args).items() if k in names})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that change the numbers: resuming must keep them."""
+        d = self.to_dict()
+        return {f.name: d[f.name] for f in dataclasses.fields(self) if f.metadata.get("identity")}
+
+    def replace(self: _C, **changes: Any) -> _C:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoreConfig(RunConfig):
+    """Every option of ``mm-align score``; see ``mm-align score --help`` for each."""
+
+    command: ClassVar[str] = "score"
+
+    device_map: str | None = option(None, "e.g. 'auto': spread a large model over all visible "
+                                    "GPUs (accelerate); overrides --device", "Model")
+    prompt: str = option("plain", "plain: image then text, no template; chat: the chat template",
+                         "Model", identity=True, choices=PROMPTS)
+    include_special: bool = option(False, "count special and template tokens in the LLM stages",
+                                   "Model", identity=True)
+    projector: str | None = option(None, "swap in connector weights (.safetensors or LLaVA "
+                                   "mm_projector.bin) before scoring", "Model", metavar="FILE")
+    image_root: str | None = option(None, "image folder for detail_23k-style data", "Data")
+    image_column: str | None = option(None, "image column of a HF dataset (default: image)", "Data")
+    text_column: str | None = option(None, "text column of a HF dataset (default: text)", "Data")
+    split: str | None = option(None, "split of a HF dataset dict", "Data")
+    max_pixels: int = option(DEFAULT_MAX_PIXELS, "refuse images with more pixels than this", "Data",
+                             identity=True, type=int)
+    layers: LayerSpec = option(None, "LLM layers to sweep besides the last: 'all' or e.g. '0,8,-1'",
+                               "Analyses", identity=True)
+    controls: tuple[str, ...] = option((), "controls and perturbations, each run into "
+                                       "OUT/controls/NAME", "Analyses", flags=())
+    baseline: str | None = option(None, "untrained: also score with the LLM re-initialised "
+                                  "(seeded); adds the LLM stages' Diff-eRank", "Analyses",
+                                  choices=BASELINES)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "layers", parse_layers(self.layers))
+        object.__setattr__(self, "controls", tuple(self.controls))
+        for name in self.controls:
+            _one_of("control", name, (*CONTROLS, *PERTURBATIONS))
+        if self.baseline is not None:
+            _one_of("baseline", self.baseline, BASELINES)
+        _one_of("prompt", self.prompt, PROMPTS)
+        _at_least("max_pixels", self.max_pixels, 1)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> ScoreConfig:
+        merged = argparse.Namespace(**vars(args))
+        merged.controls = (*getattr(args, "control", ()), *getattr(args, "perturb", ()))
+        return super().from_args(merged)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiffErankConfig(RunConfig):
+    """Every option of ``mm-align diff-erank`` (a text LLM against its seeded random init)."""
+
+    command: ClassVar[str] = "diff-erank"
+
+    max_length: int = option(2048, "truncate texts to this many tokens (the paper's 2048)", "Data",
+                             identity=True, type=int)
+    text_column: str | None = option(None, "text column of JSONL/CSV/HF data (default: text)",
+                                     "Data", identity=True)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _at_least("max_length", self.max_length, 2)
+
+
+def _flags(f: dataclasses.Field) -> tuple[str, ...]:
+    return f.metadata.get("flags", ("--" + f.name.replace("_", "-"),))
+
+
+def add_arguments(parser: argparse.ArgumentParser, config: type[RunConfig]) -> None:
+    """One argparse option per field of ``config``, in argument groups, defaults shown."""
+    groups: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        meta = f.metadata
+        flags = _flags(f)
+        if not flags:
+            continue
+        group = groups.get(meta["group"]) or groups.setdefault(
+            meta["group"], parser.add_argument_group(meta["group"].lower() + " options")
+        )
+        kwargs: dict[str, Any] = {"dest": f.name, "help": meta["help"]}
+        kwargs.update({k: meta[k] for k in ("type", "choices", "metavar", "required") if k in meta})
+        if f.default is True:
+            kwargs["action"] = "store_false"
+        elif f.default is False:
+            kwargs["action"] = "store_true"
+        elif not meta.get("required"):
+            kwargs["default"] = f.default
+            if f.default is not None:
+                kwargs["help"] += " (default: %(default)s)"
+        group.add_argument(*flags, **kwargs)

@@ -1,0 +1,118 @@
+"""The one batch scorer of every pipeline: samples in, result and error records out.
+
+A :class:`Task` says how a sample is prepared (image and text loaded, transformed, checked),
+how a batch of prepared samples becomes representations (one adapter call), and how one
+representation becomes a result record. :class:`Scorer` runs a batch through a task and
+makes sure every sample ends as exactly one record: a bad sample is recorded with the stage
+that failed (``load``, ``model`` or ``metric``) and its reason, and a batch that fails in
+the model is retried sample by sample so one bad input never costs its batch-mates.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
+
+from tqdm.auto import tqdm
+
+from mm_align.data import BadSampleError, Sample
+from mm_align.pipeline.reduce import MetricError
+
+__all__ = ["MetricError", "Scorer", "ScoreError", "Task", "score_into"]
+
+log = logging.getLogger(__name__)
+
+
+class ScoreError(RuntimeError):
+    """A run could not produce any result (every sample failed, or --strict hit a bad one)."""
+
+
+class Task(Protocol):
+    """What a pipeline does with a sample; see the module doc."""
+
+    def prepare(self, sample: Sample) -> Any:
+        """The model's input for ``sample``; raises BadSampleError or MetricError."""
+
+    def represent(self, prepared: list[Any]) -> list[Any]:
+        """One representation per prepared sample; raises ValueError / RuntimeError."""
+
+    def reduce(self, sample: Sample, prepared: Any, rep: Any) -> dict[str, Any]:
+        """The result record's fields; raises MetricError."""
+
+
+class Scorer:
+    """Runs batches through a :class:`Task`; ``strict`` turns the first failure into
+    :class:`ScoreError`."""
+
+    def __init__(self, task: Task, strict: bool = False) -> None:
+        self.task, self.strict = task, strict
+
+    def _fail(self, sample: Sample, stage: str, reason: str) -> dict[str, Any]:
+        if self.strict:
+            raise ScoreError(f"sample {sample.id!r} (index {sample.index}) failed at {stage}: {reason}")
+        return {"id": sample.id, "index": sample.index, "stage": stage, "reason": reason}
+
+    def _reduce(self, sample: Sample, prepared: Any, rep: Any) -> tuple[dict | None, dict | None]:
+        try:
+            fields = self.task.reduce(sample, prepared, rep)
+        except MetricError as err:
+            return None, self._fail(sample, "metric", str(err))
+        return {"id": sample.id, "index": sample.index, **fields}, None
+
+    def _represent(self, batch: list[tuple[Sample, Any]]) -> list[tuple[dict | None, dict | None]]:
+        try:
+            reps = self.task.represent([prepared for _, prepared in batch])
+        except (ValueError, RuntimeError) as err:
+            if len(batch) > 1:  # isolate the bad sample
+                return [out for item in batch for out in self._represent([item])]
+            return [(None, self._fail(batch[0][0], "model", f"{type(err).__name__}: {err}"))]
+        return [self._reduce(sample, prepared, rep) for (sample, prepared), rep in zip(batch, reps)]
+
+    def batch(self, samples: Sequence[Sample]) -> tuple[list[dict], list[dict]]:
+        """Score one batch: ``(results, errors)``, together one record per sample."""
+        results: list[dict] = []
+        errors: list[dict] = []
+        ready = []
+        for sample in samples:
+            try:
+                ready.append((sample, self.task.prepare(sample)))
+            except BadSampleError as err:
+                errors.append(self._fail(sample, "load", err.reason))
+            except MetricError as err:
+                errors.append(self._fail(sample, "metric", str(err)))
+        for result, error in self._represent(ready) if ready else []:
+            if result is not None:
+                results.append(result)
+            else:
+                errors.append(error)
+        return results, errors
+
+
+def score_into(
+    scorer: Scorer,
+    samples: Callable[[], Iterable[Sample]],
+    store: Any,
+    *,
+    owns: Callable[[int], bool],
+    n_samples: int,
+    batch_size: int,
+    progress: bool,
+    desc: str,
+) -> None:
+    """Score the samples not yet in ``store``, appending one batch at a time.
+
+    ``samples`` is called to stream this worker's share afresh (only one batch of samples is
+    held at once); ``owns(index)`` tells whether a sample index is in that share, and
+    ``n_samples`` is its size, for the progress bar.
+    """
+    done = store.done_ids()
+    todo = (s for s in samples() if s.id not in done)
+    n_done = sum(1 for index in done.values() if owns(index))
+    if n_done:
+        log.info("%s: resuming, %d of %d samples already done", desc, n_done, n_samples)
+    with tqdm(total=n_samples - n_done, desc=desc, unit="sample", disable=not progress) as bar:
+        while chunk := list(itertools.islice(todo, batch_size)):
+            store.append(*scorer.batch(chunk))
+            bar.update(len(chunk))
