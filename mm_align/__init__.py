@@ -32,7 +32,13 @@ _EXPORTS = {
     "spectrum": "mm_align.metrics",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = [  # noqa: RUF022 - grouped like _EXPORTS
+    "__version__",
+    "score", "diff_erank", "compare", "write_report",
+    "ScoreConfig", "DiffErankConfig", "ScoreResult", "load_vlm",
+    "VanishingRowsWarning", "aggregate_erank", "erank", "image_reduction_ratio",
+    "image_text_alignment", "matrix_entropy", "spectrum",
+]
 
 if TYPE_CHECKING:
     from mm_align.adapters import load_vlm

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any, ClassVar, TypeVar
@@ -177,8 +177,8 @@ class ScoreConfig(RunConfig):
     split: str | None = option(None, "split of a HF dataset dict", "Data")
     max_pixels: int = option(DEFAULT_MAX_PIXELS, "refuse images with more pixels than this", "Data",
                              identity=True, type=int)
-    layers: LayerSpec = option(None, "LLM layers to sweep besides the last: 'all' or e.g. '0,8,-1'",
-                               "Analyses", identity=True)
+    layers: LayerSpec = option(  # noqa: RUF009 - option() is a dataclass field()
+        None, "LLM layers to sweep besides the last: 'all' or e.g. '0,8,-1'", "Analyses", identity=True)
     controls: tuple[str, ...] = option((), "controls and perturbations, each run into "
                                        "OUT/controls/NAME", "Analyses", flags=())
     baseline: str | None = option(None, "untrained: also score with the LLM re-initialised "

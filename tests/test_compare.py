@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 
-from mm_align.cli import main
-from mm_align.stages import METRICS
 from mm_align import compare as compare_runs
+from mm_align.cli import main
 from mm_align.pipeline.comparison import DataMismatchError
+from mm_align.stages import METRICS
 from tests.runfactory import make_run
 from tests.test_report import parse
 

@@ -14,13 +14,13 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
+from mm_align import diff_erank
 from mm_align.adapters.tiny_text import build_tiny_text_model
 from mm_align.cli import main
 from mm_align.data import ManifestError
-from mm_align import diff_erank
 from mm_align.pipeline.scorer import ScoreError
-from mm_align.rundir import RunDirError
 from mm_align.pipeline.texts import open_texts
+from mm_align.rundir import RunDirError
 from tests.reference import official_entropy
 
 MAX_LENGTH = 24
@@ -199,7 +199,7 @@ def test_empty_and_one_token_texts_are_errors(
     assert [(e["id"], e["stage"]) for e in errors] == [("t1", "load"), ("t3", "metric")]
     assert errors[0]["reason"] == "text is empty"
     assert "1 token(s) besides special tokens" in errors[1]["reason"]
-    with pytest.raises(ScoreError, match="'t1'.*text is empty"):
+    with pytest.raises(ScoreError, match=r"'t1'.*text is empty"):
         _run(models["opt"], data, tmp_path / "strict", strict=True)
 
 

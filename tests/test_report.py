@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from mm_align.cli import main
-from mm_align.stages import METRICS
 from mm_align.report import write_report
 from mm_align.rundir import RunDirError, load_run
+from mm_align.stages import METRICS
 from tests.runfactory import NASTY_TEXT, make_run
 
 
@@ -170,7 +170,7 @@ def test_layers_ignore_non_stage_keys(full_run):
 def test_missing_summary_fails_clearly(tmp_path):
     run = make_run(tmp_path / "r", n=4, layers=False)
     (run / "summary.json").unlink()
-    with pytest.raises(RunDirError, match="no summary.json"):
+    with pytest.raises(RunDirError, match=r"no summary\.json"):
         write_report(run)
     with pytest.raises(RunDirError, match="no such run directory"):
         load_run(tmp_path / "nope")

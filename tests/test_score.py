@@ -21,9 +21,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mm_align import score
 from mm_align.cli import main
 from mm_align.data import open_dataset
-from mm_align import score
 from mm_align.pipeline.scorer import ScoreError
 from mm_align.rundir import RunDirError
 from tests.reference import official_erank

@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Diff-eRank of a text LLM (the paper's single-modal metric): per text, the matrix "
             "entropy and eRank of the last hidden state of the trained model and of the same "
             "architecture randomly initialised under --seed; Diff-eRank by Algorithm (a) "
-            "(exp of mean entropy, the paper's) and (b) (mean of per-text eRanks), with 95%% "
+            "(exp of mean entropy, the paper's) and (b) (mean of per-text eRanks), with 95% "
             "bootstrap intervals, written to --out. --data: .txt (one text per line), "
             ".jsonl/.csv with a text column (or instruction + response), a saved HF dataset "
             "folder or a hub dataset."

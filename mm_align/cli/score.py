@@ -14,7 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Score a vision-language model on an image-caption set: per-sample eRanks of the "
             "vision encoder, projector and LLM (image / text / image+text), the Image "
-            "Reduction Ratio and Image-Text Alignment, a dataset summary with 95%% bootstrap "
+            "Reduction Ratio and Image-Text Alignment, a dataset summary with 95% bootstrap "
             "intervals and an HTML report, written to --out."
         ),
     )

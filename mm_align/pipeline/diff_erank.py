@@ -46,7 +46,7 @@ from mm_align.metrics.bootstrap import percentile_interval, resample_indices
 from mm_align.pipeline.provenance import model_identity, model_provenance, software_versions
 from mm_align.pipeline.reduce import MetricError
 from mm_align.pipeline.result import ScoreResult
-from mm_align.pipeline.scorer import Scorer, ScoreError, score_into
+from mm_align.pipeline.scorer import ScoreError, Scorer, score_into
 from mm_align.pipeline.texts import open_texts
 from mm_align.rundir import MemoryRun, RunFiles
 

@@ -34,7 +34,7 @@ from mm_align.pipeline.provenance import (
 )
 from mm_align.pipeline.reduce import reduce_sample
 from mm_align.pipeline.result import ScoreResult
-from mm_align.pipeline.scorer import Scorer, ScoreError, score_into
+from mm_align.pipeline.scorer import ScoreError, Scorer, score_into
 from mm_align.pipeline.summary import diff_erank_summary, summarize
 from mm_align.rundir import MemoryRun, RunFiles
 

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from mm_align.data import BadSampleError, Sample
 from mm_align.pipeline.reduce import MetricError
 
-__all__ = ["MetricError", "Scorer", "ScoreError", "Task", "score_into"]
+__all__ = ["MetricError", "ScoreError", "Scorer", "Task", "score_into"]
 
 log = logging.getLogger(__name__)
 

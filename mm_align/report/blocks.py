@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from mm_align.stages import METRICS
 from mm_align.report import plots
 from mm_align.report.fmt import METRIC_LABELS, interval, num
 from mm_align.report.html import Markup, figure, join, table, tag
 from mm_align.rundir import Run
-from mm_align.stages import STAGES
+from mm_align.stages import METRICS, STAGES
 
 __all__ = ["RATIOS", "layer_figure", "metric_figures", "metric_label", "metric_table"]
 

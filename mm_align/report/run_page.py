@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import mm_align
-from mm_align.stages import METRICS
 from mm_align.report import plots
 from mm_align.report.blocks import (
     RATIOS,
@@ -31,10 +30,9 @@ from mm_align.report.html import (
     table,
     tag,
 )
-from mm_align.rundir import Run, load_run
-from mm_align.stages import LLM_STAGES
 from mm_align.report.thumbs import thumbnail_data_uri
-from mm_align.stages import STAGES
+from mm_align.rundir import Run, load_run
+from mm_align.stages import LLM_STAGES, METRICS, STAGES
 
 __all__ = ["render_report", "write_report"]
 
