@@ -119,8 +119,12 @@ def test_kl_divergence_matches_numpy_for_every_input_kind() -> None:
     want = _ref_kl(pl, ql)
     P, Q = torch.from_numpy(pl), torch.from_numpy(ql)
     assert kl_divergence(P, Q) == pytest.approx(want, rel=1e-10)
-    assert kl_divergence(torch.log_softmax(P, -1), torch.log_softmax(Q, -1), inputs="log_probs") == pytest.approx(want, rel=1e-10)
-    assert kl_divergence(torch.softmax(P, -1), torch.softmax(Q, -1), inputs="probs") == pytest.approx(want, rel=1e-10)
+    assert kl_divergence(
+        torch.log_softmax(P, -1), torch.log_softmax(Q, -1), inputs="log_probs"
+    ) == pytest.approx(want, rel=1e-10)
+    assert kl_divergence(
+        torch.softmax(P, -1), torch.softmax(Q, -1), inputs="probs"
+    ) == pytest.approx(want, rel=1e-10)
     assert kl_divergence(P[0], Q[0]) == pytest.approx(_ref_kl(pl[0], ql[0]), rel=1e-10)
     assert kl_divergence(P.float(), Q.float()) == pytest.approx(
         _ref_kl(P.float().double().numpy(), Q.float().double().numpy()), rel=1e-9
@@ -130,8 +134,13 @@ def test_kl_divergence_matches_numpy_for_every_input_kind() -> None:
 def test_kl_properties() -> None:
     p = torch.tensor([0.2, 0.3, 0.5])
     assert kl_divergence(p, p, inputs="probs") == 0.0
-    assert kl_divergence(torch.tensor([1.0, 0.0]), torch.tensor([0.5, 0.5]), inputs="probs") == pytest.approx(math.log(2))
-    assert kl_divergence(torch.tensor([0.5, 0.5]), torch.tensor([1.0, 0.0]), inputs="probs") == math.inf
+    assert kl_divergence(
+        torch.tensor([1.0, 0.0]), torch.tensor([0.5, 0.5]), inputs="probs"
+    ) == pytest.approx(math.log(2))
+    assert (
+        kl_divergence(torch.tensor([0.5, 0.5]), torch.tensor([1.0, 0.0]), inputs="probs")
+        == math.inf
+    )
     # unnormalised probabilities are renormalised
     assert kl_divergence(2 * p, p, inputs="probs") == pytest.approx(0.0, abs=1e-15)
     # logits: a constant shift is the same distribution
@@ -161,7 +170,12 @@ def test_top1_agreement() -> None:
         (lambda: random_selection(3, 4, seed=0), "k must be"),
         (lambda: keep_only_positions(4, [3]), r"in \[0, 3\)"),
         (lambda: kl_divergence(torch.randn(3), torch.randn(4)), "same shape"),
-        (lambda: kl_divergence(torch.tensor([0.5, -0.5]), torch.tensor([0.5, 0.5]), inputs="probs"), ">= 0"),
+        (
+            lambda: kl_divergence(
+                torch.tensor([0.5, -0.5]), torch.tensor([0.5, 0.5]), inputs="probs"
+            ),
+            ">= 0",
+        ),
         (lambda: kl_divergence(torch.randn(3), torch.randn(3), inputs="odds"), "unknown inputs"),
         (lambda: kl_divergence(torch.randn(2, 2, 2), torch.randn(2, 2, 2)), r"\(V,\) or \(n, V\)"),
         (lambda: top1_agreement(torch.randn(3), torch.randn(2)), "same shape"),

@@ -38,7 +38,9 @@ def test_matches_hsic_reference(n: int, d1: int, d2: int) -> None:
 
 def test_self_similarity_and_invariances() -> None:
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(40, 10, generator=g, dtype=torch.float64) * torch.linspace(3, 0.1, 10, dtype=torch.float64)
+    x = torch.randn(40, 10, generator=g, dtype=torch.float64) * torch.linspace(
+        3, 0.1, 10, dtype=torch.float64
+    )
     y = torch.randn(40, 6, generator=g, dtype=torch.float64)
     base = linear_cka(x, y)
     assert linear_cka(x, x) == pytest.approx(1.0, rel=1e-12)
@@ -66,7 +68,9 @@ def test_feature_and_gram_forms_agree() -> None:
 
 def test_float32_input() -> None:
     x, y = torch.randn(25, 7), torch.randn(25, 9)
-    assert linear_cka(x, y) == pytest.approx(_ref_cka(x.double().numpy(), y.double().numpy()), rel=1e-10)
+    assert linear_cka(x, y) == pytest.approx(
+        _ref_cka(x.double().numpy(), y.double().numpy()), rel=1e-10
+    )
 
 
 @pytest.mark.parametrize(

@@ -41,10 +41,15 @@ def _ridge_lstsq(Zt: np.ndarray, z: np.ndarray, lam: float) -> tuple[np.ndarray,
 
 def _tokens(seed: int, T: int, d: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return _unit(rng.standard_normal((T, 4)) @ rng.standard_normal((4, d)) + 0.3 * rng.standard_normal((T, d)))
+    return _unit(
+        rng.standard_normal((T, 4)) @ rng.standard_normal((4, d))
+        + 0.3 * rng.standard_normal((T, d))
+    )
 
 
-@pytest.mark.parametrize(("T", "d", "lam"), [(12, 32, 1.0), (40, 16, 0.1), (8, 8, 3.0), (25, 64, 0.01)])
+@pytest.mark.parametrize(
+    ("T", "d", "lam"), [(12, 32, 1.0), (40, 16, 0.1), (8, 8, 3.0), (25, 64, 0.01)]
+)
 def test_gram_covariance_and_ridge_forms_agree(T: int, d: int, lam: float) -> None:
     Z = _tokens(T * d, T, d)
     Zt, z = Z[:-1], Z[-1]
@@ -53,21 +58,32 @@ def test_gram_covariance_and_ridge_forms_agree(T: int, d: int, lam: float) -> No
     rho = ridge_residual(torch.from_numpy(Zt), torch.from_numpy(z), lam)
     assert rho == pytest.approx(rho_ref, rel=1e-8)
     assert rho == pytest.approx(lam * z @ np.linalg.solve(Zt.T @ Zt + lam * np.eye(d), z), rel=1e-8)
-    np.testing.assert_allclose(ridge_weights(torch.from_numpy(Zt), torch.from_numpy(z), lam).numpy(), w_ref, rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(
+        ridge_weights(torch.from_numpy(Zt), torch.from_numpy(z), lam).numpy(),
+        w_ref,
+        rtol=1e-8,
+        atol=1e-10,
+    )
     # gain = difference of log-dets, in both forms
     gram_gain = _gram_h(Z, lam) - _gram_h(Zt, lam)
     cov_gain = _cov_h(Z, lam) - _cov_h(Zt, lam)
     prev, new = torch.from_numpy(Zt), torch.from_numpy(z)
     assert information_gain(prev, new, lam) == pytest.approx(gram_gain, abs=1e-8)
-    assert information_gain(prev, new, lam) == pytest.approx(0.5 * math.log(lam + rho_ref), abs=1e-8)
+    assert information_gain(prev, new, lam) == pytest.approx(
+        0.5 * math.log(lam + rho_ref), abs=1e-8
+    )
     assert information_gain(prev, new, lam, form="covariance") == pytest.approx(cov_gain, abs=1e-8)
     assert information_gain(prev, new, lam, form="covariance", half=False) == pytest.approx(
         math.log(1 + rho_ref / lam), abs=1e-8
     )
     # the entropies themselves
     assert logdet_entropy(torch.from_numpy(Z), lam) == pytest.approx(_gram_h(Z, lam), abs=1e-8)
-    assert logdet_entropy(torch.from_numpy(Z), lam, form="covariance") == pytest.approx(_cov_h(Z, lam), abs=1e-8)
-    assert logdet_entropy(torch.from_numpy(Z), lam, half=False) == pytest.approx(2 * _gram_h(Z, lam), abs=1e-8)
+    assert logdet_entropy(torch.from_numpy(Z), lam, form="covariance") == pytest.approx(
+        _cov_h(Z, lam), abs=1e-8
+    )
+    assert logdet_entropy(torch.from_numpy(Z), lam, half=False) == pytest.approx(
+        2 * _gram_h(Z, lam), abs=1e-8
+    )
 
 
 @pytest.mark.parametrize(("T", "d"), [(30, 64), (50, 10)])
@@ -79,9 +95,13 @@ def test_gain_curve_matches_prefix_log_dets_and_sums_to_the_entropy(T: int, d: i
     np.testing.assert_allclose(curve, want, rtol=0, atol=1e-8)
     assert sum(curve) == pytest.approx(logdet_entropy(torch.from_numpy(Z), lam), abs=1e-8)
     cov_curve = gain_curve(torch.from_numpy(Z), lam, form="covariance")
-    assert sum(cov_curve) == pytest.approx(logdet_entropy(torch.from_numpy(Z), lam, form="covariance"), abs=1e-8)
+    assert sum(cov_curve) == pytest.approx(
+        logdet_entropy(torch.from_numpy(Z), lam, form="covariance"), abs=1e-8
+    )
     for t in (1, T // 2, T - 1):
-        assert curve[t] == pytest.approx(information_gain(torch.from_numpy(Z[:t]), torch.from_numpy(Z[t]), lam), abs=1e-8)
+        assert curve[t] == pytest.approx(
+            information_gain(torch.from_numpy(Z[:t]), torch.from_numpy(Z[t]), lam), abs=1e-8
+        )
 
 
 def test_gain_is_at_least_half_log_lambda_and_rho_in_range() -> None:
@@ -120,14 +140,18 @@ def test_in_span_rho_vanishes_with_lambda() -> None:
     assert rhos[-1] < 1e-6
     # and the weights approach the exact coefficients of the unit-free (raw) rows
     w = ridge_weights(prev, z, 1e-10, normalize_rows=False)
-    assert torch.allclose(w, torch.tensor([0.5, -1.0, 2.0, 0.0, 0.3], dtype=torch.float64), atol=1e-6)
+    assert torch.allclose(
+        w, torch.tensor([0.5, -1.0, 2.0, 0.0, 0.3], dtype=torch.float64), atol=1e-6
+    )
 
 
 def test_row_normalisation_makes_it_scale_free() -> None:
     Z = torch.from_numpy(_tokens(4, 15, 9))
     scales = torch.rand(15, 1, dtype=torch.float64) * 10 + 0.1
     assert gain_curve(Z * scales) == pytest.approx(gain_curve(Z), abs=1e-12)
-    assert gain_curve(Z * 3, normalize_rows=False) != pytest.approx(gain_curve(Z, normalize_rows=False), abs=1e-3)
+    assert gain_curve(Z * 3, normalize_rows=False) != pytest.approx(
+        gain_curve(Z, normalize_rows=False), abs=1e-3
+    )
 
 
 def test_empty_context_and_float32() -> None:

@@ -27,7 +27,9 @@ def _ref_fd(a: np.ndarray, b: np.ndarray) -> float:
     ca = np.cov(a, rowvar=False, ddof=1)
     cb = np.cov(b, rowvar=False, ddof=1)
     covmean = scipy.linalg.sqrtm(ca @ cb)
-    return float(((mu_a - mu_b) ** 2).sum() + np.trace(ca) + np.trace(cb) - 2 * np.trace(covmean.real))
+    return float(
+        ((mu_a - mu_b) ** 2).sum() + np.trace(ca) + np.trace(cb) - 2 * np.trace(covmean.real)
+    )
 
 
 def _ref_fd_eig(a: np.ndarray, b: np.ndarray) -> float:
@@ -35,7 +37,9 @@ def _ref_fd_eig(a: np.ndarray, b: np.ndarray) -> float:
     ca = np.cov(a, rowvar=False, ddof=1)
     cb = np.cov(b, rowvar=False, ddof=1)
     ev = np.linalg.eigvals(ca @ cb).real.clip(min=0)
-    return float(((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(ca) + np.trace(cb) - 2 * np.sqrt(ev).sum())
+    return float(
+        ((a.mean(0) - b.mean(0)) ** 2).sum() + np.trace(ca) + np.trace(cb) - 2 * np.sqrt(ev).sum()
+    )
 
 
 def _ref_outliers(x: np.ndarray, n_sigma: float = 3.0) -> np.ndarray:
@@ -95,7 +99,10 @@ def test_diagonal_covariances_closed_form() -> None:
     mu = rng.standard_normal(12)
     want = float((mu**2).sum() + ((np.sqrt(va) - np.sqrt(vb)) ** 2).sum())
     got = frechet_distance_gaussians(
-        torch.zeros(12), torch.diag(torch.from_numpy(va)), torch.from_numpy(mu), torch.diag(torch.from_numpy(vb))
+        torch.zeros(12),
+        torch.diag(torch.from_numpy(va)),
+        torch.from_numpy(mu),
+        torch.diag(torch.from_numpy(vb)),
     )
     assert got == pytest.approx(want, rel=1e-12)
 
@@ -106,7 +113,9 @@ def test_commuting_covariances_closed_form() -> None:
     q, _ = np.linalg.qr(rng.standard_normal((10, 10)))
     va, vb = rng.uniform(0.01, 9, 10), rng.uniform(0.01, 9, 10)
     ca, cb = q @ np.diag(va) @ q.T, q @ np.diag(vb) @ q.T
-    got = frechet_distance_gaussians(torch.zeros(10), torch.from_numpy(ca), torch.zeros(10), torch.from_numpy(cb))
+    got = frechet_distance_gaussians(
+        torch.zeros(10), torch.from_numpy(ca), torch.zeros(10), torch.from_numpy(cb)
+    )
     assert got == pytest.approx(float(((np.sqrt(va) - np.sqrt(vb)) ** 2).sum()), rel=1e-10)
 
 
@@ -156,7 +165,7 @@ def test_text_centric_scale() -> None:
 def test_mir_matches_reference_pipeline() -> None:
     rng = np.random.default_rng(5)
     layers = 4
-    images = [_cloud(rng, 300, 24, shift=l) * (l + 1) for l in range(layers)]
+    images = [_cloud(rng, 300, 24, shift=k) * (k + 1) for k in range(layers)]
     texts = [_cloud(rng, 120, 24) * 3 for _ in range(layers)]
     for x in images + texts:
         x[rng.integers(0, len(x), 2)] *= 25  # outliers to clip
@@ -170,7 +179,9 @@ def test_mir_is_invariant_to_a_common_scale_and_sums_layers() -> None:
     txt = [torch.randn(80, 8, generator=g, dtype=torch.float64) for _ in range(3)]
     per_layer = mir_per_layer(img, txt)
     assert mir(img, txt) == pytest.approx(math.log10(sum(per_layer)), rel=1e-12)
-    assert mir([7 * x for x in img], [7 * x for x in txt]) == pytest.approx(mir(img, txt), rel=1e-10)
+    assert mir([7 * x for x in img], [7 * x for x in txt]) == pytest.approx(
+        mir(img, txt), rel=1e-10
+    )
     # Without the text-centric scale, FD scales with the square of the features.
     raw = mir_per_layer(img, txt, scale=False, n_sigma=math.inf)
     raw7 = mir_per_layer([7 * x for x in img], [7 * x for x in txt], scale=False, n_sigma=math.inf)

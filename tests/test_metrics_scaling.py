@@ -71,7 +71,9 @@ def test_model_statistic() -> None:
         model_statistic(H, "median")
 
 
-def _per_sample(rng: np.random.Generator, a: float, b: float, n: int, noise: float) -> list[np.ndarray]:
+def _per_sample(
+    rng: np.random.Generator, a: float, b: float, n: int, noise: float
+) -> list[np.ndarray]:
     return [a * p**b + noise * rng.standard_normal(n) for p in PYTHIA]
 
 
@@ -113,7 +115,12 @@ def test_bootstrap_with_offset_returns_c() -> None:
         ([1e6, 1e7], [1.0, 0.0], {}, "values > 0"),
         ([1e6, 1e7], [1.0, float("nan")], {}, "finite"),
         ([1e6, 1e7], [1.0, 2.0, 3.0], {}, "same 1-D length"),
-        ([1e6, 1e7, 1e8], [1.0, 2.0, 3.0], {"offset": True, "exponent_bounds": (1, -1)}, "exponent_bounds"),
+        (
+            [1e6, 1e7, 1e8],
+            [1.0, 2.0, 3.0],
+            {"offset": True, "exponent_bounds": (1, -1)},
+            "exponent_bounds",
+        ),
     ],
 )
 def test_fit_bad_input(sizes, values, kwargs, message: str) -> None:

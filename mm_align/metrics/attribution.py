@@ -43,10 +43,21 @@ def _design(states: torch.Tensor, normalize_rows: bool) -> tuple[np.ndarray, np.
     """``X`` (d, T-1) and ``y`` (d,) in float64 NumPy from ``(T, d)`` token states."""
     if not isinstance(states, torch.Tensor):
         raise ValueError(f"expected a torch.Tensor of shape (T, d), got {type(states).__name__}")
-    if states.ndim != 2 or states.is_complex() or states.dtype == torch.bool or states.shape[1] == 0:
-        raise ValueError(f"expected a real 2-D tensor (T tokens, d > 0), got {states.dtype} {tuple(states.shape)}")
+    if (
+        states.ndim != 2
+        or states.is_complex()
+        or states.dtype == torch.bool
+        or states.shape[1] == 0
+    ):
+        raise ValueError(
+            "expected a real 2-D tensor (T tokens, d > 0), "
+            f"got {states.dtype} {tuple(states.shape)}"
+        )
     if states.shape[0] < 2:
-        raise ValueError(f"attribution needs the last token and at least 1 earlier one, got T = {states.shape[0]}")
+        raise ValueError(
+            "attribution needs the last token and at least 1 earlier one, "
+            f"got T = {states.shape[0]}"
+        )
     Z = states.detach().to(torch.float64).cpu().numpy()
     if not np.isfinite(Z).all():
         raise ValueError("the token states hold NaN or Inf values")
@@ -104,7 +115,9 @@ def lasso_token_weights(
     return torch.from_numpy(np.asarray(model.coef_, dtype=np.float64).copy())
 
 
-def selection_r2(states: torch.Tensor, selected: Sequence[int], normalize_rows: bool = True) -> float:
+def selection_r2(
+    states: torch.Tensor, selected: Sequence[int], normalize_rows: bool = True
+) -> float:
     """Uncentred R^2 of the last state regressed (OLS, no intercept) on the selected tokens.
 
     ``1 - ||y - X_S w||^2 / ||y||^2`` with ``X_S`` the selected previous tokens' states;
@@ -195,7 +208,9 @@ Inputs = Literal["logits", "log_probs", "probs"]
 
 def _log_probs(x: torch.Tensor, inputs: Inputs, what: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor) or x.ndim not in (1, 2) or x.shape[-1] < 1:
-        raise ValueError(f"{what}: expected a tensor (V,) or (n, V), got {getattr(x, 'shape', type(x).__name__)}")
+        raise ValueError(
+            f"{what}: expected a tensor (V,) or (n, V), got {getattr(x, 'shape', type(x).__name__)}"
+        )
     X = x.detach().to(torch.float64)
     if inputs == "logits":
         if torch.isnan(X).any() or torch.isposinf(X).any():
@@ -241,7 +256,8 @@ def top1_agreement(p: torch.Tensor, q: torch.Tensor) -> float:
 
     Works on logits, log-probabilities or probabilities alike (argmax is unchanged).
 
-    >>> top1_agreement(torch.tensor([[0.1, 2.0], [3.0, 0.0]]), torch.tensor([[0.0, 1.0], [0.0, 1.0]]))
+    >>> p = torch.tensor([[0.1, 2.0], [3.0, 0.0]])
+    >>> top1_agreement(p, torch.tensor([[0.0, 1.0], [0.0, 1.0]]))
     0.5
     """
     if not isinstance(p, torch.Tensor) or not isinstance(q, torch.Tensor) or p.shape != q.shape:

@@ -49,7 +49,9 @@ def _rows(Z: torch.Tensor, what: str, normalize_rows: bool, min_rows: int = 1) -
     if not isinstance(Z, torch.Tensor):
         raise ValueError(f"{what}: expected a torch.Tensor, got {type(Z).__name__}")
     if Z.ndim != 2 or Z.is_complex() or Z.dtype == torch.bool or Z.shape[1] == 0:
-        raise ValueError(f"{what}: expected a real 2-D tensor (tokens, d > 0), got {Z.dtype} {tuple(Z.shape)}")
+        raise ValueError(
+            f"{what}: expected a real 2-D tensor (tokens, d > 0), got {Z.dtype} {tuple(Z.shape)}"
+        )
     if Z.shape[0] < min_rows:
         raise ValueError(f"{what}: needs at least {min_rows} token(s), got {Z.shape[0]}")
     X = Z.detach().to(torch.float64)
@@ -67,7 +69,9 @@ def _prev_and_new(
     prev: torch.Tensor, new: torch.Tensor, normalize_rows: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(new, torch.Tensor) or new.ndim != 1:
-        raise ValueError(f"new: expected a 1-D tensor (d,), got {getattr(new, 'shape', type(new).__name__)}")
+        raise ValueError(
+            f"new: expected a 1-D tensor (d,), got {getattr(new, 'shape', type(new).__name__)}"
+        )
     Zt = _rows(prev, "prev", normalize_rows, min_rows=0)
     z = _rows(new.unsqueeze(0), "new", normalize_rows)[0]
     if Zt.shape[1] != z.shape[0]:

@@ -52,7 +52,9 @@ def _states(x: torch.Tensor, what: str, min_rows: int = 2) -> torch.Tensor:
     if x.is_complex() or x.dtype == torch.bool:
         raise ValueError(f"{what}: expected a real-valued tensor, got dtype {x.dtype}")
     if x.shape[0] < min_rows or x.shape[1] == 0:
-        raise ValueError(f"{what}: needs at least {min_rows} rows and 1 column, got {tuple(x.shape)}")
+        raise ValueError(
+            f"{what}: needs at least {min_rows} rows and 1 column, got {tuple(x.shape)}"
+        )
     out = x.detach().to(torch.float64).clone()
     if not bool(torch.isfinite(out).all()):
         raise ValueError(f"{what}: holds NaN or Inf values")
@@ -86,7 +88,8 @@ def frechet_distance_gaussians(
     d = mus[0].shape[0]
     if any(m.shape != (d,) for m in mus) or any(c.shape != (d, d) for c in covs):
         raise ValueError(
-            f"expected means (d,) and covariances (d, d); got {[tuple(t.shape) for t in mus + covs]}"
+            "expected means (d,) and covariances (d, d); "
+            f"got {[tuple(t.shape) for t in mus + covs]}"
         )
     root1 = _psd_sqrt(covs[0])
     middle = torch.linalg.eigvalsh(root1 @ covs[1] @ root1).clamp_min(0.0).sqrt().sum()
@@ -117,7 +120,9 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor, ddof: int = 1) -> float:
     if A.shape[1] != B.shape[1]:
         raise ValueError(f"a and b need the same feature size, got {A.shape[1]} and {B.shape[1]}")
     if ddof < 0 or min(A.shape[0], B.shape[0]) <= ddof:
-        raise ValueError(f"ddof must be in [0, rows), got {ddof} for {A.shape[0]} and {B.shape[0]} rows")
+        raise ValueError(
+            f"ddof must be in [0, rows), got {ddof} for {A.shape[0]} and {B.shape[0]} rows"
+        )
     (n, d), m = A.shape, B.shape[0]
     mu_a, mu_b = A.mean(0), B.mean(0)
     Ac, Bc = A - mu_a, B - mu_b
@@ -146,11 +151,11 @@ def text_centric_scale(
     >>> t.norm(dim=1).mean().item()
     1.0
     """
-    I, T = _states(image, "image", 1), _states(text, "text", 1)
-    mean_norm = torch.linalg.vector_norm(T, dim=1).mean()
+    img, txt = _states(image, "image", 1), _states(text, "text", 1)
+    mean_norm = torch.linalg.vector_norm(txt, dim=1).mean()
     if not mean_norm > 0:
         raise ValueError("every text token is zero: the text-centric scale is undefined")
-    return I / mean_norm, T / mean_norm
+    return img / mean_norm, txt / mean_norm
 
 
 def replace_outliers(x: torch.Tensor, n_sigma: float = 3.0) -> torch.Tensor:
@@ -201,16 +206,17 @@ def mir_per_layer(
     """
     if len(image_states_per_layer) != len(text_states_per_layer):
         raise ValueError(
-            f"got {len(image_states_per_layer)} image layers but {len(text_states_per_layer)} text layers"
+            f"got {len(image_states_per_layer)} image layers but "
+            f"{len(text_states_per_layer)} text layers"
         )
     if len(image_states_per_layer) == 0:
         raise ValueError("no layers given")
     out = []
     for layer, (img, txt) in enumerate(zip(image_states_per_layer, text_states_per_layer)):
-        I, T = _states(img, f"image layer {layer}"), _states(txt, f"text layer {layer}")
+        img, txt = _states(img, f"image layer {layer}"), _states(txt, f"text layer {layer}")
         if scale:
-            I, T = text_centric_scale(I, T)
-        out.append(frechet_distance(replace_outliers(I, n_sigma), replace_outliers(T, n_sigma)))
+            img, txt = text_centric_scale(img, txt)
+        out.append(frechet_distance(replace_outliers(img, n_sigma), replace_outliers(txt, n_sigma)))
     return out
 
 

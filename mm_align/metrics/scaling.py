@@ -42,7 +42,9 @@ class PowerLawFit(NamedTuple):
     r2: float
 
 
-def _positive_sizes(sizes: Sequence[float], values: Sequence[float], min_n: int) -> tuple[np.ndarray, np.ndarray]:
+def _positive_sizes(
+    sizes: Sequence[float], values: Sequence[float], min_n: int
+) -> tuple[np.ndarray, np.ndarray]:
     P = np.asarray(sizes, dtype=np.float64)
     E = np.asarray(values, dtype=np.float64)
     if P.ndim != 1 or P.shape != E.shape:
@@ -120,7 +122,9 @@ def fit_power_law(
         return _fit_log_log(P, E)
     lo, hi = exponent_bounds
     if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-        raise ValueError(f"exponent_bounds must be a finite interval (lo < hi), got {exponent_bounds}")
+        raise ValueError(
+            f"exponent_bounds must be a finite interval (lo < hi), got {exponent_bounds}"
+        )
     return _fit_offset(P, E, (lo, hi))
 
 
@@ -143,13 +147,17 @@ def model_statistic(entropies: np.ndarray, statistic: Statistic = "entropy") -> 
     raise ValueError(f"unknown statistic {statistic!r}; choose one of {STATISTICS}")
 
 
-def _entropy_rows(per_sample_entropies: Sequence[Sequence[float]], n_models: int) -> list[np.ndarray]:
+def _entropy_rows(
+    per_sample_entropies: Sequence[Sequence[float]], n_models: int
+) -> list[np.ndarray]:
     rows = [np.asarray(h, dtype=np.float64) for h in per_sample_entropies]
     if len(rows) != n_models:
         raise ValueError(f"got {n_models} sizes but entropies for {len(rows)} models")
     for k, h in enumerate(rows):
         if h.ndim != 1 or h.size == 0:
-            raise ValueError(f"model {k}: expected a non-empty 1-D sequence of per-sample entropies")
+            raise ValueError(
+                f"model {k}: expected a non-empty 1-D sequence of per-sample entropies"
+            )
         if not np.isfinite(h).all():
             raise ValueError(f"model {k}: entropies hold NaN or Inf")
     return rows
@@ -195,7 +203,12 @@ def bootstrap_power_law(
         idx = resample_indices(rng, n_boot, rows[0].size)
         values = model_statistic(np.stack(rows)[:, idx], statistic)  # (models, n_boot)
     else:
-        values = np.stack([model_statistic(h[resample_indices(rng, n_boot, h.size)], statistic) for h in rows])
+        values = np.stack(
+            [model_statistic(h[resample_indices(rng, n_boot, h.size)], statistic) for h in rows]
+        )
     fits = [fit_power_law(sizes, values[:, r], offset=offset) for r in range(n_boot)]
     names = ("a", "b", "c") if offset else ("a", "b")
-    return {name: percentile_interval(np.array([getattr(f, name) for f in fits]), level) for name in names}
+    return {
+        name: percentile_interval(np.array([getattr(f, name) for f in fits]), level)
+        for name in names
+    }
