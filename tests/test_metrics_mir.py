@@ -119,6 +119,23 @@ def test_commuting_covariances_closed_form() -> None:
     assert got == pytest.approx(float(((np.sqrt(va) - np.sqrt(vb)) ** 2).sum()), rel=1e-10)
 
 
+@pytest.mark.parametrize("rotate", [False, True])
+def test_singular_covariances_closed_form(rotate: bool) -> None:
+    # Zero variances make cov1 singular: exactly diagonal ones fail the Cholesky and take
+    # the eigen square root; rotated ones may pass it with tiny pivots. Both must be exact.
+    rng = np.random.default_rng(8)
+    va = np.concatenate([rng.uniform(0.5, 4, 6), np.zeros(4)])
+    vb = np.concatenate([np.zeros(3), rng.uniform(0.5, 4, 7)])
+    q = np.linalg.qr(rng.standard_normal((10, 10)))[0] if rotate else np.eye(10)
+    ca, cb = q @ np.diag(va) @ q.T, q @ np.diag(vb) @ q.T
+    want = float(((np.sqrt(va) - np.sqrt(vb)) ** 2).sum())
+    for c1, c2 in ((ca, cb), (cb, ca)):
+        got = frechet_distance_gaussians(
+            torch.zeros(10), torch.from_numpy(c1), torch.zeros(10), torch.from_numpy(c2)
+        )
+        assert got == pytest.approx(want, rel=1e-7)
+
+
 def test_frechet_distance_is_symmetric_zero_on_self_and_rotation_invariant() -> None:
     rng = np.random.default_rng(3)
     a, b = torch.from_numpy(_cloud(rng, 80, 12)), torch.from_numpy(_cloud(rng, 90, 12, 0.3))

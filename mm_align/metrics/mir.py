@@ -55,7 +55,7 @@ def _states(x: torch.Tensor, what: str, min_rows: int = 2) -> torch.Tensor:
         raise ValueError(
             f"{what}: needs at least {min_rows} rows and 1 column, got {tuple(x.shape)}"
         )
-    out = x.detach().to(torch.float64).clone()
+    out = x.detach().to(torch.float64, copy=True)
     if not bool(torch.isfinite(out).all()):
         raise ValueError(f"{what}: holds NaN or Inf values")
     return out
@@ -73,8 +73,9 @@ def frechet_distance_gaussians(
     """Frechet (2-Wasserstein squared) distance between N(mu1, cov1) and N(mu2, cov2).
 
     ``||mu1 - mu2||^2 + tr(cov1 + cov2 - 2 (cov1^1/2 cov2 cov1^1/2)^1/2)``, in squared
-    units of the features, float64, symmetric eigen square roots; round-off below 0 is
-    clamped to 0.
+    units of the features, float64; the cross term from the eigenvalues of ``F^T cov2 F``
+    with F the Cholesky factor of cov1 (its symmetric eigen square root when cov1 is
+    singular); round-off below 0 is clamped to 0.
 
     Args:
         mu1, mu2: ``(d,)`` means. cov1, cov2: ``(d, d)`` symmetric PSD covariances.
@@ -91,8 +92,13 @@ def frechet_distance_gaussians(
             "expected means (d,) and covariances (d, d); "
             f"got {[tuple(t.shape) for t in mus + covs]}"
         )
-    root1 = _psd_sqrt(covs[0])
-    middle = torch.linalg.eigvalsh(root1 @ covs[1] @ root1).clamp_min(0.0).sqrt().sum()
+    if not all(bool(torch.isfinite(t).all()) for t in mus + covs):
+        raise ValueError("means and covariances must be finite")
+    # Any F with F F^T = cov1 gives F^T cov2 F the eigenvalues of cov1^1/2 cov2 cov1^1/2:
+    # Cholesky (cheap) when cov1 is positive definite, else the symmetric eigen square root.
+    chol, info = torch.linalg.cholesky_ex(covs[0])
+    factor = chol if int(info) == 0 else _psd_sqrt(covs[0])
+    middle = torch.linalg.eigvalsh(factor.T @ covs[1] @ factor).clamp_min(0.0).sqrt().sum()
     fd = (mus[0] - mus[1]).square().sum() + covs[0].trace() + covs[1].trace() - 2 * middle
     return max(float(fd), 0.0)
 
@@ -110,13 +116,17 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor, ddof: int = 1) -> float:
     The cross term ``tr((S_a^1/2 S_b S_a^1/2)^1/2)`` equals the nuclear norm of
     ``A_c B_c^T / sqrt((N - ddof)(M - ddof))`` (A_c, B_c the centred samples), which is
     used when that ``(N, M)`` matrix is smaller than ``(d, d)``; otherwise the ``(d, d)``
-    covariances and symmetric eigen square roots are used. Both are exact.
+    covariances (:func:`frechet_distance_gaussians`). Both are exact.
 
     >>> a = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
     >>> frechet_distance(a, a + torch.tensor([0.0, 2.0]))
     4.0
     """
-    A, B = _states(a, "a"), _states(b, "b")
+    return _fd(_states(a, "a"), _states(b, "b"), ddof)
+
+
+def _fd(A: torch.Tensor, B: torch.Tensor, ddof: int) -> float:
+    """:func:`frechet_distance` of validated float64 copies, which it centres in place."""
     if A.shape[1] != B.shape[1]:
         raise ValueError(f"a and b need the same feature size, got {A.shape[1]} and {B.shape[1]}")
     if ddof < 0 or min(A.shape[0], B.shape[0]) <= ddof:
@@ -125,7 +135,7 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor, ddof: int = 1) -> float:
         )
     (n, d), m = A.shape, B.shape[0]
     mu_a, mu_b = A.mean(0), B.mean(0)
-    Ac, Bc = A - mu_a, B - mu_b
+    Ac, Bc = A.sub_(mu_a), B.sub_(mu_b)
     if n * m < d * d:
         ca, cb = n - ddof, m - ddof
         cross = torch.linalg.svdvals(Ac @ Bc.T).sum() / math.sqrt(ca * cb)
@@ -151,11 +161,15 @@ def text_centric_scale(
     >>> t.norm(dim=1).mean().item()
     1.0
     """
-    img, txt = _states(image, "image", 1), _states(text, "text", 1)
+    return _scale_(_states(image, "image", 1), _states(text, "text", 1))
+
+
+def _scale_(img: torch.Tensor, txt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`text_centric_scale` in place on validated float64 copies."""
     mean_norm = torch.linalg.vector_norm(txt, dim=1).mean()
     if not mean_norm > 0:
         raise ValueError("every text token is zero: the text-centric scale is undefined")
-    return img / mean_norm, txt / mean_norm
+    return img.div_(mean_norm), txt.div_(mean_norm)
 
 
 def replace_outliers(x: torch.Tensor, n_sigma: float = 3.0) -> torch.Tensor:
@@ -176,7 +190,11 @@ def replace_outliers(x: torch.Tensor, n_sigma: float = 3.0) -> torch.Tensor:
     >>> replace_outliers(x, n_sigma=2.0)[-1].tolist()
     [1.0, 0.0]
     """
-    X = _states(x, "x")
+    return _replace_outliers_(_states(x, "x"), n_sigma)
+
+
+def _replace_outliers_(X: torch.Tensor, n_sigma: float) -> torch.Tensor:
+    """:func:`replace_outliers` in place on a validated float64 copy."""
     if not n_sigma > 0:
         raise ValueError(f"n_sigma must be > 0, got {n_sigma}")
     norms = torch.linalg.vector_norm(X, dim=1)
@@ -215,8 +233,8 @@ def mir_per_layer(
     for layer, (img, txt) in enumerate(zip(image_states_per_layer, text_states_per_layer)):
         img, txt = _states(img, f"image layer {layer}"), _states(txt, f"text layer {layer}")
         if scale:
-            img, txt = text_centric_scale(img, txt)
-        out.append(frechet_distance(replace_outliers(img, n_sigma), replace_outliers(txt, n_sigma)))
+            img, txt = _scale_(img, txt)
+        out.append(_fd(_replace_outliers_(img, n_sigma), _replace_outliers_(txt, n_sigma), 1))
     return out
 
 
