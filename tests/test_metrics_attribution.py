@@ -168,6 +168,7 @@ def test_top1_agreement() -> None:
         (lambda: selection_r2(torch.randn(4, 8), [1, 1]), "duplicates"),
         (lambda: top_k(torch.tensor([1.0, 2.0]), 3), "k must be"),
         (lambda: random_selection(3, 4, seed=0), "k must be"),
+        (lambda: top_k(torch.tensor([1.0, 2.0]), 1.5), "k must be"),
         (lambda: keep_only_positions(4, [3]), r"in \[0, 3\)"),
         (lambda: kl_divergence(torch.randn(3), torch.randn(4)), "same shape"),
         (

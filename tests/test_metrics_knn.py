@@ -61,6 +61,11 @@ def test_identical_spaces_and_invariances() -> None:
     assert mutual_knn(a, torch.randn(40, 3, generator=g), k=39) == 1.0  # k = n - 1
 
 
+def test_numpy_integer_k_is_accepted() -> None:
+    a = torch.randn(10, 3)
+    assert mutual_knn(a, a, k=np.int64(3)) == 1.0
+
+
 def test_unrelated_spaces_score_near_chance() -> None:
     g = torch.Generator().manual_seed(3)
     a, b = torch.randn(400, 16, generator=g), torch.randn(400, 16, generator=g)

@@ -19,6 +19,7 @@ agreement, each averaged over rows when given a batch.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Literal
 
@@ -152,7 +153,7 @@ def top_k(scores: torch.Tensor, k: int) -> list[int]:
     [1, 2]
     """
     s = torch.as_tensor(scores).detach().to(torch.float64).flatten()
-    if not 0 <= k <= s.numel():
+    if not (isinstance(k, numbers.Integral) and 0 <= k <= s.numel()):
         raise ValueError(f"k must be in [0, {s.numel()}], got {k}")
     if not bool(torch.isfinite(s).all()):
         raise ValueError("scores hold NaN or Inf values")
@@ -176,7 +177,7 @@ def random_selection(n_candidates: int, k: int, seed: int) -> list[int]:
     >>> random_selection(10, 3, seed=0) == random_selection(10, 3, seed=0)
     True
     """
-    if not 0 <= k <= n_candidates:
+    if not (isinstance(k, numbers.Integral) and 0 <= k <= n_candidates):
         raise ValueError(f"k must be in [0, {n_candidates}], got {k}")
     rng = np.random.default_rng(seed)
     return sorted(int(i) for i in rng.choice(n_candidates, size=k, replace=False))

@@ -25,6 +25,7 @@ parameters (docs/CHOICES.md).
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Literal
 
 import torch
@@ -41,7 +42,7 @@ Form = Literal["gram", "covariance"]
 
 
 def _check_lam(lam: float) -> None:
-    if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam > 0):
+    if not (isinstance(lam, numbers.Real) and math.isfinite(lam) and lam > 0):
         raise ValueError(f"lam must be a finite number > 0, got {lam!r}")
 
 

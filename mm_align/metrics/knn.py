@@ -14,6 +14,8 @@ is deterministic; the official code's ``argsort`` leaves tie order unspecified.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 __all__ = ["mutual_knn", "nearest_neighbors"]
@@ -36,7 +38,7 @@ def _unit_rows(x: torch.Tensor, what: str) -> torch.Tensor:
 
 
 def _check_k(n: int, k: int) -> None:
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+    if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1:
         raise ValueError(f"k must be a positive int, got {k!r}")
     if k >= n:
         raise ValueError(f"k = {k} needs at least k + 1 = {k + 1} samples (self excluded), got {n}")
