@@ -1,0 +1,71 @@
+"""Linear centred kernel alignment (CKA; Kornblith et al., ICML 2019).
+
+Compares two representations of the SAME n samples, e.g. per-sample mean image-token
+states ``(n, d1)`` and per-sample mean text-token states ``(n, d2)``: row i of both is
+sample i. With column-centred X and Y,
+
+    CKA(X, Y) = ||Y^T X||_F^2 / (||X^T X||_F ||Y^T Y||_F)
+              = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)),   K = X X^T, L = Y Y^T,
+
+the biased ("original") HSIC estimator, as in the linear CKA of the platonic-representation
+code (github.com/minyoungg/platonic-rep, ``metrics.py``), without its ``+1e-6`` in the
+denominator. CKA lies in [0, 1], is invariant to orthogonal transforms and isotropic scaling
+of either side (not to general invertible linear maps), and is 1 for Y = X.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["linear_cka"]
+
+
+def _matrix(x: torch.Tensor, what: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{what}: expected a torch.Tensor of shape (n, d), got {type(x).__name__}")
+    if x.ndim != 2 or x.is_complex() or x.dtype == torch.bool:
+        raise ValueError(
+            f"{what}: expected a real 2-D tensor (n samples, d), got {x.dtype} {tuple(x.shape)}"
+        )
+    X = x.detach().to(torch.float64)
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError(f"{what}: holds NaN or Inf values")
+    return X
+
+
+def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Linear CKA between two representations of the same samples, in [0, 1].
+
+    Args:
+        x: ``(n, d1)``; y: ``(n, d2)``; row i of both describes sample i, n >= 2.
+
+    Returns:
+        the CKA similarity (1 = identical up to rotation and scale).
+
+    Raises:
+        ValueError: shapes disagree, n < 2, NaN/Inf, or a side is constant over samples
+            (zero variance: CKA undefined).
+
+    The ``(d1, d2)`` feature form or the ``(n, n)`` Gram form is used, whichever is cheaper;
+    they are equal.
+
+    >>> x = torch.randn(10, 3, dtype=torch.float64)
+    >>> round(linear_cka(x, 5 * x @ torch.linalg.qr(torch.randn(3, 3, dtype=torch.float64))[0]), 12)
+    1.0
+    """
+    X, Y = _matrix(x, "x"), _matrix(y, "y")
+    if X.shape[0] != Y.shape[0]:
+        raise ValueError(f"x and y need the same samples (rows), got {X.shape[0]} and {Y.shape[0]}")
+    n = X.shape[0]
+    if n < 2:
+        raise ValueError(f"CKA needs at least 2 samples, got {n}")
+    X, Y = X - X.mean(0), Y - Y.mean(0)
+    if n < X.shape[1] + Y.shape[1]:
+        K, L = X @ X.T, Y @ Y.T
+        cross, kk, ll = (K * L).sum(), K.square().sum(), L.square().sum()
+    else:
+        cross = (Y.T @ X).square().sum()
+        kk, ll = (X.T @ X).square().sum(), (Y.T @ Y).square().sum()
+    if not (kk > 0 and ll > 0):
+        raise ValueError("a representation is constant over the samples: CKA is undefined")
+    return float(cross / (kk.sqrt() * ll.sqrt()))

@@ -1,0 +1,92 @@
+"""Mutual k-nearest-neighbour alignment (Huh et al., "The Platonic Representation
+Hypothesis", ICML 2024; github.com/minyoungg/platonic-rep, ``metrics.py``).
+
+Two representations of the same n samples (row i of both = sample i, e.g. per-sample pooled
+image states and text states) agree when each sample has the same nearest neighbours in
+both. For each sample: the k nearest OTHER samples by cosine similarity (rows L2-normalised,
+the sample itself excluded) in space A and in space B; the score is the size of the overlap
+divided by k, averaged over samples. In [0, 1]; ``k = n - 1`` always gives 1; unrelated
+spaces give about ``k / (n - 1)``.
+
+Ties in similarity are broken towards the lower sample index (a stable sort), so the result
+is deterministic; the official code's ``argsort`` leaves tie order unspecified.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+__all__ = ["mutual_knn", "nearest_neighbors"]
+
+
+def _unit_rows(x: torch.Tensor, what: str) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{what}: expected a torch.Tensor of shape (n, d), got {type(x).__name__}")
+    if x.ndim != 2 or x.is_complex() or x.dtype == torch.bool:
+        raise ValueError(
+            f"{what}: expected a real 2-D tensor (n samples, d), got {x.dtype} {tuple(x.shape)}"
+        )
+    X = x.detach().to(torch.float64)
+    if not bool(torch.isfinite(X).all()):
+        raise ValueError(f"{what}: holds NaN or Inf values")
+    norms = torch.linalg.vector_norm(X, dim=1, keepdim=True)
+    if not bool((norms > 0).all()):
+        raise ValueError(f"{what}: has all-zero rows, which have no cosine similarity")
+    return X / norms
+
+
+def _check_k(n: int, k: int) -> None:
+    if not isinstance(k, numbers.Integral) or isinstance(k, bool) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    if k >= n:
+        raise ValueError(f"k = {k} needs at least k + 1 = {k + 1} samples (self excluded), got {n}")
+
+
+def nearest_neighbors(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of each row's k most cosine-similar other rows.
+
+    Args:
+        x: ``(n, d)`` representations, no all-zero row; k: 1 <= k < n.
+
+    Returns:
+        int64 ``(n, k)``, most similar first; row i never contains i.
+
+    >>> x = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    >>> nearest_neighbors(x, 1).flatten().tolist()
+    [1, 0, 1]
+    """
+    X = _unit_rows(x, "x")
+    n = X.shape[0]
+    _check_k(n, k)
+    sim = X @ X.T
+    sim.fill_diagonal_(-torch.inf)
+    order = torch.sort(sim, dim=1, descending=True, stable=True).indices
+    return order[:, :k]
+
+
+def mutual_knn(a: torch.Tensor, b: torch.Tensor, k: int = 10) -> float:
+    """Mean overlap fraction of the k nearest neighbours of each sample in spaces a and b.
+
+    Args:
+        a: ``(n, d1)``; b: ``(n, d2)``; row i of both describes sample i.
+        k: neighbours per sample, ``1 <= k < n`` (the platonic-rep paper uses 10).
+
+    Returns:
+        a float in [0, 1].
+
+    >>> a = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    >>> mutual_knn(a, a.flip(1) * 3, k=1)
+    1.0
+    """
+    knn_a, knn_b = nearest_neighbors(a, k), nearest_neighbors(b, k)
+    n = knn_a.shape[0]
+    if knn_b.shape[0] != n:
+        raise ValueError(f"a and b need the same samples (rows), got {n} and {knn_b.shape[0]}")
+    mask_a = torch.zeros(n, n, dtype=torch.bool, device=knn_a.device)
+    mask_b = torch.zeros_like(mask_a)
+    mask_a.scatter_(1, knn_a, True)
+    mask_b.scatter_(1, knn_b, True)
+    overlap = (mask_a & mask_b).sum(dim=1).to(torch.float64) / k
+    return float(overlap.mean())
