@@ -4,6 +4,7 @@ in-span limits."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -33,7 +34,7 @@ def _cov_h(Z: np.ndarray, lam: float) -> float:
 
 def _ridge_lstsq(Zt: np.ndarray, z: np.ndarray, lam: float) -> tuple[np.ndarray, float]:
     """Ridge as least squares on the augmented system [Z_t^T; sqrt(lam) I] w = [z; 0]."""
-    t, d = Zt.shape
+    t, _d = Zt.shape
     A = np.vstack([Zt.T, math.sqrt(lam) * np.eye(t)])
     w = np.linalg.lstsq(A, np.concatenate([z, np.zeros(t)]), rcond=None)[0]
     return w, float(((z - Zt.T @ w) ** 2).sum() + lam * (w**2).sum())
@@ -118,7 +119,7 @@ def test_rho_never_increases_with_more_previous_tokens() -> None:
     z = Z[-1]
     rhos = [ridge_residual(Z[:t], z, 0.2) for t in range(0, 29)]
     assert rhos[0] == pytest.approx(1.0)  # no regressors: ||z||^2
-    assert all(b <= a + 1e-12 for a, b in zip(rhos, rhos[1:]))
+    assert all(b <= a + 1e-12 for a, b in itertools.pairwise(rhos))
     assert rhos[-1] < rhos[0]
 
 
@@ -136,7 +137,7 @@ def test_in_span_rho_vanishes_with_lambda() -> None:
     prev = torch.randn(5, 20, generator=g, dtype=torch.float64)
     z = torch.tensor([0.5, -1.0, 2.0, 0.0, 0.3], dtype=torch.float64) @ prev
     rhos = [ridge_residual(prev, z, lam, normalize_rows=False) for lam in (1e-1, 1e-3, 1e-5, 1e-8)]
-    assert all(b < a for a, b in zip(rhos, rhos[1:]))
+    assert all(b < a for a, b in itertools.pairwise(rhos))
     assert rhos[-1] < 1e-6
     # and the weights approach the exact coefficients of the unit-free (raw) rows
     w = ridge_weights(prev, z, 1e-10, normalize_rows=False)

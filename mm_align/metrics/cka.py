@@ -17,20 +17,13 @@ from __future__ import annotations
 
 import torch
 
+from mm_align.metrics.checks import real_matrix
+
 __all__ = ["linear_cka"]
 
 
 def _matrix(x: torch.Tensor, what: str) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{what}: expected a torch.Tensor of shape (n, d), got {type(x).__name__}")
-    if x.ndim != 2 or x.is_complex() or x.dtype == torch.bool:
-        raise ValueError(
-            f"{what}: expected a real 2-D tensor (n samples, d), got {x.dtype} {tuple(x.shape)}"
-        )
-    X = x.detach().to(torch.float64)
-    if not bool(torch.isfinite(X).all()):
-        raise ValueError(f"{what}: holds NaN or Inf values")
-    return X
+    return real_matrix(x, what, unit="samples")
 
 
 def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:

@@ -30,6 +30,8 @@ from typing import Literal
 
 import torch
 
+from mm_align.metrics.checks import real_matrix, unit_rows
+
 __all__ = [
     "gain_curve",
     "information_gain",
@@ -47,23 +49,8 @@ def _check_lam(lam: float) -> None:
 
 
 def _rows(Z: torch.Tensor, what: str, normalize_rows: bool, min_rows: int = 1) -> torch.Tensor:
-    if not isinstance(Z, torch.Tensor):
-        raise ValueError(f"{what}: expected a torch.Tensor, got {type(Z).__name__}")
-    if Z.ndim != 2 or Z.is_complex() or Z.dtype == torch.bool or Z.shape[1] == 0:
-        raise ValueError(
-            f"{what}: expected a real 2-D tensor (tokens, d > 0), got {Z.dtype} {tuple(Z.shape)}"
-        )
-    if Z.shape[0] < min_rows:
-        raise ValueError(f"{what}: needs at least {min_rows} token(s), got {Z.shape[0]}")
-    X = Z.detach().to(torch.float64)
-    if not bool(torch.isfinite(X).all()):
-        raise ValueError(f"{what}: holds NaN or Inf values")
-    if normalize_rows and X.shape[0] > 0:
-        norms = torch.linalg.vector_norm(X, dim=1, keepdim=True)
-        if not bool((norms > 0).all()):
-            raise ValueError(f"{what}: has all-zero rows, which cannot be unit-normalised")
-        X = X / norms
-    return X
+    X = real_matrix(Z, what, min_rows=min_rows, unit="token(s)")
+    return unit_rows(X, what) if normalize_rows and X.shape[0] > 0 else X
 
 
 def _prev_and_new(

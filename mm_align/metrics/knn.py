@@ -18,23 +18,13 @@ import numbers
 
 import torch
 
+from mm_align.metrics.checks import real_matrix, unit_rows
+
 __all__ = ["mutual_knn", "nearest_neighbors"]
 
 
 def _unit_rows(x: torch.Tensor, what: str) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{what}: expected a torch.Tensor of shape (n, d), got {type(x).__name__}")
-    if x.ndim != 2 or x.is_complex() or x.dtype == torch.bool:
-        raise ValueError(
-            f"{what}: expected a real 2-D tensor (n samples, d), got {x.dtype} {tuple(x.shape)}"
-        )
-    X = x.detach().to(torch.float64)
-    if not bool(torch.isfinite(X).all()):
-        raise ValueError(f"{what}: holds NaN or Inf values")
-    norms = torch.linalg.vector_norm(X, dim=1, keepdim=True)
-    if not bool((norms > 0).all()):
-        raise ValueError(f"{what}: has all-zero rows, which have no cosine similarity")
-    return X / norms
+    return unit_rows(real_matrix(x, what, unit="samples"), what)
 
 
 def _check_k(n: int, k: int) -> None:

@@ -33,6 +33,8 @@ from collections.abc import Sequence
 
 import torch
 
+from mm_align.metrics.checks import real_matrix
+
 __all__ = [
     "frechet_distance",
     "frechet_distance_gaussians",
@@ -45,20 +47,7 @@ __all__ = [
 
 def _states(x: torch.Tensor, what: str, min_rows: int = 2) -> torch.Tensor:
     """Validate an ``(N, d)`` real tensor and return it as float64 (a copy, detached)."""
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{what}: expected a torch.Tensor of shape (N, d), got {type(x).__name__}")
-    if x.ndim != 2:
-        raise ValueError(f"{what}: expected a 2-D tensor (N tokens, d), got shape {tuple(x.shape)}")
-    if x.is_complex() or x.dtype == torch.bool:
-        raise ValueError(f"{what}: expected a real-valued tensor, got dtype {x.dtype}")
-    if x.shape[0] < min_rows or x.shape[1] == 0:
-        raise ValueError(
-            f"{what}: needs at least {min_rows} rows and 1 column, got {tuple(x.shape)}"
-        )
-    out = x.detach().to(torch.float64, copy=True)
-    if not bool(torch.isfinite(out).all()):
-        raise ValueError(f"{what}: holds NaN or Inf values")
-    return out
+    return real_matrix(x, what, min_rows=min_rows)
 
 
 def _psd_sqrt(S: torch.Tensor) -> torch.Tensor:
