@@ -82,7 +82,7 @@ def _sample(reader: RecordReader, index: int, record: Any, **where: int | None) 
 
 
 def _txt_samples(path: Path) -> list[Sample]:
-    samples = []
+    samples: list[Sample] = []
     with open(path, "rb") as f:
         for line_no, raw in enumerate(f, start=1):
             try:
