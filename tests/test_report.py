@@ -182,3 +182,33 @@ def test_cli_report(tmp_path, capsys):
     assert (run / "report.html").is_file()
     assert main(["report", str(tmp_path / "nope")]) == 1
     assert "no such run directory" in capsys.readouterr().err
+
+
+def _decode_thumbnail(uri: str):
+    import base64
+    import io
+
+    from PIL import Image
+
+    assert uri.startswith("data:image/jpeg;base64,")
+    return Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB")
+
+
+def test_thumbnail_honours_exif_orientation(tmp_path):
+    from PIL import Image
+
+    from mm_align.report.thumbs import thumbnail_data_uri
+
+    # stored landscape, left half red / right half blue; orientation 6 = rotate 90° clockwise
+    # to display, so the upright picture is portrait with red on top
+    stored = Image.new("RGB", (120, 40), (0, 0, 255))
+    stored.paste((255, 0, 0), (0, 0, 60, 40))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(tmp_path / "portrait.jpg", exif=exif)
+
+    thumb = _decode_thumbnail(thumbnail_data_uri(tmp_path / "portrait.jpg", size=96))
+    assert thumb.size == (32, 96)
+    top, bottom = thumb.getpixel((16, 10)), thumb.getpixel((16, 85))
+    assert top[0] > 200 and top[2] < 60, top  # red
+    assert bottom[2] > 200 and bottom[0] < 60, bottom  # blue
