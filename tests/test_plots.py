@@ -153,7 +153,9 @@ def test_layer_curves_shade_the_recorded_intervals():
 
 def test_scatter_links_points_and_embeds_the_rest():
     urls = ["#sample-0", None, "#sample-2", None, "#sample-4"]
-    fig = plots.sample_scatter([1, 2, 3, 4, 5], [2, 2, 4, 5, 4], [0.5, 0.6, 0.7, 0.8, 0.9], urls)
+    # a sample without a colour value (no alignment) is still drawn, in grey
+    colour = [0.5, 0.6, 0.7, 0.8, float("nan")]
+    fig = plots.sample_scatter([1, 2, 3, 4, 5], [2, 2, 4, 5, 4], colour, urls)
     svg = plots.to_inline_svg(fig, {"#sample-2": "s2 <&> eRank"})
     links = re.findall(r'<a href="([^"]*)">', svg)
     assert links == ["#sample-0", "#sample-2", "#sample-4"]

@@ -21,7 +21,10 @@ from html import escape
 from typing import Any
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.axes import Axes
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize, to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from matplotlib.ticker import MaxNLocator
@@ -399,26 +402,30 @@ def sample_scatter(
     labels: tuple[str, str, str] = ("x", "y", "colour"),
 ) -> Figure:
     """One point per sample at (``x``, ``y``), coloured by ``colour`` (colour-blind-safe
-    cividis, with a colour bar), on a dashed x = y reference line.
+    cividis, with a colour bar; grey where ``colour`` is NaN), on a dashed x = y line.
 
     Points with a URL become links in :func:`to_inline_svg`; the others are drawn as one
     embedded bitmap, so a run of many thousand samples keeps a small page.
     """
     x, y, c = (np.asarray(v, dtype=float) for v in (x, y, colour))
     linked = np.array([u is not None for u in urls], dtype=bool)
+    known = np.isfinite(c)
+    norm = Normalize(*(c[known].min(), c[known].max()) if known.any() else (0.0, 1.0))
+    cmap = colormaps["cividis"]
+    faces = np.where(known[:, None], cmap(norm(np.nan_to_num(c))), to_rgba(_NEUTRAL))
     fig = Figure(figsize=(6.4, 4.6), layout="constrained")
     ax = fig.subplots()
-    finite_c = c[np.isfinite(c)]
-    norm = {"vmin": finite_c.min(), "vmax": finite_c.max()} if finite_c.size else {}
-    style = {"cmap": "cividis", "s": 28, "edgecolors": "#333333", "linewidths": 0.4, **norm}
+    style = {"s": 28 if x.size <= 500 else 12, "edgecolors": "#333333", "linewidths": 0.4}
     if (~linked).any():
-        ax.scatter(x[~linked], y[~linked], c=c[~linked], rasterized=True, **style)
-    points = ax.scatter(x[linked], y[linked], c=c[linked], **style)
+        ax.scatter(x[~linked], y[~linked], c=faces[~linked], rasterized=True, **style)
+    points = ax.scatter(x[linked], y[linked], c=faces[linked], **style)
     points.set_urls([u for u in urls if u is not None])
-    # an infinite line leaves the limits to the data
+    limits = ax.get_xlim(), ax.get_ylim()
     ax.axline((0.0, 0.0), slope=1.0, ls="--", color=_NEUTRAL, lw=1, zorder=0)
+    ax.set(xlim=limits[0], ylim=limits[1])  # the reference line must not stretch the axes
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1])
     ax.grid(alpha=0.3)
-    fig.colorbar(points, ax=ax, label=labels[2])
+    if known.any():
+        fig.colorbar(ScalarMappable(norm, cmap), ax=ax, label=labels[2])
     return fig
