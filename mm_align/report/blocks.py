@@ -132,7 +132,7 @@ def layer_figure(runs: Mapping[str, Run]) -> Markup:
             + "."
         )
     if any(intervals.values()):
-        notes.append("Shaded bands: 95% bootstrap intervals recorded by the run.")
+        notes.append("Shaded bands: 95% bootstrap intervals from summary.json (layers_ci95).")
     else:
         notes.append("No per-layer intervals recorded (summary.json has no layers_ci95).")
     return figure(

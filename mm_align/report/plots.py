@@ -239,7 +239,7 @@ def pipeline_diagram(
     ratios: Mapping[str, float],
 ) -> Figure:
     """The model's pipeline, vision encoder -> projector -> LLM (image / text / joint), each
-    stage with its dataset eRank and interval, box height proportional to the eRank.
+    stage with its dataset eRank and interval, and a bar in its box as long as the eRank.
 
     Args:
         eranks: stage -> dataset eRank (stages may be missing).
