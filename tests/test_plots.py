@@ -88,8 +88,9 @@ def test_spectra_stop_at_the_smallest_value_that_carries_mass():
         "clean": {"vision": _spectrum(2.0)},
     }
     low, high = plots.spectrum_limits(panels)
-    top = max(max(v) for per in panels.values() for v in per.values())
-    smallest_kept = min(x for per in panels.values() for v in per.values() for x in v if x > 1e-6 * top)
+    values = [x for per in panels.values() for v in per.values() for x in v]
+    top = max(values)
+    smallest_kept = min(x for x in values if x > 1e-6 * top)
     assert top * plots.SPECTRUM_RANGE / 1.5 <= low <= smallest_kept and high >= top
     fig = plots.spectra(panels)
     for ax in fig.axes:
@@ -106,17 +107,24 @@ def _legends(fig: Figure) -> list:
 
 
 def _figures() -> dict[str, Figure]:
-    layers = {s: {0: 10.0 + k, 4: 20.0 + k, 8: 30.0 + k} for k, s in enumerate(("image", "text", "joint"))}
+    layers = {
+        s: {0: 10.0 + k, 4: 20.0 + k, 8: 30.0 + k} for k, s in enumerate(("image", "text", "joint"))
+    }
     align = {0: 0.8, 4: 0.85, 8: 0.9}
     values = {"main": {"erank_vision": 18.0, "erank_text": 70.0}, "control": {"erank_vision": 17.0}}
     return {
         "histograms": plots.histograms(
-            {"image_text_alignment": list(np.linspace(0.6, 0.95, 40)), "image_reduction_ratio": [0.3] * 9},
+            {
+                "image_text_alignment": list(np.linspace(0.6, 0.95, 40)),
+                "image_reduction_ratio": [0.3] * 9,
+            },
             {"image_text_alignment": 0.9, "image_reduction_ratio": 0.3},
         ),
         "spectra": plots.spectra({t: {s: _spectrum(1.2) for s in STAGES} for t in "abc"}),
         "layers, one run": plots.layer_curves({"run": layers}, {"run": align}),
-        "layers, two runs": plots.layer_curves({"a": layers, "b": layers}, {"a": align, "b": align}),
+        "layers, two runs": plots.layer_curves(
+            {"a": layers, "b": layers}, {"a": align, "b": align}
+        ),
         "bars": plots.grouped_bars(values, ["erank_vision", "erank_text"]),
     }
 
@@ -139,7 +147,8 @@ def test_layer_curves_shade_the_recorded_intervals():
         "image": {0: (9.0, 11.0), 4: (18.0, 22.0), 8: (27.0, 33.0)},
         "image_text_alignment": {0: (0.7, 0.9), 8: (0.8, 0.95)},
     }
-    fig = plots.layer_curves({"run": layers}, {"run": {0: 0.8, 4: 0.85, 8: 0.9}}, {"run": intervals})
+    align = {0: 0.8, 4: 0.85, 8: 0.9}
+    fig = plots.layer_curves({"run": layers}, {"run": align}, {"run": intervals})
     left, right = fig.axes[:2]
     (band,) = left.collections  # the image stage only: text has no interval
     ys = band.get_paths()[0].vertices[:, 1]

@@ -264,7 +264,8 @@ def test_large_run_links_a_spread_of_samples_including_both_ends(tmp_path, monke
 
 def test_per_layer_bands_come_from_the_summary(tmp_path):
     run = make_run(tmp_path / "r", n=8)
-    assert "Shaded bands: 95% bootstrap intervals from summary.json" in write_report(run).read_text()
+    banded = write_report(run).read_text()
+    assert "Shaded bands: 95% bootstrap intervals from summary.json" in banded
     summary = json.loads((run / "summary.json").read_text())
     del summary["layers_ci95"]
     (run / "summary.json").write_text(json.dumps(summary))

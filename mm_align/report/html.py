@@ -176,7 +176,8 @@ code { font:12.5px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; color:#
 .card .ci { color:var(--muted); font-size:13px; font-variant-numeric:tabular-nums; }
 figure { margin:12px 0; }
 figure img, figure svg { max-width:100%; height:auto; }
-figure svg a:hover use, figure svg a:focus use { stroke:#000 !important; stroke-width:2px !important; }
+figure svg a:hover use, figure svg a:focus use { stroke:#000 !important;
+                                                 stroke-width:2px !important; }
 .table-wrap.scroll { max-height:460px; overflow-y:auto; border:1px solid var(--line); }
 tr[id] { scroll-margin-top:56px; }  /* lands below the sticky nav bar */
 tr:target { background:#fff3bf; outline:2px solid #e0a030; }
