@@ -97,13 +97,22 @@ def test_report_loads_offline_and_shows_every_figure(browser, reports, name):
     page.close()
 
 
-def test_scatter_point_leads_to_its_row(browser, reports):
+_COVERED_POINTS = """svg => [...svg.querySelectorAll("a")].filter(a => {
+    const r = a.getBoundingClientRect();
+    const hit = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+    return !(hit && hit.closest("a"));  // grid lines or axes on top would take the click
+}).map(a => a.getAttribute("href"))"""
+
+
+def test_scatter_points_are_clickable_and_lead_to_their_rows(browser, reports):
     page = Visit(browser, reports["full"]).page
+    svg = page.locator("figure > svg")
+    svg.scroll_into_view_if_needed()
+    assert svg.evaluate(_COVERED_POINTS) == []
     point = page.locator("figure > svg a").nth(7)
     href = point.get_attribute("href")
     assert href == "#sample-7"
-    point.scroll_into_view_if_needed()
-    point.click()
+    point.click(timeout=5000)
     page.wait_for_function(f"location.hash === '{href}'")
     row = page.locator(f"tr{href}")
     box = row.bounding_box()

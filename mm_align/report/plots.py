@@ -418,7 +418,8 @@ def sample_scatter(
     style = {"s": 28 if x.size <= 500 else 12, "edgecolors": "#333333", "linewidths": 0.4}
     if (~linked).any():
         ax.scatter(x[~linked], y[~linked], c=faces[~linked], rasterized=True, **style)
-    points = ax.scatter(x[linked], y[linked], c=faces[linked], **style)
+    # linked points on top of everything, grid lines included: nothing may catch their clicks
+    points = ax.scatter(x[linked], y[linked], c=faces[linked], zorder=3, **style)
     points.set_urls([u for u in urls if u is not None])
     limits = ax.get_xlim(), ax.get_ylim()
     ax.axline((0.0, 0.0), slope=1.0, ls="--", color=_NEUTRAL, lw=1, zorder=0)
@@ -426,6 +427,7 @@ def sample_scatter(
     ax.set_xlabel(labels[0])
     ax.set_ylabel(labels[1])
     ax.grid(alpha=0.3)
+    ax.set_axisbelow(True)
     if known.any():
         fig.colorbar(ScalarMappable(norm, cmap), ax=ax, label=labels[2])
     return fig
