@@ -36,6 +36,7 @@ __all__ = [
     "RUN_COLOURS",
     "SPECTRUM_RANGE",
     "STAGE_COLOURS",
+    "STAGE_STYLES",
     "grouped_bars",
     "histograms",
     "layer_curves",
