@@ -2,8 +2,8 @@
 
 The numbers are random but consistent with each other the way the pipeline's are: per-sample
 eRanks are exp(entropy), per-sample ratios come from per-sample eRanks, the summary's eRanks
-are exp(mean entropy), its ratios come from those, and its ``ci95`` from
-:func:`mm_align.metrics.bootstrap.bootstrap_ci`.
+are exp(mean entropy), its ratios come from those, and its ``ci95`` (and the per-layer
+``layers_ci95``) from :func:`mm_align.metrics.bootstrap.bootstrap_ci`.
 """
 
 from __future__ import annotations
@@ -45,6 +45,18 @@ def _write_image(path: Path, seed: int) -> None:
     Image.fromarray(pixels).save(path)
 
 
+def _layer_intervals(layer_H: dict[str, dict[int, np.ndarray]], seed: int) -> dict:
+    """``summary["layers_ci95"]``: stage or ``image_text_alignment`` -> {layer: [low, high]},
+    the bootstrap intervals of each layer's dataset values, as the pipeline is to write them."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for layer in LAYERS:
+        cis = bootstrap_ci({s: per[layer] for s, per in layer_H.items()}, n_boot=200, seed=seed)
+        for stage in layer_H:
+            out.setdefault(stage, {})[str(layer)] = list(cis[f"erank_{stage}"])
+        out.setdefault("image_text_alignment", {})[str(layer)] = list(cis["image_text_alignment"])
+    return out
+
+
 def make_run(
     path: str | Path,
     n: int = 24,
@@ -70,8 +82,8 @@ def make_run(
         joint_shift: added to every sample's joint entropy (nats), to make a run that differs.
         fingerprint: ``provenance.data.fingerprint``; None leaves it out.
         ids: sample ids (default ``s000`` ...); must have n entries.
-        layers: write per-layer eRanks (results ``layers`` / ``layer_entropies`` and
-            ``summary.layers``).
+        layers: write per-layer eRanks (results ``layers`` / ``layer_entropies``,
+            ``summary.layers`` and their intervals ``summary.layers_ci95``).
         n_errors: lines of errors.jsonl (0 writes no errors.jsonl at all).
         images: write image files and put their paths in the results; else ``image`` is null.
         missing_images: how many of the results point to an image file that does not exist.
@@ -198,6 +210,7 @@ def make_run(
             )
             for layer in summary["layers"]["image"]
         }
+        summary["layers_ci95"] = _layer_intervals(layer_H, seed)
     (root / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     (root / "config.json").write_text(json.dumps({"model": "tiny", "seed": seed}), encoding="utf-8")
 

@@ -11,6 +11,7 @@ import pytest
 
 from mm_align.cli import main
 from mm_align.report import write_report
+from mm_align.report.fmt import num
 from mm_align.rundir import RunDirError, load_run
 from mm_align.stages import METRICS
 from tests.runfactory import NASTY_TEXT, make_run
@@ -22,6 +23,9 @@ class PageParser(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.imgs: list[str] = []
+        self.svgs = 0
+        self.links: list[str] = []  # ids that in-page links (href="#id") lead to
+        self.ids: list[str] = []
         self.external: list[str] = []
         self.scripts = 0
         self.text: list[str] = []
@@ -33,12 +37,18 @@ class PageParser(HTMLParser):
             self.stack.append(tag)
         if tag == "img":
             self.imgs.append(attrs.get("src") or "")
+        if tag == "svg":
+            self.svgs += 1
         if tag == "script":
             self.scripts += 1
-        for name in ("src", "href"):
+        if attrs.get("id"):
+            self.ids.append(attrs["id"])
+        for name in ("src", "href", "xlink:href"):
             value = attrs.get(name) or ""
             if value and not value.startswith(("data:", "#")):
                 self.external.append(value)
+            elif value.startswith("#") and tag == "a":
+                self.links.append(value[1:])
 
     def handle_endtag(self, tag):
         assert self.stack and self.stack[-1] == tag, f"</{tag}> closes <{self.stack[-1:]}>"
@@ -73,6 +83,9 @@ def test_report_is_self_contained_and_names_every_metric(full_run):
     assert page.scripts == 0
     assert page.external == []
     assert page.imgs and all(src.startswith("data:image/") for src in page.imgs)
+    assert page.svgs == 1  # the per-sample scatter
+    assert len(page.ids) == len(set(page.ids)), "duplicate ids"
+    assert set(page.links) <= set(page.ids), "a link leads nowhere"
     for key in METRICS:
         assert key in text
     for heading in (
@@ -84,6 +97,7 @@ def test_report_is_self_contained_and_names_every_metric(full_run):
         "Control runs",
         "Errors",
         "Samples with the lowest and highest alignment",
+        "Per-sample eRanks: image (eRank3) against text (eRank4)",
     ):
         assert heading in text
     assert "values are meaningless" in text  # the model note of a tiny checkpoint
@@ -183,3 +197,95 @@ def test_cli_report(tmp_path, capsys):
     assert (run / "report.html").is_file()
     assert main(["report", str(tmp_path / "nope")]) == 1
     assert "no such run directory" in capsys.readouterr().err
+
+
+def _decode_thumbnail(uri: str):
+    import base64
+    import io
+
+    from PIL import Image
+
+    assert uri.startswith("data:image/jpeg;base64,")
+    return Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB")
+
+
+def test_thumbnail_honours_exif_orientation(tmp_path):
+    from PIL import Image
+
+    from mm_align.report.thumbs import thumbnail_data_uri
+
+    # stored landscape, left half red / right half blue; orientation 6 = rotate 90° clockwise
+    # to display, so the upright picture is portrait with red on top
+    stored = Image.new("RGB", (120, 40), (0, 0, 255))
+    stored.paste((255, 0, 0), (0, 0, 60, 40))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    stored.save(tmp_path / "portrait.jpg", exif=exif)
+
+    thumb = _decode_thumbnail(thumbnail_data_uri(tmp_path / "portrait.jpg", size=96))
+    assert thumb.size == (32, 96)
+    top, bottom = thumb.getpixel((16, 10)), thumb.getpixel((16, 85))
+    assert top[0] > 200 and top[2] < 60, top  # red
+    assert bottom[2] > 200 and bottom[0] < 60, bottom  # blue
+
+
+def _scatter_links(source: str) -> list[str]:
+    svg = source[source.index("<svg") : source.index("</svg>")]
+    return re.findall(r'<a href="#(sample-\d+)"><title>([^<]*)</title>', svg)
+
+
+def test_every_scatter_point_links_to_its_sample_row(full_run):
+    source = write_report(full_run).read_text()
+    results = load_run(full_run).results
+    links = _scatter_links(source)
+    assert [anchor for anchor, _ in links] == [f"sample-{i}" for i in range(len(results))]
+    for anchor, title in links:
+        record = results[int(anchor.removeprefix("sample-"))]
+        assert title.startswith(f"{record['id']}: ")  # the tooltip names the sample
+        for key in ("erank_image", "erank_text", "image_text_alignment"):
+            assert num(record[key]) in title
+        row = re.search(rf'<tr id="{anchor}">(.*?)</tr>', source, re.S).group(1)
+        assert f"<code>{record['id']}</code>" in row
+        assert 'class="thumb small"' in row  # the thumbnail, or its placeholder
+
+
+def test_large_run_links_a_spread_of_samples_including_both_ends(tmp_path, monkeypatch):
+    from mm_align.report import run_page
+
+    monkeypatch.setattr(run_page, "MAX_LINKED", 5)
+    run = make_run(tmp_path / "r", n=30, layers=False)
+    source = write_report(run).read_text()
+    results = load_run(run).results
+    linked = {int(a.removeprefix("sample-")) for a, _ in _scatter_links(source)}
+    assert len(linked) == 5 and len(re.findall(r'<tr id="sample-\d+">', source)) == 5
+    by_alignment = sorted(range(30), key=lambda i: results[i]["image_text_alignment"])
+    assert {by_alignment[0], by_alignment[-1]} <= linked
+    assert "5 of 30 points" in source
+
+
+def test_per_layer_bands_come_from_the_summary(tmp_path):
+    run = make_run(tmp_path / "r", n=8)
+    banded = write_report(run).read_text()
+    assert "Shaded bands: 95% bootstrap intervals from summary.json" in banded
+    summary = json.loads((run / "summary.json").read_text())
+    del summary["layers_ci95"]
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert "summary.json has no layers_ci95" in write_report(run).read_text()
+
+
+def test_layer_intervals_keep_only_well_formed_pairs(tmp_path):
+    from mm_align.report.blocks import layer_intervals
+
+    run = make_run(tmp_path / "r", n=6)
+    summary = json.loads((run / "summary.json").read_text())
+    summary["layers_ci95"] = {
+        "image": {"0": [1.0, 2.0], "4": [3.0, 1.0], "8": [None, 2.0], "x": [1, 2]},
+        "text": "not a table",
+        "image_text_alignment": {"12": [0.7, 0.9]},
+        "vision": {"0": [1.0, 2.0]},  # not a swept stage
+    }
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert layer_intervals(load_run(run)) == {
+        "image": {0: (1.0, 2.0)},
+        "image_text_alignment": {12: (0.7, 0.9)},
+    }

@@ -27,6 +27,7 @@ from mm_align.adapters.modules import DTYPE_KWARG, HUB_KWARGS, probe_module, res
 from mm_align.adapters.representation import Representation, normalize_layers
 from mm_align.capture import Captured, Tap, capture, input_of, output_of
 from mm_align.stages import LLM_STAGES
+from mm_align.warn import warn
 
 __all__ = ["AdapterInputError", "PromptStyle", "VLMAdapter"]
 
@@ -102,7 +103,7 @@ class VLMAdapter:
         self.include_special = include_special
         config = model.config
         if getattr(config, "mm_align_tiny", None):
-            warnings.warn(f"{config.mm_align_tiny}: this checkpoint was built by `mm-align tiny`", stacklevel=3)
+            warn(f"{config.mm_align_tiny}: this checkpoint was built by `mm-align tiny`")
         self.projector: nn.Module = probe_module(model, self.projector_paths, "projector")
         """The connector module: its output is the ``"projector"`` stage."""
         text_model = probe_module(model, self.text_model_paths, "language model")

@@ -26,9 +26,10 @@ fewer than two rows remain.
 from __future__ import annotations
 
 import math
-import warnings
 
 import torch
+
+from mm_align.warn import warn
 
 __all__ = [
     "VanishingRowsWarning",
@@ -98,11 +99,7 @@ def normalized_rows(R: torch.Tensor) -> torch.Tensor:
                 f"only {n_keep} of {n} rows differ from the row mean: all token vectors are "
                 "(nearly) identical, so there is no spectrum to measure"
             )
-        warnings.warn(
-            f"dropped {n - n_keep} of {n} rows that are zero after centring",
-            VanishingRowsWarning,
-            stacklevel=3,
-        )
+        warn(f"dropped {n - n_keep} of {n} rows that are zero after centring", VanishingRowsWarning)
         Xc, norms = Xc[keep], norms[keep]
     return Xc / norms.unsqueeze(1)
 

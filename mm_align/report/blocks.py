@@ -3,15 +3,23 @@ side by side, as a table and as figures."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 
 from mm_align.report import plots
 from mm_align.report.fmt import METRIC_LABELS, interval, num
 from mm_align.report.html import Markup, figure, join, table, tag
 from mm_align.rundir import Run
-from mm_align.stages import METRICS, STAGES
+from mm_align.stages import LLM_STAGES, METRICS, STAGES
 
-__all__ = ["RATIOS", "layer_figure", "metric_figures", "metric_label", "metric_table"]
+__all__ = [
+    "RATIOS",
+    "layer_figure",
+    "layer_intervals",
+    "metric_figures",
+    "metric_label",
+    "metric_table",
+]
 
 RATIOS = ("image_reduction_ratio", "image_text_alignment")
 
@@ -62,33 +70,72 @@ def metric_figures(runs: Mapping[str, Run]) -> Markup:
     if stages:
         parts.append(
             figure(
-                plots.grouped_bars(values, stages, cis, "Dataset eRank per stage", "eRank"),
+                plots.to_data_uri(
+                    plots.grouped_bars(values, stages, cis, "Dataset eRank per stage", "eRank")
+                ),
                 "grouped bars of the five dataset eRanks per run",
             )
         )
     if ratios:
         parts.append(
             figure(
-                plots.grouped_bars(values, ratios, cis, "Ratios (higher is better)", "ratio"),
+                plots.to_data_uri(
+                    plots.grouped_bars(values, ratios, cis, "Ratios (higher is better)", "ratio")
+                ),
                 "grouped bars of the two ratios per run with 95% intervals",
             )
         )
     return join(parts)
 
 
+def layer_intervals(run: Run) -> dict[str, dict[int, tuple[float, float]]]:
+    """``summary["layers_ci95"]``: stage (or ``image_text_alignment``) -> {layer: (low,
+    high)}, the 95 % intervals of the per-layer dataset values; empty when not recorded.
+
+    Malformed entries (not a finite pair with low <= high) are left out: the report draws
+    what it can rather than refuse a run.
+    """
+    raw = run.summary.get("layers_ci95")
+    out: dict[str, dict[int, tuple[float, float]]] = {}
+    for key in (*LLM_STAGES, "image_text_alignment"):
+        per_layer = raw.get(key) if isinstance(raw, Mapping) else None
+        if not isinstance(per_layer, Mapping):
+            continue
+        pairs = {}
+        for layer, pair in per_layer.items():
+            if not (isinstance(pair, Sequence) and len(pair) == 2 and str(layer).isdigit()):
+                continue
+            lo, hi = pair
+            if all(isinstance(v, (int, float)) and math.isfinite(v) for v in pair) and lo <= hi:
+                pairs[int(layer)] = (float(lo), float(hi))
+        if pairs:
+            out[key] = dict(sorted(pairs.items()))
+    return out
+
+
 def layer_figure(runs: Mapping[str, Run]) -> Markup:
-    """Per-layer eRank and alignment curves of the runs that swept layers (empty if none)."""
+    """Per-layer eRank and alignment curves of the runs that swept layers (empty if none),
+    with 95 % bands where the runs recorded ``layers_ci95``."""
     swept = {label: run.layers() for label, run in runs.items() if run.layers()}
     if not swept:
         return Markup("")
     alignment = {label: runs[label].layer_alignment() for label in swept}
+    intervals = {label: layer_intervals(runs[label]) for label in swept}
+    notes = []
     # with one curve set the legend shows stages only, so name the run(s) it belongs to
-    caption = None
     if len(runs) > 1:
         skipped = [label for label in runs if label not in swept]
-        caption = f"Runs with a layer sweep: {', '.join(swept)}" + (
-            f"; without: {', '.join(skipped)}" if skipped else ""
+        notes.append(
+            f"Runs with a layer sweep: {', '.join(swept)}"
+            + (f"; without: {', '.join(skipped)}" if skipped else "")
+            + "."
         )
+    if any(intervals.values()):
+        notes.append("Shaded bands: 95% bootstrap intervals from summary.json (layers_ci95).")
+    else:
+        notes.append("No per-layer intervals recorded (summary.json has no layers_ci95).")
     return figure(
-        plots.layer_curves(swept, alignment), "per-layer eRank and alignment curves", caption
+        plots.to_data_uri(plots.layer_curves(swept, alignment, intervals)),
+        "per-layer eRank and alignment curves",
+        " ".join(notes),
     )

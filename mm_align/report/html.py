@@ -1,4 +1,4 @@
-"""Self-contained HTML pages: inline CSS, no scripts, no external fetches.
+"""Self-contained HTML pages: inline CSS and SVG, no scripts, no external fetches.
 
 Text is escaped by default: a plain ``str`` passed to any helper is treated as text, and only
 :class:`Markup` (what these helpers return) is inserted as HTML. Sample texts and error
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from string import Template
 from typing import Any
@@ -22,6 +23,7 @@ __all__ = [
     "note",
     "page",
     "section",
+    "svg_figure",
     "table",
     "tag",
 ]
@@ -64,8 +66,15 @@ def table(
     rows: Iterable[Sequence[Any]],
     numeric: Sequence[int] = (),
     caption: Any = None,
+    row_ids: Sequence[str] | None = None,
+    scroll: bool = False,
 ) -> Markup:
-    """A table; columns whose index is in ``numeric`` are right-aligned in tabular figures."""
+    """A table; columns whose index is in ``numeric`` are right-aligned in tabular figures.
+
+    Args:
+        row_ids: an ``id`` per row, so links (``#id``) can land on a row.
+        scroll: a long table scrolls in a box of its own instead of lengthening the page.
+    """
     head = tag(
         "tr",
         join(tag("th", h, class_="num" if i in numeric else None) for i, h in enumerate(headers)),
@@ -74,14 +83,15 @@ def table(
         tag(
             "tr",
             join(tag("td", c, class_="num" if i in numeric else None) for i, c in enumerate(row)),
+            id=row_ids[n] if row_ids is not None else None,
         )
-        for row in rows
+        for n, row in enumerate(rows)
     )
     cap = tag("caption", caption) if caption is not None else ""
     return tag(
         "div",
         tag("table", join([cap, tag("thead", head), tag("tbody", body)])),
-        class_="table-wrap",
+        class_="table-wrap scroll" if scroll else "table-wrap",
     )
 
 
@@ -115,6 +125,23 @@ def figure(data_uri: str, alt: str, caption: Any = None) -> Markup:
     return tag("figure", join([Markup(f'<img src="{esc(data_uri)}" alt="{esc(alt)}">'), cap]))
 
 
+def svg_figure(svg: str, label: str, caption: Any = None) -> Markup:
+    """Inline ``<svg>`` markup (from :func:`mm_align.report.plots.to_inline_svg`) as a figure.
+
+    Inline rather than an ``<img>``: only an inline SVG's links navigate within the page.
+
+    Raises:
+        ValueError: ``svg`` is not an ``<svg>`` element or refers to anything outside the page.
+    """
+    if not svg.lstrip().startswith("<svg"):
+        raise ValueError("expected an <svg> element")
+    if re.search(r"""(?:href|src)\s*=\s*["'](?!#|data:)|url\(\s*["']?(?!#|data:)""", svg):
+        raise ValueError("inline SVG must not refer outside the page (only #anchors, data:)")
+    cap = tag("figcaption", caption) if caption is not None else ""
+    body = Markup(svg.replace("<svg ", f'<svg role="img" aria-label="{esc(label)}" ', 1))
+    return tag("figure", join([body, cap]))
+
+
 _CSS = """
 :root { --ink:#1f2430; --muted:#5b6475; --line:#dfe3ea; --bg:#f6f7f9; --card:#fff;
         --accent:#2f5d9e; --warn-bg:#fff4e0; --warn:#8a5300; --info-bg:#eaf1fb; }
@@ -125,7 +152,7 @@ header { background:#1f2a3d; color:#fff; padding:24px 40px; }
 header h1 { margin:0 0 4px; font-size:24px; font-weight:600; }
 header .sub { color:#c5cedd; font-size:14px; }
 nav { background:#fff; border-bottom:1px solid var(--line); padding:8px 40px; font-size:13px;
-      position:sticky; top:0; z-index:1; }
+      position:sticky; top:0; z-index:10; }
 nav a { color:var(--accent); margin-right:16px; text-decoration:none; }
 main { max-width:1180px; margin:0 auto; padding:16px 40px 48px; }
 section { background:var(--card); border:1px solid var(--line); border-radius:8px;
@@ -148,11 +175,17 @@ code { font:12.5px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; color:#
 .card .value { font-size:26px; font-weight:600; font-variant-numeric:tabular-nums; }
 .card .ci { color:var(--muted); font-size:13px; font-variant-numeric:tabular-nums; }
 figure { margin:12px 0; }
-figure img { max-width:100%; height:auto; }
+figure img, figure svg { max-width:100%; height:auto; }
+figure svg a:hover use, figure svg a:focus use { stroke:#000 !important;
+                                                 stroke-width:2px !important; }
+.table-wrap.scroll { max-height:460px; overflow-y:auto; border:1px solid var(--line); }
+tr[id] { scroll-margin-top:56px; }  /* lands below the sticky nav bar */
+tr:target { background:#fff3bf; outline:2px solid #e0a030; }
 figcaption { color:var(--muted); font-size:13px; }
 .thumb { width:96px; height:96px; object-fit:contain; background:#eef0f4; border-radius:4px;
          display:flex; align-items:center; justify-content:center; color:var(--muted);
          font-size:11px; text-align:center; }
+.thumb.small { width:64px; height:64px; }
 .sample-text { max-width:560px; font-size:13px; }
 footer { color:var(--muted); font-size:12px; text-align:center; padding:16px; }
 """

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import mm_align
 from mm_align.report import plots
 from mm_align.report.blocks import (
@@ -17,7 +19,7 @@ from mm_align.report.blocks import (
     metric_label,
     metric_table,
 )
-from mm_align.report.fmt import METRIC_LABELS, interval, num, p_value
+from mm_align.report.fmt import METRIC_LABELS, STAGE_LABELS, interval, num, p_value
 from mm_align.report.html import (
     Markup,
     esc,
@@ -27,6 +29,7 @@ from mm_align.report.html import (
     note,
     page,
     section,
+    svg_figure,
     table,
     tag,
 )
@@ -40,6 +43,9 @@ __all__ = ["render_report", "write_report"]
 N_EXTREMES = 5
 MAX_TEXT = 400
 MAX_ERRORS = 200
+# Samples with a row in the per-sample table, each linked from its point in the scatter.
+MAX_LINKED = 200
+ALIGN = "image_text_alignment"
 
 
 def _cards(run: Run) -> Markup:
@@ -116,7 +122,7 @@ def _pipeline(run: Run) -> Markup:
     eranks = {s: metrics[f"erank_{s}"] for s in STAGES if f"erank_{s}" in metrics}
     ratios = {k: metrics[k] for k in RATIOS if k in metrics}
     return figure(
-        plots.pipeline_diagram(eranks, run.ci(), ratios),
+        plots.to_data_uri(plots.pipeline_diagram(eranks, run.ci(), ratios)),
         "pipeline stages with their dataset eRanks",
         "Box bars share one scale: the longest bar is the largest eRank.",
     )
@@ -131,23 +137,31 @@ def _distributions(run: Run) -> Markup:
     return join(
         [
             figure(
-                plots.histograms(panels, {k: metrics[k] for k in panels if k in metrics}),
+                plots.to_data_uri(
+                    plots.histograms(panels, {k: metrics[k] for k in panels if k in metrics})
+                ),
                 "histograms of per-sample ratios",
             ),
             note(
-                "Per-sample ratios use each sample's own eRanks. The dataset value (red line) "
+                "Per-sample ratios use each sample's own eRanks. The dataset value (dashed line) "
                 "comes from the dataset eRanks, so it need not sit at the histogram's mean."
             ),
         ]
     )
 
 
+def _value(record: dict[str, Any], key: str) -> float:
+    """``record[key]`` as a float; NaN when missing or not a finite number."""
+    v = record.get(key)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return math.nan
+    return float(v)
+
+
 def _ranked(run: Run) -> list[dict[str, Any]]:
     """Results with a finite alignment, ascending by alignment."""
     with_value = [
-        (v, r)
-        for r in run.results
-        if isinstance(v := r.get("image_text_alignment"), (int, float)) and math.isfinite(v)
+        (v, r) for r in run.results if not math.isnan(v := _value(r, "image_text_alignment"))
     ]
     return [r for _, r in sorted(with_value, key=lambda pair: pair[0])]
 
@@ -163,9 +177,10 @@ def _spectra(ranked: Sequence[dict[str, Any]]) -> Markup:
         title = f"{name} alignment: {r.get('id')} ({num(r.get('image_text_alignment'))})"
         panels.setdefault(title, {s: r["spectra"][s] for s in STAGES if s in r["spectra"]})
     return figure(
-        plots.spectra(panels),
+        plots.to_data_uri(plots.spectra(panels)),
         "eigenvalue spectra of representative samples",
-        "Top normalised covariance eigenvalues per stage; a flatter curve means a higher eRank.",
+        "Top normalised covariance eigenvalues per stage; a flatter curve means a higher eRank. "
+        f"Eigenvalues below {plots.SPECTRUM_RANGE:g} of the largest are round-off and not drawn.",
     )
 
 
@@ -193,26 +208,30 @@ def _layers(run: Run) -> Markup:
     )
 
 
-def _thumb(record: dict[str, Any]) -> Markup:
-    uri = thumbnail_data_uri(record.get("image"))
+def _thumb(record: dict[str, Any], size: int = 96) -> Markup:
+    uri = thumbnail_data_uri(record.get("image"), size)
+    css = "thumb" if size == 96 else "thumb small"
     if uri is None:
         why = "image file missing" if record.get("image") else "no image file"
-        return tag("div", why, class_="thumb")
-    return Markup(f'<img class="thumb" src="{esc(uri)}" alt="{esc(record.get("id"))}">')
+        return tag("div", why, class_=css)
+    return Markup(f'<img class="{css}" src="{esc(uri)}" alt="{esc(record.get("id"))}">')
+
+
+def _shorten(text: Any, limit: int = MAX_TEXT) -> str:
+    text = str(text or "")
+    return text if len(text) <= limit else text[:limit] + " …"
 
 
 def _sample_rows(records: Sequence[dict[str, Any]]) -> list[list[Any]]:
     rows = []
     for r in records:
-        text = str(r.get("text") or "")
-        shown = text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + " …"
         rows.append(
             [
                 _thumb(r),
                 tag("code", r.get("id", "?")),
                 num(r.get("image_text_alignment")),
                 num(r.get("image_reduction_ratio")),
-                tag("div", shown, class_="sample-text"),
+                tag("div", _shorten(r.get("text")), class_="sample-text"),
             ]
         )
     return rows
@@ -229,6 +248,82 @@ def _samples(ranked: Sequence[dict[str, Any]]) -> Markup:
             table(headers, _sample_rows(ranked[:k]), numeric=(2, 3)),
             tag("h3", f"Highest alignment ({k})"),
             table(headers, _sample_rows(ranked[::-1][:k]), numeric=(2, 3)),
+        ]
+    )
+
+
+def _linked(points: Sequence[tuple[int, dict[str, Any]]], limit: int) -> set[int]:
+    """Positions of the samples that get a row in the per-sample table: all of them, or
+    ``limit`` spread evenly over the alignment ranking (lowest and highest included)."""
+    if len(points) <= limit:
+        return {i for i, _ in points}
+    # a sample without an alignment sorts last, after the highest
+    ranked = sorted(points, key=lambda p: (math.isnan(_value(p[1], ALIGN)), _value(p[1], ALIGN)))
+    picks = np.linspace(0, len(ranked) - 1, limit).round().astype(int)
+    return {ranked[k][0] for k in picks}
+
+
+def _summary_line(record: dict[str, Any]) -> str:
+    """Id and the scatter's three numbers of one sample, the tooltip of its point."""
+    return (
+        f"{record.get('id', '?')}: eRank3 {num(_value(record, 'erank_image'))}, "
+        f"eRank4 {num(_value(record, 'erank_text'))}, alignment {num(_value(record, ALIGN))}"
+    )
+
+
+def _per_sample_table(rows: Sequence[tuple[str, dict[str, Any]]]) -> Markup:
+    """One row per ``(anchor, record)``, with the anchor as the row's id."""
+    cells = [
+        [
+            _thumb(r, 64),
+            tag("code", r.get("id", "?")),
+            num(_value(r, "erank_image")),
+            num(_value(r, "erank_text")),
+            num(_value(r, ALIGN)),
+            tag("div", _shorten(r.get("text"), 160), class_="sample-text"),
+        ]
+        for _, r in rows
+    ]
+    return table(
+        ["Image", "Id", "eRank3 image", "eRank4 text", "Alignment", "Text"],
+        cells,
+        numeric=(2, 3, 4),
+        caption=f"{len(rows)} samples in results.jsonl order",
+        row_ids=[a for a, _ in rows],
+        scroll=True,
+    )
+
+
+def _per_sample(run: Run) -> Markup:
+    """Scatter of eRank3 (image) against eRank4 (text), one point per sample, each linked
+    point jumping to the sample's row (thumbnail, text) in the table under it."""
+    points = [
+        (i, r)
+        for i, r in enumerate(run.results)
+        if not any(math.isnan(_value(r, k)) for k in ("erank_image", "erank_text"))
+    ]
+    if not points:
+        return note("No per-sample eRank3 and eRank4 in results.jsonl.")
+    linked = _linked(points, MAX_LINKED)
+    anchor = {i: f"sample-{i}" for i in linked}  # results.jsonl position: unique, URL-safe
+    fig = plots.sample_scatter(
+        [_value(r, "erank_image") for _, r in points],
+        [_value(r, "erank_text") for _, r in points],
+        [_value(r, ALIGN) for _, r in points],
+        [f"#{anchor[i]}" if i in linked else None for i, _ in points],
+        (STAGE_LABELS["image"], STAGE_LABELS["text"], METRIC_LABELS[ALIGN]),
+    )
+    titles = {f"#{anchor[i]}": _summary_line(r) for i, r in points if i in linked}
+    caption = "One point per sample, coloured by its alignment; dashed: eRank3 = eRank4. " + (
+        "Click a point to jump to its row below."
+        if len(linked) == len(points)
+        else f"{len(linked)} of {len(points)} points, spread evenly over the alignment "
+        "ranking, link to a row below; the others are drawn without a link."
+    )
+    return join(
+        [
+            svg_figure(plots.to_inline_svg(fig, titles), "scatter of per-sample eRanks", caption),
+            _per_sample_table([(anchor[i], r) for i, r in points if i in linked]),
         ]
     )
 
@@ -310,6 +405,7 @@ def render_report(run: Run) -> str:
         ("pipeline", "Pipeline", _pipeline(run)),
         ("distributions", "Distributions", _distributions(run)),
         ("spectra", "Spectra", _spectra(ranked)),
+        ("per-sample", "Per sample", _per_sample(run)),
     ]
     if run.layers():
         sections.append(("layers", "Layers", _layers(run)))
@@ -328,6 +424,7 @@ def render_report(run: Run) -> str:
         "pipeline": "Pipeline stages",
         "distributions": "Per-sample ratios",
         "spectra": "Eigenvalue spectra",
+        "per-sample": "Per-sample eRanks: image (eRank3) against text (eRank4)",
         "layers": "Per-layer eRank",
         "samples": "Samples with the lowest and highest alignment",
         "controls": "Control runs",

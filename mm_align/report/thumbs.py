@@ -10,18 +10,20 @@ __all__ = ["thumbnail_data_uri"]
 
 
 def thumbnail_data_uri(path: str | Path | None, size: int = 96) -> str | None:
-    """The image at ``path`` shrunk to fit ``size`` x ``size``, as a JPEG ``data:`` URI.
+    """The image at ``path``, upright as its EXIF orientation says, shrunk to fit ``size`` x
+    ``size``, as a JPEG ``data:`` URI.
 
     Returns None when there is no path, the file is gone or is not a readable image: a
     report must still be written for a run whose images were moved or deleted since.
     """
     if not path:
         return None
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as im:
-            im = im.convert("RGB")
+            # cameras store portrait photos as landscape pixels plus an orientation tag
+            im = ImageOps.exif_transpose(im).convert("RGB")
             im.thumbnail((size, size))
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=80)

@@ -1,0 +1,123 @@
+"""The report in a real headless browser: it loads offline without console errors, every
+figure is drawn at a visible size, and a scatter point leads to its sample's row.
+
+Needs Playwright (the ``dev`` extra) and a system Chromium (Debian: ``apt-get install
+chromium``; set ``MM_ALIGN_CHROMIUM`` to use another binary). Without either the tests skip
+and say which is missing: browsers that Playwright downloads itself are not used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mm_align.report import write_report
+from tests.runfactory import make_run
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')"
+)
+CHROMIUM = os.environ.get("MM_ALIGN_CHROMIUM") or shutil.which("chromium")
+if not CHROMIUM or not Path(CHROMIUM).is_file():
+    pytest.skip(
+        "no Chromium binary (apt-get install chromium, or set MM_ALIGN_CHROMIUM)",
+        allow_module_level=True,
+    )
+
+VIEWPORT = {"width": 1280, "height": 900}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM)
+        yield browser
+        browser.close()
+
+
+class Visit:
+    """A page opened from disk with every request outside it blocked and recorded."""
+
+    def __init__(self, browser, path: Path) -> None:
+        self.page = browser.new_page(viewport=VIEWPORT)
+        self.errors: list[str] = []
+        self.outside: list[str] = []
+        self.page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.route("**/*", self._route)
+        self.page.goto(path.as_uri(), wait_until="load")
+
+    def _route(self, route) -> None:
+        url = route.request.url
+        if url.startswith(("file:", "data:")):
+            route.continue_()
+        else:
+            self.outside.append(url)
+            route.abort()
+
+
+def _runs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("browser")
+    return {
+        "full": make_run(root / "full", n=30, controls=["shuffled", "rotate90"]),
+        "bare": make_run(root / "bare", n=6, layers=False, images=False, n_errors=0),
+    }
+
+
+@pytest.fixture(scope="module")
+def reports(tmp_path_factory) -> dict[str, Path]:
+    return {name: write_report(run) for name, run in _runs(tmp_path_factory).items()}
+
+
+@pytest.mark.parametrize("name", ["full", "bare"])
+def test_report_loads_offline_and_shows_every_figure(browser, reports, name):
+    visit = Visit(browser, reports[name])
+    page = visit.page
+    figures = page.locator("figure > img, figure > svg")
+    # pipeline, histograms, spectra, scatter; with a sweep and controls: layers, two bar charts
+    assert figures.count() == {"full": 7, "bare": 4}[name]
+    for k in range(figures.count()):
+        fig = figures.nth(k)
+        fig.scroll_into_view_if_needed()
+        box = fig.bounding_box()
+        label = fig.get_attribute("alt") or fig.get_attribute("aria-label")
+        assert fig.is_visible() and box and box["width"] > 100 and box["height"] > 100, label
+        assert box["width"] <= VIEWPORT["width"], f"{label} overflows the page"
+        if fig.evaluate("e => e.tagName") == "IMG":
+            assert fig.evaluate("e => e.complete && e.naturalWidth > 0"), f"{label} not decoded"
+    thumbs = page.locator("img.thumb")
+    for k in range(thumbs.count()):
+        assert thumbs.nth(k).evaluate("e => e.complete && e.naturalWidth > 0")
+    assert visit.errors == []
+    assert visit.outside == []
+    page.close()
+
+
+_COVERED_POINTS = """svg => [...svg.querySelectorAll("a")].filter(a => {
+    const r = a.getBoundingClientRect();
+    const hit = document.elementFromPoint(r.x + r.width / 2, r.y + r.height / 2);
+    return !(hit && hit.closest("a"));  // grid lines or axes on top would take the click
+}).map(a => a.getAttribute("href"))"""
+
+
+def test_scatter_points_are_clickable_and_lead_to_their_rows(browser, reports):
+    page = Visit(browser, reports["full"]).page
+    svg = page.locator("figure > svg")
+    svg.scroll_into_view_if_needed()
+    assert svg.evaluate(_COVERED_POINTS) == []
+    point = page.locator("figure > svg a").nth(7)
+    href = point.get_attribute("href")
+    assert href == "#sample-7"
+    point.click(timeout=5000)
+    page.wait_for_function(f"location.hash === '{href}'")
+    row = page.locator(f"tr{href}")
+    box = row.bounding_box()
+    nav = page.locator("nav").bounding_box()
+    # the row is scrolled into view, below the sticky navigation bar
+    assert box and nav["height"] <= box["y"] and box["y"] + box["height"] <= VIEWPORT["height"]
+    assert "s007" in row.inner_text()
+    page.close()
