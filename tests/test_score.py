@@ -318,6 +318,11 @@ def test_layer_sweep_last_layer_equals_default_and_summary(tmp_path, load_tiny, 
     assert summary["layers"]["image_text_alignment"][last] == pytest.approx(
         summary["image_text_alignment"], rel=1e-12
     )
+    # Per-layer intervals: the same resampled samples as the run's own intervals, so at the
+    # last layer they equal the summary's ci95 of the three LLM stages and the alignment.
+    for key in ("image", "text", "joint", "image_text_alignment"):
+        name = key if key == "image_text_alignment" else f"erank_{key}"
+        assert summary["layers_ci95"][key][last] == pytest.approx(summary["ci95"][name], rel=1e-12)
 
 
 def test_controls_write_sub_runs(tmp_path, load_tiny) -> None:

@@ -35,6 +35,19 @@ def _layer_summary(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _layer_intervals(results: Sequence[Mapping[str, Any]], n_boot: int, seed: int) -> dict[str, Any]:
+    """stage -> {layer: [lo, hi]} of the dataset eRank, and the same for the per-layer
+    alignment: 95% bootstrap intervals, the same resampled samples for the three stages."""
+    out: dict[str, Any] = {stage: {} for stage in (*LLM_STAGES, "image_text_alignment")}
+    for layer in results[0]["layer_entropies"]["image"]:
+        per_stage = {s: [r["layer_entropies"][s][layer] for r in results] for s in LLM_STAGES}
+        ci = bootstrap_ci(per_stage, n_boot=n_boot, seed=seed)
+        for stage in LLM_STAGES:
+            out[stage][layer] = list(ci[f"erank_{stage}"])
+        out["image_text_alignment"][layer] = list(ci["image_text_alignment"])
+    return out
+
+
 def summarize(
     results: Sequence[Mapping[str, Any]],
     n_errors: int,
@@ -72,6 +85,7 @@ def summarize(
     }
     if "layer_entropies" in results[0]:
         summary["layers"] = _layer_summary(results)
+        summary["layers_ci95"] = _layer_intervals(results, n_boot, seed)
     return summary
 
 
