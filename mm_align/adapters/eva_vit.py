@@ -40,10 +40,13 @@ class EvaViTConfig:
 
 
 class FP32LayerNorm(nn.LayerNorm):
-    """LayerNorm computed in float32 and cast back, as the official ``ln_vision`` (fp16 safety)."""
+    """LayerNorm computed in float32 and cast back, as the official ``ln_vision`` (whose
+    parameters stay float32 while the tower runs in fp16)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float()).to(x.dtype)
+        weight = None if self.weight is None else self.weight.float()
+        bias = None if self.bias is None else self.bias.float()
+        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
 
 
 class Attention(nn.Module):
