@@ -59,10 +59,12 @@ def reference_vision(files: SimpleNamespace, pixels: torch.Tensor) -> torch.Tens
     s, c = files.eva, files.config
     width, heads, patch = c["vision_width"], c["vision_heads"], c["patch_size"]
     grid, old = c["image_size"] // patch, math.isqrt(s["pos_embed"].shape[1] - 1)
-    patches = pixels[0].unfold(1, patch, patch).unfold(2, patch, patch).permute(1, 2, 0, 3, 4).reshape(grid * grid, -1)
+    patches = pixels[0].unfold(1, patch, patch).unfold(2, patch, patch)  # (3, grid, grid, patch, patch)
+    patches = patches.permute(1, 2, 0, 3, 4).reshape(grid * grid, -1)
     x = patches @ s["patch_embed.proj.weight"].reshape(width, -1).T + s["patch_embed.proj.bias"]
     pos = s["pos_embed"][0, 1:].reshape(1, old, old, width).permute(0, 3, 1, 2)
-    pos = F.interpolate(pos, size=(grid, grid), mode="bicubic", align_corners=False)[0].permute(1, 2, 0).reshape(-1, width)
+    pos = F.interpolate(pos, size=(grid, grid), mode="bicubic", align_corners=False)
+    pos = pos[0].permute(1, 2, 0).reshape(-1, width)
     x = torch.cat([s["cls_token"][0] + s["pos_embed"][0, :1], x + pos])
     for i in range(c["vision_depth"]):
         p = lambda name: s[f"blocks.{i}.{name}"]  # noqa: E731
@@ -118,8 +120,10 @@ def test_lora_is_merged_into_q_and_v_only(load_tiny, folder, files) -> None:
             for target in ("q_proj", "k_proj", "v_proj", "o_proj"):
                 weight = getattr(base[i].self_attn, target).weight
                 if target in ("q_proj", "v_proj"):
-                    weight = weight + scale * files.ckpt[LORA.format(i, target, "B")] @ files.ckpt[LORA.format(i, target, "A")]
-                torch.testing.assert_close(getattr(merged[i].self_attn, target)(x), x @ weight.T, rtol=1e-5, atol=1e-5)
+                    a, b = files.ckpt[LORA.format(i, target, "A")], files.ckpt[LORA.format(i, target, "B")]
+                    weight = weight + scale * b @ a
+                got = getattr(merged[i].self_attn, target)(x)
+                torch.testing.assert_close(got, x @ weight.T, rtol=1e-5, atol=1e-5)
 
 
 def _official_prompt(adapter, text: str, image: bool) -> str:
@@ -202,12 +206,12 @@ def test_later_peft_names_and_official_extras_load_the_same(folder, tmp_path, fi
 
     def later_peft(state):  # peft >= 0.3 names the adapter: lora_A.default.weight
         for key in [k for k in state if ".lora_" in k]:
-            state[key.replace(".weight", "").replace("lora_A", "lora_A.default").replace("lora_B", "lora_B.default")
-                  + ".weight"] = state.pop(key)
+            state[key.replace(".weight", ".default.weight")] = state.pop(key)
 
     _edit(copy / "minigptv2_checkpoint.pth", later_peft)
     # EVA-CLIP's last block and head, which the official tower does not build.
-    _edit(copy / "eva_vit_g.pth", lambda s: s.update({"blocks.2.norm1.weight": torch.ones(32), "head.weight": torch.ones(8, 32)}))
+    extras = {"blocks.2.norm1.weight": torch.ones(32), "head.weight": torch.ones(8, 32)}
+    _edit(copy / "eva_vit_g.pth", lambda s: s.update(extras))
     with pytest.warns(UserWarning, match=r"ignoring 2 tensors.*blocks\.2\.norm1\.weight"):
         model = MiniGPTv2.from_pretrained(copy)
     expected = load_tiny("minigpt_v2").model.state_dict()

@@ -60,11 +60,10 @@ MERGE = 4
 LORA_TARGETS = ("q_proj", "v_proj")
 # The official training code's key of a LoRA factor (peft 0.2.0 in its environment.yml; later
 # peft versions insert the adapter name ".default", accepted as the same tensor).
-_LORA_KEY = re.compile(
-    r"llama_model\.base_model\.model\.model\.layers\.(\d+)\.self_attn\.(q_proj|v_proj)\.lora_([AB])(?:\.default)?\.weight"
-)
+_LORA_PREFIX = r"llama_model\.base_model\.model\.model\.layers\.(\d+)\.self_attn\."
+_LORA_KEY = re.compile(_LORA_PREFIX + r"(q_proj|v_proj)\.lora_([AB])(?:\.default)?\.weight")
 # A deterministic RoPE buffer that transformers 4.30 saved with the state dict; nothing to load.
-_ROPE_BUFFER = re.compile(r"llama_model\.base_model\.model\.model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq")
+_ROPE_BUFFER = re.compile(_LORA_PREFIX + r"rotary_emb\.inv_freq")
 # EVA-CLIP parts the official tower does not build (BLIP-2 drops the last block and the head):
 # `create_eva_vit_g` loads with strict=False and leaves them out; so does this loader, loudly.
 _EVA_EXTRA = re.compile(r"(blocks\.(\d+)|norm|fc_norm|head)\.")
@@ -133,10 +132,15 @@ def read_state(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _check_keys(path: Path, expected: Mapping[str, torch.Tensor], got: Mapping[str, torch.Tensor]) -> None:
-    missing, unexpected = sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+def _raise_on_keys(path: Path, missing: Sequence[str], unexpected: Sequence[str]) -> None:
     if missing or unexpected:
-        raise CheckpointKeyError(f"{path}: missing keys {missing or 'none'}, unexpected keys {unexpected or 'none'}")
+        raise CheckpointKeyError(
+            f"{path}: missing keys {sorted(missing) or 'none'}, unexpected keys {sorted(unexpected) or 'none'}"
+        )
+
+
+def _check_keys(path: Path, expected: Mapping[str, torch.Tensor], got: Mapping[str, torch.Tensor]) -> None:
+    _raise_on_keys(path, list(set(expected) - set(got)), list(set(got) - set(expected)))
     wrong = [f"{k}: file {tuple(got[k].shape)} vs model {tuple(v.shape)}"
              for k, v in expected.items() if got[k].shape != v.shape]
     if wrong:
@@ -150,7 +154,8 @@ def load_eva(tower: EvaViT, path: Path) -> None:
     state = read_state(path)
     if "pos_embed" in state:
         state["pos_embed"] = interpolate_pos_embed(state["pos_embed"], tower.config.grid)
-    extra = [k for k in state if (m := _EVA_EXTRA.match(k)) and (m.group(2) is None or int(m.group(2)) >= tower.config.depth)]
+    depth = tower.config.depth
+    extra = [k for k in state if (m := _EVA_EXTRA.match(k)) and (m.group(2) is None or int(m.group(2)) >= depth)]
     if extra:
         warnings.warn(f"{path}: ignoring {len(extra)} tensors the official {tower.config.depth}-block tower "
                       f"does not have ({extra[0]} ... {extra[-1]})", stacklevel=2)
@@ -159,7 +164,9 @@ def load_eva(tower: EvaViT, path: Path) -> None:
     tower.load_state_dict(state)
 
 
-def _lora_pairs(path: Path, state: Mapping[str, torch.Tensor], layers: int) -> dict[tuple[int, str], dict[str, torch.Tensor]]:
+def _lora_pairs(
+    path: Path, state: Mapping[str, torch.Tensor], layers: int
+) -> dict[tuple[int, str], dict[str, torch.Tensor]]:
     """(layer, target) -> {"A": (r, in), "B": (out, r)}; every q/v projection of every layer."""
     pairs: dict[tuple[int, str], dict[str, torch.Tensor]] = {}
     unexpected = []
@@ -171,8 +178,7 @@ def _lora_pairs(path: Path, state: Mapping[str, torch.Tensor], layers: int) -> d
     missing = [f"llama_model.base_model.model.model.layers.{i}.self_attn.{t}.lora_{f}.weight"
                for i in range(layers) for t in LORA_TARGETS for f in "AB" if f not in pairs.get((i, t), {})]
     missing += [k for k in ("llama_proj.weight", "llama_proj.bias") if k not in state]
-    if missing or unexpected:
-        raise CheckpointKeyError(f"{path}: missing keys {missing or 'none'}, unexpected keys {sorted(unexpected) or 'none'}")
+    _raise_on_keys(path, missing, unexpected)
     return pairs
 
 
@@ -226,7 +232,9 @@ class MiniGPTv2(nn.Module):
         if pixel_values is not None:
             features = self.encode_image(pixel_values.to(self.dtype))
             if features.shape[0] * features.shape[1] != int(is_image.sum()):
-                raise ValueError(f"{int(is_image.sum())} image positions for {tuple(features.shape[:2])} image tokens")
+                raise ValueError(
+                    f"{int(is_image.sum())} image positions for {tuple(features.shape[:2])} image tokens"
+                )
             embeds = embeds.masked_scatter(is_image.unsqueeze(-1), features.to(embeds.dtype))
         elif bool(is_image.any()):
             raise ValueError("input_ids hold image positions but no pixel_values were given")
@@ -259,7 +267,9 @@ class MiniGPTv2(nn.Module):
                                                          for k in ("llama_proj.weight", "llama_proj.bias")})
         rank = {factors["A"].shape[0] for factors in pairs.values()}
         if rank != {self.config.lora_r}:
-            raise CheckpointKeyError(f"{path}: LoRA rank {sorted(rank)} but config.json says lora_r={self.config.lora_r}")
+            raise CheckpointKeyError(
+                f"{path}: LoRA rank {sorted(rank)} but config.json says lora_r={self.config.lora_r}"
+            )
         self.llama_proj.load_state_dict({"weight": state["llama_proj.weight"], "bias": state["llama_proj.bias"]})
         for (layer, target), factors in pairs.items():
             merge_lora(getattr(layers[layer].self_attn, target), factors["A"], factors["B"],
@@ -293,8 +303,12 @@ class MiniGPTv2Processor:
         """The processor of a checkpoint folder: the tokenizer of its Llama folder."""
         config = MiniGPTv2Config.from_pretrained(folder)
         llama = config.file(folder, "llama")
-        return cls(AutoTokenizer.from_pretrained(llama), image_token_id=LlamaConfig.from_pretrained(llama).vocab_size,
-                   image_size=config.image_size, num_image_tokens=config.num_image_tokens())
+        return cls(
+            AutoTokenizer.from_pretrained(llama),
+            image_token_id=LlamaConfig.from_pretrained(llama).vocab_size,  # as MiniGPTv2 sets it
+            image_size=config.image_size,
+            num_image_tokens=config.num_image_tokens(),
+        )
 
     def apply_chat_template(self, messages: Sequence[Mapping[str, Any]], tokenize: bool = False, **_: Any) -> str:
         """MiniGPT-v2's prompt (``prompt_template`` and ``prepare_texts``): per user turn
@@ -346,7 +360,8 @@ class MiniGPTv2Processor:
         encoded = [self._tokenize(t) for t in texts]
         rows = [{"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, len(ids), dtype=torch.long)}
                 for ids, _ in encoded]
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
+        pad = self.tokenizer.pad_token_id
+        pad = self.tokenizer.eos_token_id if pad is None else pad  # padding is masked out: any id will do
         data: dict[str, torch.Tensor] = collate(rows, int(pad or 0))
         if images:
             data["pixel_values"] = torch.stack([self._pixels(image) for image in images])
@@ -408,7 +423,9 @@ class MiniGPTv2Adapter(VLMAdapter):
 def _tiny_llama_tokenizer() -> Any:
     """The toy BPE with Llama-2's special tokens, decoding like Llama's (one leading space of
     the decoded text dropped: the space a word token carries after a template)."""
-    tokenizer = build_tiny_tokenizer(["<unk>", "<s>", "</s>"], bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    tokenizer = build_tiny_tokenizer(
+        ["<unk>", "<s>", "</s>"], bos_token="<s>", eos_token="</s>", unk_token="<unk>"
+    )
     tokenizer.backend_tokenizer.decoder = decoders.Sequence([decoders.ByteLevel(), decoders.Strip(" ", 1, 0)])
     return tokenizer
 
@@ -426,7 +443,8 @@ def _tiny_checkpoint_state(config: MiniGPTv2Config, llama: LlamaConfig) -> dict[
     """``llama_proj`` and LoRA factors under the official training checkpoint's key names."""
     proj = nn.Linear(MERGE * config.vision_width, llama.hidden_size)
     state = {"llama_proj.weight": proj.weight.detach(), "llama_proj.bias": proj.bias.detach()}
-    out = {"q_proj": llama.num_attention_heads * llama.head_dim, "v_proj": llama.num_key_value_heads * llama.head_dim}
+    out = {"q_proj": llama.num_attention_heads * llama.head_dim,
+           "v_proj": llama.num_key_value_heads * llama.head_dim}
     for layer in range(llama.num_hidden_layers):
         for target in LORA_TARGETS:
             prefix = f"llama_model.base_model.model.model.layers.{layer}.self_attn.{target}"
