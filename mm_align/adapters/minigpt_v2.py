@@ -48,7 +48,7 @@ from transformers import (
 from mm_align.adapters.base import VLMAdapter
 from mm_align.adapters.batching import collate
 from mm_align.adapters.eva_vit import EvaViT, EvaViTConfig, FP32LayerNorm, interpolate_pos_embed
-from mm_align.adapters.modules import resolve_dtype
+from mm_align.adapters.modules import DTYPE_KWARG, resolve_dtype
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import TINY_NOTE, build_tiny_tokenizer
 from mm_align.capture import Captured, Tap, input_of, output_of
@@ -60,12 +60,13 @@ MERGE = 4
 LORA_TARGETS = ("q_proj", "v_proj")
 # The official training code's key of a LoRA factor (peft 0.2.0 in its environment.yml; later
 # peft versions insert the adapter name ".default", accepted as the same tensor).
-_LORA_PREFIX = r"llama_model\.base_model\.model\.model\.layers\.(\d+)\.self_attn\."
-_LORA_KEY = re.compile(_LORA_PREFIX + r"(q_proj|v_proj)\.lora_([AB])(?:\.default)?\.weight")
-# A deterministic RoPE buffer that transformers 4.30 saved with the state dict; nothing to load.
-_ROPE_BUFFER = re.compile(_LORA_PREFIX + r"rotary_emb\.inv_freq")
-# EVA-CLIP parts the official tower does not build (BLIP-2 drops the last block and the head):
-# `create_eva_vit_g` loads with strict=False and leaves them out; so does this loader, loudly.
+_LAYER_PREFIX = r"llama_model\.base_model\.model\.model\.layers\.(\d+)\.self_attn\."
+_LORA_KEY = re.compile(_LAYER_PREFIX + r"(q_proj|v_proj)\.lora_([AB])(?:\.default)?\.weight")
+# A deterministic RoPE buffer, persistent in transformers 4.30's Llama (the official pin): nothing to load.
+_ROPE_BUFFER = re.compile(_LAYER_PREFIX + r"rotary_emb\.inv_freq")
+# EVA-CLIP parts a file may carry that the official tower does not build (BLIP-2 drops the last
+# block, the final norm and the head): `create_eva_vit_g` loads with strict=False and leaves them
+# out silently; this loader leaves them out with a warning naming them.
 _EVA_EXTRA = re.compile(r"(blocks\.(\d+)|norm|fc_norm|head)\.")
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -157,7 +158,7 @@ def load_eva(tower: EvaViT, path: Path) -> None:
     depth = tower.config.depth
     extra = [k for k in state if (m := _EVA_EXTRA.match(k)) and (m.group(2) is None or int(m.group(2)) >= depth)]
     if extra:
-        warnings.warn(f"{path}: ignoring {len(extra)} tensors the official {tower.config.depth}-block tower "
+        warnings.warn(f"{path}: ignoring {len(extra)} tensors the official {depth}-block tower "
                       f"does not have ({extra[0]} ... {extra[-1]})", stacklevel=2)
         state = {k: v for k, v in state.items() if k not in extra}
     _check_keys(path, tower.state_dict(), state)
@@ -250,8 +251,9 @@ class MiniGPTv2(nn.Module):
         if llama_kwargs.pop("device_map", None) is not None:
             raise ValueError("MiniGPT-v2 does not support device_map; use device=")
         config = config or MiniGPTv2Config.from_pretrained(folder)
-        dtype = resolve_dtype(dtype)
-        llama = LlamaForCausalLM.from_pretrained(config.file(folder, "llama"), dtype=dtype, **llama_kwargs)
+        dtype = resolve_dtype(llama_kwargs.pop("torch_dtype", dtype))  # transformers < 4.56 names it so
+        llama_dir = config.file(folder, "llama")
+        llama = LlamaForCausalLM.from_pretrained(llama_dir, **{DTYPE_KWARG: dtype}, **llama_kwargs)
         model = cls(config, llama)
         model.name_or_path = str(folder)
         load_eva(model.visual_encoder, config.file(folder, "eva_vit"))
@@ -263,14 +265,14 @@ class MiniGPTv2(nn.Module):
         state = read_state(path)
         layers = self.llama_model.model.layers
         pairs = _lora_pairs(path, state, len(layers))
-        _check_keys(path, self.llama_proj.state_dict(), {k.removeprefix("llama_proj."): state[k]
-                                                         for k in ("llama_proj.weight", "llama_proj.bias")})
+        proj = {name: state[f"llama_proj.{name}"] for name in ("weight", "bias")}
+        _check_keys(path, self.llama_proj.state_dict(), proj)  # the shapes: the names are checked
         rank = {factors["A"].shape[0] for factors in pairs.values()}
         if rank != {self.config.lora_r}:
             raise CheckpointKeyError(
                 f"{path}: LoRA rank {sorted(rank)} but config.json says lora_r={self.config.lora_r}"
             )
-        self.llama_proj.load_state_dict({"weight": state["llama_proj.weight"], "bias": state["llama_proj.bias"]})
+        self.llama_proj.load_state_dict(proj)
         for (layer, target), factors in pairs.items():
             merge_lora(getattr(layers[layer].self_attn, target), factors["A"], factors["B"],
                        self.config.lora_alpha / self.config.lora_r)
