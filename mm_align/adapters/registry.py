@@ -97,3 +97,10 @@ def load_vlm(
         config=config,
         **hf_kwargs,
     )
+
+
+# Issue 17 (MiniGPT-v2): a family outside transformers registers its config with AutoConfig when
+# its module is imported. Import every family here, so that any AutoConfig lookup after
+# `import mm_align.adapters` knows them: load_vlm's, and the run identity that `score` reads
+# before loading (pipeline/provenance.py). At the end: the family modules import `register`.
+_import_families()
