@@ -118,12 +118,7 @@ def load_rgb(ref: ImageRef, *, max_pixels: int = DEFAULT_MAX_PIXELS,
 
 
 def _check_shape(width: int, height: int, name: str, limits: ImageLimits) -> None:
-    if width * height > limits.max_pixels and not limits.resize:
-        raise BadSampleError(
-            f"image is too large: {name} is {width} x {height} = {width * height} pixels, "
-            f"more than the limit of {limits.max_pixels} (raise --max-pixels, or pass "
-            "--resize-to-max-pixels to shrink such images)"
-        )
+    """Refuse a shape from the header; size last, since resizing cannot mend the others."""
     if min(width, height) < MIN_SIDE:
         raise BadSampleError(
             f"image is too small: {name} is {width} x {height}, a side is under {MIN_SIDE} px"
@@ -132,6 +127,12 @@ def _check_shape(width: int, height: int, name: str, limits: ImageLimits) -> Non
         raise BadSampleError(
             f"image aspect ratio is too extreme: {name} is {width} x {height}, more than "
             f"{limits.max_aspect_ratio:g}:1 (crop or pad it, or raise --max-aspect-ratio)"
+        )
+    if width * height > limits.max_pixels and not limits.resize:
+        raise BadSampleError(
+            f"image is too large: {name} is {width} x {height} = {width * height} pixels, "
+            f"more than the limit of {limits.max_pixels} (raise --max-pixels, or pass "
+            "--resize-to-max-pixels to shrink such images)"
         )
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mm_align.data.errors import ManifestError
+from mm_align.data.files import open_regular
 from mm_align.data.rows import Columns, RecordReader
 from mm_align.data.samples import Sample
 from mm_align.data.source import SampleSource
@@ -89,7 +90,7 @@ def _utf8_lines(path: Path, raw_lines: Iterator[bytes]) -> Iterator[tuple[int, s
 def jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
     """(1-based line number, decoded value) of each non-blank line; ManifestError on bad JSON
     or text that is not UTF-8 (a byte-order mark is accepted)."""
-    with open(path, "rb") as f:
+    with open_regular(path) as f:  # a FIFO named as a manifest must not block
         for line_no, line in _utf8_lines(path, f):
             if not line.strip():
                 continue
@@ -107,7 +108,7 @@ def csv_records(
     """(line number, row) of a CSV file with a header, which ``check_header`` may refuse;
     ManifestError on a row with more or fewer fields than the header, or on a line that is
     not UTF-8 (spreadsheet programs often write a byte-order mark: it is accepted)."""
-    with open(path, "rb") as f:
+    with open_regular(path) as f:  # a FIFO named as a manifest must not block
         # Lines keep their line ends, which is what the csv module wants (newline="").
         rows = csv.DictReader(line for _, line in _utf8_lines(path, f))
         if rows.fieldnames is None:

@@ -279,10 +279,10 @@ def run_score(config: ScoreConfig, model: Any = None, data: Any = None) -> Score
     projector = load_projector_state(config.projector) if config.projector else None
     stores = _stores(config, workers)
     model = config.model if model is None else model
-    identity = _identity(config, model, source)
     with ExitStack() as owned:
         if workers.is_main and config.out is not None:
             owned.enter_context(stores[None].locked())  # held until the run is written
+        identity = _identity(config, model, source)
         for name, store in stores.items():  # refuse a bad --out before loading any weights
             store.check({"identity": {**identity, "control": name}}, config.resume)
         adapter, projector_info = _load(config, model, workers, projector)
