@@ -13,7 +13,6 @@ from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -421,4 +420,7 @@ def test_identity_covers_every_option_that_changes_numbers() -> None:
     # Settings that change no number of a sample: resuming may change them.
     assert not identity & {"out", "device", "device_map", "batch_size", "limit", "resume", "strict",
                            "n_boot", "progress", "controls", "baseline"}
-    assert np.isfinite(ScoreConfig(model="m", data="d").max_aspect_ratio)
+    from mm_align.config import DEFAULT_MAX_ASPECT_RATIO
+    from mm_align.data.images import DEFAULT_MAX_ASPECT_RATIO as data_default
+
+    assert ScoreConfig(model="m", data="d").max_aspect_ratio == DEFAULT_MAX_ASPECT_RATIO == data_default

@@ -80,6 +80,17 @@ class TextLimit:
     max_tokens: int
     overflow: str = "refuse"
 
+    @classmethod
+    def of(cls, config: ScoreConfig, adapter: Any) -> TextLimit | None:
+        """The run's policy: ``max_text_tokens``, else the model's context (None: no limit
+        known, which is logged)."""
+        limit = config.max_text_tokens or context_length(adapter)
+        tokenizer = getattr(getattr(adapter, "processor", None), "tokenizer", None)
+        if limit is None or tokenizer is None:
+            log.warning("texts are not limited: the model states no context length (set --max-text-tokens)")
+            return None
+        return cls(tokenizer, limit, config.text_overflow)
+
     def _count(self, text: str) -> Any:
         return self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
 
@@ -181,21 +192,11 @@ def _load(config: ScoreConfig, model: Any, workers: Workers,
     return adapter, swap_projector(adapter, config.projector, projector) if config.projector else None
 
 
-def _text_limit(config: ScoreConfig, adapter: Any) -> TextLimit | None:
-    """The run's long-text policy: ``max_text_tokens``, else the model's context."""
-    limit = config.max_text_tokens or context_length(adapter)
-    tokenizer = getattr(getattr(adapter, "processor", None), "tokenizer", None)
-    if limit is None or tokenizer is None:
-        log.warning("no text length limit: the model states no context length")
-        return None
-    return TextLimit(tokenizer, limit, config.text_overflow)
-
-
 def _score_all(config: ScoreConfig, adapter: Any, source: SampleSource, stores: dict,
                workers: Workers, n_total: int) -> None:
     sweep = resolve_layers(config.layers, adapter.num_hidden_states)
     images = ImageLimits(config.max_pixels, config.max_aspect_ratio, config.resize_to_max_pixels)
-    text_limit = _text_limit(config, adapter)
+    text_limit = TextLimit.of(config, adapter)
 
     def mine(index: int) -> bool:
         return index < n_total and workers.owns(index)
@@ -305,7 +306,6 @@ def run_score(config: ScoreConfig, model: Any = None, data: Any = None) -> Score
 def _provenance(config: ScoreConfig, adapter: Any, source: SampleSource, projector: dict | None,
                 workers: Workers, n_total: int) -> dict[str, Any]:
     """What produced the run, for its summary."""
-    text_limit = _text_limit(config, adapter)
     return {
         "model": model_provenance(adapter.model.name_or_path, adapter.model.config),
         "projector": projector,
@@ -314,6 +314,6 @@ def _provenance(config: ScoreConfig, adapter: Any, source: SampleSource, project
         "dtype": str(adapter.dtype).removeprefix("torch."), "prompt": adapter.prompt,
         "include_special": adapter.include_special, "layers": resolve_layers(config.layers, adapter.num_hidden_states),
         "seed": config.seed, "device": str(adapter.device), "n_requested": n_total,
-        "max_text_tokens": text_limit.max_tokens if text_limit else None,
+        "max_text_tokens": config.max_text_tokens or context_length(adapter),
         "workers": workers.world_size, "versions": software_versions(),
     }
