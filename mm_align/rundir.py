@@ -166,8 +166,7 @@ class RunFiles:
         data identities that change numbers) must equal the saved one to resume. Read-only,
         so every process of a data-parallel run can check before any writes.
         """
-        if self.root.exists() and not self.root.is_dir():
-            raise RunDirError(f"{self.root} is a file, not a run directory; choose another --out")
+        self._refuse_file()
         path = self.root / CONFIG
         if not path.exists():
             self._refuse_foreign()
@@ -191,6 +190,10 @@ class RunFiles:
             raise RunDirError(
                 f"cannot resume {self.root}: the run's settings changed ({'; '.join(changed)})"
             )
+
+    def _refuse_file(self) -> None:
+        if self.root.exists() and not self.root.is_dir():
+            raise RunDirError(f"{self.root} is a file, not a run directory; choose another --out")
 
     def _refuse_foreign(self) -> None:
         """A folder without ``config.json`` must hold nothing but a lock left by a start."""
@@ -224,8 +227,7 @@ class RunFiles:
         """
         from filelock import FileLock, Timeout
 
-        if self.root.exists() and not self.root.is_dir():
-            raise RunDirError(f"{self.root} is a file, not a run directory; choose another --out")
+        self._refuse_file()
         self.root.mkdir(parents=True, exist_ok=True)
         lock = FileLock(self.root / LOCK, timeout=0)
         try:

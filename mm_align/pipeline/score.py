@@ -12,7 +12,7 @@ import itertools
 import logging
 from collections.abc import Iterable, Sequence
 from contextlib import ExitStack, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +133,7 @@ class VLMTask:
     layers: Sequence[int]
     transform: Transform | None = None
     images: ImageLimits | None = None
-    text_limit: TextLimit | None = field(default=None)
+    text_limit: TextLimit | None = None
 
     def prepare(self, sample: Sample) -> tuple[Any, str, dict[str, Any]]:
         image, text = sample.load(self.images)
