@@ -276,7 +276,8 @@ def run_score(config: ScoreConfig, model: Any = None, data: Any = None) -> Score
     source = open_source(config.data if data is None else data, config)
     n_total = len(source) if config.limit is None else min(config.limit, len(source))
     if n_total == 0:
-        raise ValueError(f"the data set {config.data} has no samples: nothing to score")
+        raise ValueError(f"the data set {config.data} has no samples: nothing to score (check --data "
+                         "and its columns)")
     projector = load_projector_state(config.projector) if config.projector else None
     stores = _stores(config, workers)
     model = config.model if model is None else model
