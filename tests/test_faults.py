@@ -364,7 +364,7 @@ def test_runs_killed_at_several_points_resume_to_exactly_the_manifest(tmp_path, 
     owner note stays behind), then a resume: every sample once, numbers as an unbroken run."""
     adapter = load_tiny("llava")
     full = tmp_path / "full"
-    score(adapter, SAMPLE, full, limit=6, batch_size=2)
+    score(adapter, SAMPLE, full, limit=4, batch_size=2)
     ids = [r["id"] for r in _jsonl(full / "results.jsonl")]
     results = (full / "results.jsonl").read_text().splitlines(keepends=True)
     stale_owner = json.dumps({"pid": 999_999, "host": "gone", "started": "2020-01-01T00:00:00Z"})
@@ -381,16 +381,16 @@ def test_runs_killed_at_several_points_resume_to_exactly_the_manifest(tmp_path, 
         "loading": (state("loading", {}), False),  # killed while the model loaded
         "renaming": (state("renaming", {".config.json.4242.tmp": config[:50]}), False),
         "configured": (state("configured", {"config.json": config}), True),
-        "scoring": (state("scoring", {"config.json": config, "results.jsonl": "".join(results[:3]) + results[3][:40]}), True),
+        "scoring": (state("scoring", {"config.json": config, "results.jsonl": "".join(results[:2]) + results[2][:40]}), True),
         "summarising": (state("summarising", {"config.json": config, "results.jsonl": "".join(results),
                                                "errors.jsonl": ""}), True),
         "sharded": (state("sharded", {"config.json": config,
-                                       "shards/rank-000/results.jsonl": "".join(results[0:6:2]),
+                                       "shards/rank-000/results.jsonl": "".join(results[0:4:2]),
                                        "shards/rank-001/results.jsonl": results[1] + results[3][:40]}), True),
     }
     want = json.loads((full / "summary.json").read_text())["erank"]
     for name, (run, resume) in cases.items():
-        score(adapter, SAMPLE, run, limit=6, batch_size=2, resume=resume)
+        score(adapter, SAMPLE, run, limit=4, batch_size=2, resume=resume)
         _each_once(run, ids)
         assert json.loads((run / "summary.json").read_text())["erank"] == pytest.approx(want, rel=1e-9), name
         assert not (run / "shards").exists() and not (run / OWNER).exists()
