@@ -43,6 +43,8 @@ BASELINES = ("untrained",)
 DTYPE_NAMES = ("float32", "bfloat16", "float16")
 PROMPTS = ("plain", "chat")
 DEFAULT_MAX_PIXELS = 50_000_000  # equal to mm_align.data.images.DEFAULT_MAX_PIXELS (tested)
+DEFAULT_MAX_ASPECT_RATIO = 200.0  # equal to mm_align.data.images.DEFAULT_MAX_ASPECT_RATIO (tested)
+TEXT_OVERFLOWS = ("refuse", "truncate")
 
 LayerSpec = tuple[int, ...] | str | None
 """``None`` (last layer only), ``"all"`` or explicit indices (``output_hidden_states``
@@ -184,6 +186,19 @@ class ScoreConfig(RunConfig):
     baseline: str | None = option(None, "untrained: also score with the LLM re-initialised "
                                   "(seeded); adds the LLM stages' Diff-eRank", "Analyses",
                                   choices=BASELINES)
+    max_text_tokens: int | None = option(None, "longest text in tokens (default: the model's "
+                                         "context, max_position_embeddings of its text config)",
+                                         "Data", identity=True, type=int, metavar="N")
+    text_overflow: str = option("refuse", "a longer text: refuse (a bad sample, in errors.jsonl) "
+                                "or truncate (scored on its first N tokens, marked truncated)",
+                                "Data", identity=True, choices=TEXT_OVERFLOWS)
+    resize_to_max_pixels: bool = option(False, "shrink images over --max-pixels (aspect kept; the "
+                                        "original size is recorded) instead of refusing them",
+                                        "Data", identity=True)
+    max_aspect_ratio: float = option(DEFAULT_MAX_ASPECT_RATIO, "refuse images whose longer side is "
+                                     "more than this many times the shorter (processors scale the "
+                                     "short side up: a thin strip costs gigabytes)", "Data",
+                                     identity=True, type=float, metavar="K")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -195,6 +210,10 @@ class ScoreConfig(RunConfig):
             _one_of("baseline", self.baseline, BASELINES)
         _one_of("prompt", self.prompt, PROMPTS)
         _at_least("max_pixels", self.max_pixels, 1)
+        _at_least("max_text_tokens", self.max_text_tokens, 1)
+        _one_of("text_overflow", self.text_overflow, TEXT_OVERFLOWS)
+        if not self.max_aspect_ratio >= 1:  # also refuses NaN
+            raise ValueError(f"max_aspect_ratio must be >= 1, got {self.max_aspect_ratio}")
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ScoreConfig:

@@ -10,6 +10,15 @@
       controls/NAME/   a complete run directory per control, perturbation or baseline
       shards/rank-NNN/ per-process results while a data-parallel run is in progress
       report.html      written by the report package from the files above
+      .mm-align.lock   the OS lock of the process that owns the run while it runs
+      .mm-align.owner  who holds it: pid, host, start time (JSON), removed on release
+
+One process at a time owns a run directory: :meth:`RunFiles.locked` holds an OS lock
+(``flock`` through the ``filelock`` package) on ``.mm-align.lock`` for the whole run, and a
+second start is refused at once, naming the holder. The OS drops the lock when its process
+dies, even by ``kill -9``, so a crashed run never blocks its resume. A folder that holds
+files but no ``config.json`` is not taken for a run (results without their config come from
+an unknown run and are never taken in).
 
 Writers (:class:`RunFiles`, or :class:`MemoryRun` for a run kept in memory) append results
 and errors, flushed and fsync'ed once per batch, so a killed run loses at most the batch in
@@ -26,7 +35,10 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+import socket
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +54,7 @@ __all__ = [
     "Run",
     "RunDirError",
     "RunFiles",
+    "RunLockedError",
     "load_run",
     "read_jsonl",
 ]
@@ -52,11 +65,17 @@ CONFIG = "config.json"
 SUMMARY = "summary.json"
 SHARDS = "shards"
 CONTROLS = "controls"
+LOCK = ".mm-align.lock"
+OWNER = ".mm-align.owner"
 
 
 class RunDirError(RuntimeError):
     """A directory cannot be used as a run directory as asked: it holds a run and resume is
     off, the settings changed, it is not a finished run, or a file in it is unreadable."""
+
+
+class RunLockedError(RunDirError):
+    """Another process owns the run directory (see :meth:`RunFiles.locked`)."""
 
 
 def read_jsonl(path: Path, problems: list[str] | None = None) -> list[dict[str, Any]]:
@@ -147,8 +166,10 @@ class RunFiles:
         data identities that change numbers) must equal the saved one to resume. Read-only,
         so every process of a data-parallel run can check before any writes.
         """
+        self._refuse_file()
         path = self.root / CONFIG
         if not path.exists():
+            self._refuse_foreign()
             return
         if not resume:
             raise RunDirError(
@@ -170,13 +191,77 @@ class RunFiles:
                 f"cannot resume {self.root}: the run's settings changed ({'; '.join(changed)})"
             )
 
+    def _refuse_file(self) -> None:
+        if self.root.exists() and not self.root.is_dir():
+            raise RunDirError(f"{self.root} is a file, not a run directory; choose another --out")
+
+    def _refuse_foreign(self) -> None:
+        """A folder without ``config.json`` must hold nothing but a lock left by a start."""
+        if not self.root.is_dir():
+            return
+        # Our lock files, and a temporary file a kill left before its rename, do not count.
+        found = sorted(p.name for p in self.root.iterdir()
+                       if p.name not in (LOCK, OWNER) and not (p.name.startswith(".") and p.name.endswith(".tmp")))
+        records = [name for name in (RESULTS, ERRORS, SHARDS) if name in found]
+        if records:
+            raise RunDirError(
+                f"{self.root} holds {', '.join(records)} but no {CONFIG}: records of an unknown "
+                "run are never taken in; move them away or choose another --out"
+            )
+        if found:
+            raise RunDirError(
+                f"{self.root} is not empty and is not an mm-align run (no {CONFIG}; it holds "
+                f"{', '.join(found[:3])}{', ...' if len(found) > 3 else ''}); choose a new or "
+                "empty --out"
+            )
+
+    @contextmanager
+    def locked(self) -> Iterator[RunFiles]:
+        """Own the run directory (created if needed) for the ``with`` block.
+
+        The lock is an OS lock on ``.mm-align.lock``; ``.mm-align.owner`` says who holds it.
+        Taken before :meth:`check`, so no other process can start, check or write in between.
+
+        Raises:
+            RunLockedError: another process holds it (named by pid, host and start time).
+        """
+        from filelock import FileLock, Timeout
+
+        self._refuse_file()
+        self.root.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.root / LOCK, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise RunLockedError(
+                f"{self.root} is in use by {self._holder()}; wait for that run to end (or stop "
+                "it), or choose another --out"
+            ) from None
+        try:
+            _write_json(self.root / OWNER, {"pid": os.getpid(), "host": socket.gethostname(),
+                                            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            yield self
+        finally:
+            (self.root / OWNER).unlink(missing_ok=True)  # before the release: never a stale name
+            lock.release()
+
+    def _holder(self) -> str:
+        try:
+            owner = _read_json(self.root / OWNER)
+            return f"process {owner['pid']} on {owner['host']} (started {owner['started']})"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "another process (it is starting: no owner recorded yet)"
+
     def open(self, config: Mapping[str, Any] | None) -> None:
-        """Prepare this process's files; ``config`` is written by the main process only."""
+        """Prepare this process's files; ``config`` is written by the main process only.
+
+        ``results.jsonl`` and ``errors.jsonl`` exist from here on, empty or not."""
         self.own.mkdir(parents=True, exist_ok=True)
         if config is not None and not (self.root / CONFIG).exists():
             _write_json(self.root / CONFIG, dict(config))
         for name in (RESULTS, ERRORS):
             _repair_tail(self.own / name)
+            (self.own / name).touch()
 
     def _all(self, name: str) -> list[dict[str, Any]]:
         dirs = [self.root, *sorted((self.root / SHARDS).glob("rank-*"))]
@@ -449,11 +534,30 @@ class Run:
 
 
 
+def _refuse_duplicates(path: Path, results: list[dict[str, Any]], errors: list[dict[str, Any]]) -> None:
+    """Every sample has one record: a second one means two processes wrote the run (or
+    records were pasted in), and its numbers would count samples twice."""
+    seen: set[Any] = set()
+    doubled = []
+    for record in (*results, *errors):
+        key = record.get("id")
+        if key in seen:
+            doubled.append(key)
+        seen.add(key)
+    if doubled:
+        raise RunDirError(
+            f"{path} has {len(doubled)} sample id(s) recorded more than once in "
+            f"{RESULTS}/{ERRORS} (e.g. {doubled[0]!r}): the run was written twice; score it "
+            "again into a new --out"
+        )
+
+
 def load_run(run_dir: str | Path, with_controls: bool = True) -> Run:
     """Read a run directory.
 
     Raises:
-        RunDirError: the directory does not exist, or has no readable ``summary.json``.
+        RunDirError: the directory does not exist, has no readable ``summary.json``, or
+            records a sample id more than once.
     """
     path = Path(run_dir)
     if not path.is_dir():
@@ -479,6 +583,7 @@ def load_run(run_dir: str | Path, with_controls: bool = True) -> Run:
     problems: list[str] = []
     results = read_jsonl(path / RESULTS, problems)
     errors = read_jsonl(path / ERRORS, problems)
+    _refuse_duplicates(path, results, errors)
     config = None
     if (path / "config.json").is_file():
         try:

@@ -264,8 +264,8 @@ def test_bad_samples_are_recorded_and_good_ones_scored(tmp_path, load_tiny, bad_
     for sample_id, (stage, words) in EXPECTED_ERRORS.items():
         assert errors[sample_id]["stage"] == stage, errors[sample_id]
         assert words in errors[sample_id]["reason"], errors[sample_id]
-    # Qwen's processor refuses an aspect ratio above 200: a model-stage error, alone.
-    assert errors["extreme"]["stage"] == "model" and "aspect" in errors["extreme"]["reason"]
+    # An aspect ratio above --max-aspect-ratio (200) is refused from the header.
+    assert errors["extreme"]["stage"] == "load" and "aspect ratio" in errors["extreme"]["reason"]
     assert scored | set(errors) == {json.loads(x)["id"] for x in bad_manifest.read_text().splitlines()}
     assert not scored & set(errors)
 

@@ -13,6 +13,7 @@ module's parameters are matched by position: the i-th layer index of the checkpo
 from __future__ import annotations
 
 import hashlib
+import pickle
 import re
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-__all__ = ["ProjectorMismatchError", "load_projector_state", "swap_projector"]
+__all__ = ["ProjectorFileError", "ProjectorMismatchError", "load_projector_state", "swap_projector"]
 
 _CONNECTOR_NAMES = ("mm_projector.", "multi_modal_projector.", "merger.")
 
@@ -30,19 +31,50 @@ class ProjectorMismatchError(ValueError):
     """The file's tensors do not fit the model's projector (names or shapes)."""
 
 
+class ProjectorFileError(ValueError):
+    """The projector file cannot be read as weights: corrupt, not a state dict, or holding
+    tensors that are not floating point."""
+
+
+def _read_state(path: Path) -> object:
+    """The object stored in a projector file; a damaged file is a ProjectorFileError."""
+    from safetensors import SafetensorError
+
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except SafetensorError as err:
+        raise ProjectorFileError(f"{path} is not a readable safetensors file ({err})") from None
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError, AttributeError, ImportError) as err:
+        # weights_only=True: a pickle that asks for code, or a damaged one, ends here.
+        raise ProjectorFileError(
+            f"{path} is not a readable PyTorch state dict ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else 'no details'})"
+        ) from None
+    return state["state_dict"] if isinstance(state, dict) and "state_dict" in state else state
+
+
 def load_projector_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a projector file, keys relative to the connector module."""
+    """The tensors of a projector file, keys relative to the connector module.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ProjectorFileError: the file is damaged, is not a state dict of tensors, or holds
+            tensors that are not floating point (weights are; an int64 tensor is not one).
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"projector file not found: {path}")
-    if path.suffix == ".safetensors":
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state:
-            state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ProjectorMismatchError(f"{path} does not hold a state dict of tensors")
+    state = _read_state(path)
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ProjectorFileError(f"{path} does not hold a state dict of tensors")
+    integral = sorted(f"{k} ({str(v.dtype).removeprefix('torch.')})"
+                      for k, v in state.items() if not v.is_floating_point())
+    if integral:
+        raise ProjectorFileError(
+            f"{path}: projector weights must be floating point, not {', '.join(integral[:3])}"
+        )
     relative = {}
     for key, value in state.items():
         cut = max((key.rfind(n) + len(n) for n in _CONNECTOR_NAMES if n in key), default=0)
@@ -63,8 +95,11 @@ def _by_position(state: dict[str, torch.Tensor], module: nn.Module) -> dict[str,
     }
 
 
-def swap_projector(adapter: Any, path: str | Path) -> dict[str, Any]:
-    """Load the projector weights in ``path`` into ``adapter.projector`` (in place).
+def swap_projector(adapter: Any, path: str | Path,
+                   state: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+    """Load the projector weights in ``path`` into ``adapter.projector`` (in place);
+    ``state``: the file's :func:`load_projector_state`, when it was read already (to refuse
+    a bad file before the model loads).
 
     Returns:
         provenance of the swap: ``path``, ``sha256`` of the file, ``tensors`` count.
@@ -75,7 +110,7 @@ def swap_projector(adapter: Any, path: str | Path) -> dict[str, Any]:
     """
     module: nn.Module = adapter.projector
     expected = module.state_dict()
-    state = load_projector_state(path)
+    state = load_projector_state(path) if state is None else state
     if set(state) != set(expected):
         state = _by_position(state, module)
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))

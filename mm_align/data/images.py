@@ -20,16 +20,23 @@ method):
 * CMYK and YCbCr use PIL's conversion. Embedded ICC profiles are ignored, as in the
   models' own preprocessing (Hugging Face processors call ``convert("RGB")``).
 * Multi-frame files (GIF, TIFF) contribute their first frame.
-* Size limits: more than ``max_pixels`` pixels (default 50 megapixels) is refused from the
-  header, before decoding, with a reason instead of PIL's decompression-bomb warning or
-  error; a side shorter than 2 px is refused too. Aspect ratios are left to the model's
-  processor.
+* Size limits, checked from the header before decoding: more than ``max_pixels`` pixels
+  (default 50 megapixels) is refused with a reason instead of PIL's decompression-bomb
+  warning or error, unless ``resize=True``: then the image is decoded (JPEG at a reduced
+  scale where possible) and shrunk to at most ``max_pixels`` pixels, aspect ratio kept, with
+  Lanczos filtering, and its original size is left in ``image.info["original_size"]``. A
+  side shorter than 2 px is refused, and so is a longer side more than ``max_aspect_ratio``
+  (default 200, the limit of Qwen2-VL's processor) times the shorter one: processors scale
+  the short side up to their input size, so a 300000 x 2 strip would cost gigabytes.
+* Only regular files are opened (:func:`mm_align.data.files.open_regular`): a FIFO, a
+  device or a folder is a bad sample, never a hang.
 """
 
 from __future__ import annotations
 
 import io
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,14 +44,28 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mm_align.data.errors import BadSampleError
+from mm_align.data.files import NotRegularFileError, open_regular
 
 if TYPE_CHECKING:
     from mm_align.data.samples import ImageRef
 
-__all__ = ["DEFAULT_MAX_PIXELS", "MIN_SIDE", "load_rgb", "to_rgb"]
+__all__ = ["DEFAULT_MAX_ASPECT_RATIO", "DEFAULT_MAX_PIXELS", "MIN_SIDE", "ImageLimits", "load_rgb",
+           "to_rgb"]
 
 DEFAULT_MAX_PIXELS = 50_000_000
+DEFAULT_MAX_ASPECT_RATIO = 200.0
 MIN_SIDE = 2
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What an image may be (see the module doc): ``max_pixels``, ``max_aspect_ratio`` (longer
+    side / shorter side), and ``resize`` (shrink an image over ``max_pixels`` instead of
+    refusing it)."""
+
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_aspect_ratio: float = DEFAULT_MAX_ASPECT_RATIO
+    resize: bool = False
 
 # Errors PIL's decoders raise on damaged data (truncation shows up as OSError; some
 # plugins raise SyntaxError, ValueError, EOFError or struct.error on garbled headers).
@@ -56,55 +77,94 @@ _KEYED_MODES = {"P", "L", "RGB"}
 _PLAIN_MODES = {"1", "L", "RGB", "RGBX", "CMYK", "YCbCr", "HSV"}
 
 
-def load_rgb(ref: ImageRef, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def load_rgb(ref: ImageRef, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+             limits: ImageLimits | None = None) -> Image.Image:
     """Decode ``ref`` (a path, encoded bytes or a PIL image) into a new RGB image.
+
+    ``limits`` (default: ``ImageLimits(max_pixels)``) says what size and shape are accepted.
 
     Raises:
         BadSampleError: with a reason naming the file, e.g. ``"image file not found: …"``,
             ``"image file is truncated or corrupt: …"``, ``"image is too large: …"``.
     """
+    limits = limits or ImageLimits(max_pixels)
     if isinstance(ref, Image.Image):
-        return _decode(ref, "in-memory image", max_pixels)
+        return _decode(ref, "in-memory image", limits)
     name = str(ref) if isinstance(ref, Path) else f"<{len(ref)} bytes>"
-    stream = ref if isinstance(ref, Path) else io.BytesIO(ref)
     try:
-        with warnings.catch_warnings():
-            # Our own max_pixels check below replaces PIL's warning.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(stream)
+        stream = open_regular(ref) if isinstance(ref, Path) else io.BytesIO(ref)
     except FileNotFoundError:
         raise BadSampleError(f"image file not found: {name}") from None
-    except Image.DecompressionBombError as err:
-        raise BadSampleError(f"image is too large: {name} ({err})") from None
-    except UnidentifiedImageError:
-        raise BadSampleError(
-            f"image file is not a recognised image (corrupt or unsupported format): {name}"
-        ) from None
-    except (IsADirectoryError, PermissionError) as err:
+    except NotRegularFileError as err:
+        raise BadSampleError(f"image path is not a regular file: {err}") from None
+    except OSError as err:
         raise BadSampleError(f"image file could not be read: {name} ({err.strerror})") from None
-    except _DECODE_ERRORS as err:
-        raise BadSampleError(f"image file is truncated or corrupt: {name} ({err})") from None
-    with img:
-        return _decode(img, name, max_pixels)
+    with stream:
+        try:
+            with warnings.catch_warnings():
+                # Our own max_pixels check below replaces PIL's warning.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(stream)
+        except Image.DecompressionBombError as err:
+            raise BadSampleError(f"image is too large: {name} ({err})") from None
+        except UnidentifiedImageError:
+            raise BadSampleError(
+                f"image file is not a recognised image (corrupt or unsupported format): {name}"
+            ) from None
+        except _DECODE_ERRORS as err:
+            raise BadSampleError(f"image file is truncated or corrupt: {name} ({err})") from None
+        with img:
+            return _decode(img, name, limits)
 
 
-def _decode(img: Image.Image, name: str, max_pixels: int) -> Image.Image:
-    width, height = img.size
-    if width * height > max_pixels:
-        raise BadSampleError(
-            f"image is too large: {name} is {width} x {height} = {width * height} pixels, "
-            f"more than the limit of {max_pixels}"
-        )
+def _check_shape(width: int, height: int, name: str, limits: ImageLimits) -> None:
+    """Refuse a shape from the header; size last, since resizing cannot mend the others."""
     if min(width, height) < MIN_SIDE:
         raise BadSampleError(
             f"image is too small: {name} is {width} x {height}, a side is under {MIN_SIDE} px"
         )
+    if max(width, height) > limits.max_aspect_ratio * min(width, height):
+        raise BadSampleError(
+            f"image aspect ratio is too extreme: {name} is {width} x {height}, more than "
+            f"{limits.max_aspect_ratio:g}:1 (crop or pad it, or raise --max-aspect-ratio)"
+        )
+    if width * height > limits.max_pixels and not limits.resize:
+        raise BadSampleError(
+            f"image is too large: {name} is {width} x {height} = {width * height} pixels, "
+            f"more than the limit of {limits.max_pixels} (raise --max-pixels, or pass "
+            "--resize-to-max-pixels to shrink such images)"
+        )
+
+
+def _decode(img: Image.Image, name: str, limits: ImageLimits) -> Image.Image:
+    width, height = img.size
+    _check_shape(width, height, name, limits)
+    shrink = width * height > limits.max_pixels
     try:
-        img.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            if shrink and img.format == "JPEG":  # decode at 1/2, 1/4 or 1/8 scale: less memory
+                img.draft("RGB", _fit(width, height, limits.max_pixels))
+            img.load()
         img = ImageOps.exif_transpose(img)
+    except Image.DecompressionBombError as err:
+        raise BadSampleError(f"image is too large to decode, even to resize it: {name} ({err})") from None
     except _DECODE_ERRORS as err:
         raise BadSampleError(f"image file is truncated or corrupt: {name} ({err})") from None
-    return to_rgb(img, name)
+    rgb = to_rgb(img, name)
+    if not shrink:
+        return rgb
+    # From the decoded size: a JPEG draft and the EXIF rotation may have changed it.
+    target = _fit(*rgb.size, limits.max_pixels)
+    resized = rgb.resize(target, Image.Resampling.LANCZOS) if rgb.size != target else rgb
+    resized.info["original_size"] = (width, height)
+    return resized
+
+
+def _fit(width: int, height: int, max_pixels: int) -> tuple[int, int]:
+    """The largest size of the same aspect ratio with at most ``max_pixels`` pixels."""
+    scale = min(1.0, (max_pixels / (width * height)) ** 0.5)
+    return max(1, int(width * scale)), max(1, int(height * scale))
 
 
 def to_rgb(img: Image.Image, name: str = "image") -> Image.Image:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mm_align.data.errors import ManifestError
+from mm_align.data.files import open_regular
 from mm_align.data.rows import Columns, RecordReader
 from mm_align.data.samples import Sample
 from mm_align.data.source import SampleSource
@@ -73,17 +74,24 @@ def _read(
     return [reader.sample(index, record, line=line) for index, (line, record) in enumerate(records)]
 
 
+def _utf8_lines(path: Path, raw_lines: Iterator[bytes]) -> Iterator[tuple[int, str]]:
+    """(1-based line number, text) of each physical line, decoded one line at a time so that
+    bytes that are not UTF-8 are reported on their own line (a byte-order mark is accepted)."""
+    for line_no, raw in enumerate(raw_lines, start=1):
+        try:
+            yield line_no, raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
+        except UnicodeDecodeError as err:
+            raise ManifestError(
+                path, f"not UTF-8 ({err.reason} at byte {err.start}); save the file as UTF-8",
+                line=line_no,
+            ) from None
+
+
 def jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
     """(1-based line number, decoded value) of each non-blank line; ManifestError on bad JSON
     or text that is not UTF-8 (a byte-order mark is accepted)."""
-    with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
-            except UnicodeDecodeError as err:
-                raise ManifestError(
-                    path, f"not UTF-8 ({err.reason} at byte {err.start})", line=line_no
-                ) from None
+    with open_regular(path) as f:  # a FIFO named as a manifest must not block
+        for line_no, line in _utf8_lines(path, f):
             if not line.strip():
                 continue
             try:
@@ -98,23 +106,19 @@ def csv_records(
     path: Path, check_header: Callable[[Sequence[str]], None] | None = None
 ) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, row) of a CSV file with a header, which ``check_header`` may refuse;
-    ManifestError on a row with more or fewer fields than the header."""
-    # utf-8-sig: spreadsheet programs often write a byte-order mark.
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        rows = csv.DictReader(f)
-        try:
-            if rows.fieldnames is None:
-                raise ManifestError(path, "empty CSV file (no header)", line=1)
-            if check_header is not None:
-                check_header(rows.fieldnames)
-            for row in rows:
-                # line_num is the last physical line of the row (quoted fields may span lines).
-                if None in row:
-                    raise ManifestError(path, "more fields than the header", line=rows.line_num)
-                if None in row.values():
-                    raise ManifestError(path, "fewer fields than the header", line=rows.line_num)
-                yield rows.line_num, row
-        except UnicodeDecodeError as err:
-            raise ManifestError(
-                path, f"not UTF-8 ({err.reason})", line=rows.line_num + 1
-            ) from None
+    ManifestError on a row with more or fewer fields than the header, or on a line that is
+    not UTF-8 (spreadsheet programs often write a byte-order mark: it is accepted)."""
+    with open_regular(path) as f:  # a FIFO named as a manifest must not block
+        # Lines keep their line ends, which is what the csv module wants (newline="").
+        rows = csv.DictReader(line for _, line in _utf8_lines(path, f))
+        if rows.fieldnames is None:
+            raise ManifestError(path, "empty CSV file (no header)", line=1)
+        if check_header is not None:
+            check_header(rows.fieldnames)
+        for row in rows:
+            # line_num is the last physical line of the row (quoted fields may span lines).
+            if None in row:
+                raise ManifestError(path, "more fields than the header", line=rows.line_num)
+            if None in row.values():
+                raise ManifestError(path, "fewer fields than the header", line=rows.line_num)
+            yield rows.line_num, row

@@ -114,6 +114,8 @@ def detect_format(path: str | Path, *, split: str | None = None) -> str:
                 return "detail_23k"
             if head.startswith("{") and '"annotations"' in head:
                 return "cc_sbu_align"
+    elif p.exists():  # a FIFO or a device: never opened, it could block forever
+        raise ManifestError(path, "not a regular file or a folder")
     elif _HUB_NAME.match(str(path)) and not p.suffix:
         return "hub"
     else:

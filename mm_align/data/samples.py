@@ -18,7 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from mm_align.data.errors import BadSampleError
-from mm_align.data.images import DEFAULT_MAX_PIXELS, load_rgb
+from mm_align.data.images import DEFAULT_MAX_PIXELS, ImageLimits, load_rgb
 
 __all__ = [
     "ImageRef",
@@ -73,8 +73,9 @@ class Sample:
             raise BadSampleError("text is empty")
         return self.text
 
-    def load_image(self) -> Image.Image:
-        """Decode the image fully and return it in RGB mode.
+    def load_image(self, limits: ImageLimits | None = None) -> Image.Image:
+        """Decode the image fully and return it in RGB mode; ``limits`` (default: this
+        sample's ``max_pixels`` and the default aspect limit) says what is accepted.
 
         Raises:
             BadSampleError: the image is missing, unreadable, truncated, too large or too
@@ -82,12 +83,12 @@ class Sample:
         """
         if self.image is None:
             raise BadSampleError("no image given for this sample")
-        return load_rgb(self.image, max_pixels=self.max_pixels)
+        return load_rgb(self.image, limits=limits or ImageLimits(self.max_pixels))
 
-    def load(self) -> tuple[Image.Image, str]:
+    def load(self, limits: ImageLimits | None = None) -> tuple[Image.Image, str]:
         """Both checks at once: ``(RGB image, text)``, or ``BadSampleError``.
 
         The text is checked first because that costs nothing.
         """
         text = self.check_text()
-        return self.load_image(), text
+        return self.load_image(limits), text

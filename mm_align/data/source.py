@@ -8,11 +8,10 @@ from pathlib import Path
 
 from PIL import Image
 
+from mm_align.data.files import bounded_digest, open_regular
 from mm_align.data.samples import ImageRef, Sample
 
 __all__ = ["SampleSource"]
-
-_CHUNK = 1 << 20
 
 
 class SampleSource:
@@ -53,8 +52,11 @@ class SampleSource:
 
         The format and the location do not enter, so the same pairs give the same
         fingerprint whether they come from a JSONL manifest or an image folder. Image
-        files are hashed in 1 MiB chunks (never held whole); a missing file hashes as a
-        marker, so a data set with bad samples still has a fingerprint. Computed once.
+        files are hashed whole up to 64 MiB (streamed, never held whole), larger ones by
+        size and evenly spaced blocks (:func:`~mm_align.data.files.bounded_digest`); a path
+        that is missing, unreadable or not a regular file (a FIFO, a device) is never read
+        and hashes as a marker, so a data set with bad samples still has a fingerprint.
+        Computed once.
         """
         if self._fingerprint is None:
             total = hashlib.sha256(b"mm-align samples v1\n")
@@ -76,11 +78,8 @@ def _image_digest(ref: ImageRef) -> bytes:
         return h.digest()
     if isinstance(ref, bytes):
         return hashlib.sha256(ref).digest()
-    h = hashlib.sha256()
     try:
-        with open(ref, "rb") as f:
-            while chunk := f.read(_CHUNK):
-                h.update(chunk)
+        with open_regular(ref) as f:
+            return bounded_digest(f)
     except OSError as err:
         return f"unreadable: {type(err).__name__}".encode()
-    return h.digest()

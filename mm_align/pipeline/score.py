@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterable, Sequence
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +19,11 @@ from typing import Any
 import torch
 
 from mm_align.adapters import load_vlm
-from mm_align.adapters.projector import swap_projector
+from mm_align.adapters.projector import load_projector_state, swap_projector
 from mm_align.adapters.representation import normalize_layers
 from mm_align.config import LayerSpec, ScoreConfig
-from mm_align.data import Sample, SampleSource, open_dataset
+from mm_align.data import BadSampleError, Sample, SampleSource, open_dataset
+from mm_align.data.images import ImageLimits
 from mm_align.data.memory import open_memory
 from mm_align.pipeline.controls import Transform, make_transform
 from mm_align.pipeline.distributed import Workers
@@ -67,27 +68,92 @@ def open_source(data: Any, config: ScoreConfig) -> SampleSource:
                        max_pixels=config.max_pixels)
 
 
+@dataclass(frozen=True)
+class TextLimit:
+    """What to do with a text longer than ``max_tokens`` tokens of ``tokenizer`` (its own
+    tokens, without special ones): ``"refuse"`` it (a bad sample) or ``"truncate"`` it to
+    its first ``max_tokens`` tokens (cut at a token boundary, so the kept text is a verbatim
+    prefix). A text longer than the model's context would be scored silently out of range
+    (and a 21k-token caption costs ~10 GB of activations)."""
+
+    tokenizer: Any
+    max_tokens: int
+    overflow: str = "refuse"
+
+    @classmethod
+    def of(cls, config: ScoreConfig, adapter: Any) -> TextLimit | None:
+        """The run's policy: ``max_text_tokens``, else the model's context (None: no limit
+        known, which is logged)."""
+        limit = config.max_text_tokens or context_length(adapter)
+        tokenizer = getattr(getattr(adapter, "processor", None), "tokenizer", None)
+        if limit is None or tokenizer is None:
+            log.warning("texts are not limited: the model states no context length (set --max-text-tokens)")
+            return None
+        return cls(tokenizer, limit, config.text_overflow)
+
+    def _count(self, text: str) -> Any:
+        return self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+
+    def apply(self, text: str) -> tuple[str, dict[str, Any]]:
+        """The text to score and what was done to it (fields for the result record)."""
+        encoded = self._count(text)
+        n = len(encoded["input_ids"])
+        if n <= self.max_tokens:
+            return text, {}
+        if self.overflow == "refuse":
+            raise BadSampleError(
+                f"text is too long: {n} tokens, more than max_text_tokens = {self.max_tokens} (the "
+                "model's context unless set); pass --text-overflow truncate to score its start, or "
+                "shorten it"
+            )
+        kept = text[: encoded["offset_mapping"][self.max_tokens - 1][1]]
+        return kept, {"truncated": True, "text_tokens": n,
+                      "text_tokens_kept": len(self._count(kept)["input_ids"])}
+
+
+def context_length(adapter: Any) -> int | None:
+    """The LLM's context in tokens (``max_position_embeddings`` of the text config), if known."""
+    config = adapter.model.config
+    text_config = getattr(config, "text_config", None) or config
+    value = getattr(text_config, "max_position_embeddings", None)
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
 @dataclass
 class VLMTask:
     """Score image-text samples with a VLM adapter (the :class:`~mm_align.pipeline.scorer.Task`
-    of ``score``); ``transform`` is a control's change of what the model sees."""
+    of ``score``); ``transform`` is a control's change of what the model sees, ``images`` and
+    ``text_limit`` the run's policies for images and long texts.
+
+    A prepared sample is ``(image, text, notes)``: ``notes`` go into its result record
+    (``original_size`` of a resized image; ``truncated``, ``text_tokens``,
+    ``text_tokens_kept`` of a truncated text)."""
 
     adapter: Any
     layers: Sequence[int]
     transform: Transform | None = None
+    images: ImageLimits | None = None
+    text_limit: TextLimit | None = None
 
-    def prepare(self, sample: Sample) -> tuple[Any, str]:
-        image, text = sample.load()
-        return self.transform(sample.index, image, text) if self.transform else (image, text)
+    def prepare(self, sample: Sample) -> tuple[Any, str, dict[str, Any]]:
+        image, text = sample.load(self.images)
+        original = image.info.get("original_size")
+        notes: dict[str, Any] = {"original_size": list(original)} if original else {}
+        if self.transform:
+            image, text = self.transform(sample.index, image, text)
+        if self.text_limit:
+            text, cut = self.text_limit.apply(text)
+            notes.update(cut)
+        return image, text, notes
 
-    def represent(self, prepared: list[tuple[Any, str]]) -> list[Any]:
-        images, texts = zip(*prepared)
+    def represent(self, prepared: list[tuple[Any, str, dict[str, Any]]]) -> list[Any]:
+        images, texts, _ = zip(*prepared)
         return self.adapter.represent_batch(list(images), list(texts), layers=self.layers or None)
 
-    def reduce(self, sample: Sample, prepared: tuple[Any, str], rep: Any) -> dict[str, Any]:
+    def reduce(self, sample: Sample, prepared: tuple[Any, str, dict[str, Any]], rep: Any) -> dict[str, Any]:
         path = sample.image_path
-        # `text` is what the model saw: a control may have swapped it.
-        head = {"text": prepared[1], "image": str(path) if path else None}
+        # `text` is what the model saw: a control may have swapped it, a limit cut it.
+        head = {"text": prepared[1], "image": str(path) if path else None, **prepared[2]}
         return {**head, **reduce_sample(rep, self.layers)}
 
 
@@ -114,19 +180,23 @@ def _stores(config: ScoreConfig, workers: Workers) -> dict[str | None, Any]:
             **{name: RunFiles(root / "controls" / name, workers.shard) for name in names}}
 
 
-def _load(config: ScoreConfig, model: Any, workers: Workers) -> tuple[Any, dict | None]:
+def _load(config: ScoreConfig, model: Any, workers: Workers,
+          projector: dict | None) -> tuple[Any, dict | None]:
+    """The adapter (loaded unless given) with the projector file's weights swapped in."""
     if isinstance(model, str | Path):
         hf_kwargs = {"device_map": config.device_map} if config.device_map else {}
         adapter = load_vlm(str(model), device=workers.device(config.device), dtype=config.dtype,
                            prompt=config.prompt, include_special=config.include_special, **hf_kwargs)
     else:
         adapter = model
-    return adapter, swap_projector(adapter, config.projector) if config.projector else None
+    return adapter, swap_projector(adapter, config.projector, projector) if config.projector else None
 
 
 def _score_all(config: ScoreConfig, adapter: Any, source: SampleSource, stores: dict,
                workers: Workers, n_total: int) -> None:
     sweep = resolve_layers(config.layers, adapter.num_hidden_states)
+    images = ImageLimits(config.max_pixels, config.max_aspect_ratio, config.resize_to_max_pixels)
+    text_limit = TextLimit.of(config, adapter)
 
     def mine(index: int) -> bool:
         return index < n_total and workers.owns(index)
@@ -142,7 +212,8 @@ def _score_all(config: ScoreConfig, adapter: Any, source: SampleSource, stores: 
         # The baseline scores the same inputs with the LLM re-initialised.
         view = adapter.untrained_llm(config.seed) if name and name == config.baseline else nullcontext(adapter)
         with view as scored:
-            score_into(Scorer(VLMTask(scored, sweep, transform), config.strict), my_samples, store,
+            task = VLMTask(scored, sweep, transform, images, text_limit)
+            score_into(Scorer(task, config.strict), my_samples, store,
                        owns=mine, n_samples=n_mine, batch_size=config.batch_size,
                        progress=config.progress, desc=name or "score")
 
@@ -187,30 +258,56 @@ def run_score(config: ScoreConfig, model: Any = None, data: Any = None) -> Score
         data: samples already in memory (a ``datasets.Dataset`` or (image, text) pairs), or
             None to open ``config.data``.
 
-    Started under ``torchrun`` or ``accelerate launch``, each process scores its share and
-    the main process merges them (:mod:`mm_align.pipeline.distributed`); every process
-    returns the merged result.
+    Everything that can be refused is refused before any weights load: the data set (empty,
+    malformed), the projector file, and ``out`` (owned by another process, not a run, or a
+    run with other settings). The main process owns ``out`` (:meth:`RunFiles.locked`) until
+    the run ends. Started under ``torchrun`` or ``accelerate launch``, each process scores
+    its share and the main process merges them (:mod:`mm_align.pipeline.distributed`); every
+    process returns the merged result.
 
     Raises:
+        ValueError: the data set has no samples; the projector file is unreadable.
         ScoreError: no sample could be scored, or ``strict`` and a sample failed.
-        RunDirError: ``out`` holds a run and ``resume`` is off, or its settings differ.
+        RunDirError: ``out`` is in use, not a run, holds a run and ``resume`` is off, or its
+            settings differ.
     """
     workers = Workers.from_env()
     torch.manual_seed(config.seed)
     source = open_source(config.data if data is None else data, config)
     n_total = len(source) if config.limit is None else min(config.limit, len(source))
+    if n_total == 0:
+        raise ValueError(f"the data set {config.data} has no samples: nothing to score (check --data "
+                         "and its columns)")
+    projector = load_projector_state(config.projector) if config.projector else None
     stores = _stores(config, workers)
-    identity = _identity(config, config.model if model is None else model, source)
-    for name, store in stores.items():  # refuse a bad --out before loading any weights
-        store.check({"identity": {**identity, "control": name}}, config.resume)
-    adapter, projector = _load(config, config.model if model is None else model, workers)
-    workers.barrier()  # nobody writes before every worker has checked the directory
-    for name, store in stores.items():
-        store.open({"command": "score", "config": config.to_dict(),
-                    "identity": {**identity, "control": name}} if workers.is_main else None)
-    _score_all(config, adapter, source, stores, workers, n_total)
-    workers.barrier()  # every shard is complete
-    provenance = {
+    model = config.model if model is None else model
+    with ExitStack() as owned:
+        if workers.is_main and config.out is not None:
+            owned.enter_context(stores[None].locked())  # held until the run is written
+        identity = _identity(config, model, source)
+        for name, store in stores.items():  # refuse a bad --out before loading any weights
+            store.check({"identity": {**identity, "control": name}}, config.resume)
+        adapter, projector_info = _load(config, model, workers, projector)
+        workers.barrier()  # nobody writes before every worker has checked the directory
+        for name, store in stores.items():
+            store.open({"command": "score", "config": config.to_dict(),
+                        "identity": {**identity, "control": name}} if workers.is_main else None)
+        _score_all(config, adapter, source, stores, workers, n_total)
+        workers.barrier()  # every shard is complete
+        provenance = _provenance(config, adapter, source, projector_info, workers, n_total)
+        result = _summaries(config, stores, provenance) if workers.is_main else None
+        workers.barrier()  # the summary exists for every worker to read
+    result = result or _reread(config)
+    if result.summary["n_samples"] == 0:
+        where = f"; see {Path(config.out) / 'errors.jsonl'}" if config.out else ""
+        raise ScoreError(f"none of the {n_total} samples could be scored{where}")
+    return result
+
+
+def _provenance(config: ScoreConfig, adapter: Any, source: SampleSource, projector: dict | None,
+                workers: Workers, n_total: int) -> dict[str, Any]:
+    """What produced the run, for its summary."""
+    return {
         "model": model_provenance(adapter.model.name_or_path, adapter.model.config),
         "projector": projector,
         "data": {"path": str(Path(config.data).resolve()) if Path(config.data).exists() else config.data,
@@ -218,12 +315,6 @@ def run_score(config: ScoreConfig, model: Any = None, data: Any = None) -> Score
         "dtype": str(adapter.dtype).removeprefix("torch."), "prompt": adapter.prompt,
         "include_special": adapter.include_special, "layers": resolve_layers(config.layers, adapter.num_hidden_states),
         "seed": config.seed, "device": str(adapter.device), "n_requested": n_total,
+        "max_text_tokens": config.max_text_tokens or context_length(adapter),
         "workers": workers.world_size, "versions": software_versions(),
     }
-    result = _summaries(config, stores, provenance) if workers.is_main else None
-    workers.barrier()  # the summary exists for every worker to read
-    result = result or _reread(config)
-    if result.summary["n_samples"] == 0:
-        where = f"; see {Path(config.out) / 'errors.jsonl'}" if config.out else ""
-        raise ScoreError(f"none of the {n_total} samples could be scored{where}")
-    return result

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
@@ -23,6 +24,10 @@ from mm_align.pipeline.reduce import MetricError
 __all__ = ["MetricError", "ScoreError", "Scorer", "Task", "score_into"]
 
 log = logging.getLogger(__name__)
+
+# Adapters name a failing input by its place in their batch ("sample 0: ..."); a record
+# already carries the sample's own id and index, and a place in a batch of one misleads.
+_BATCH_PLACE = re.compile(r"^sample \d+: ")
 
 
 class ScoreError(RuntimeError):
@@ -64,10 +69,11 @@ class Scorer:
     def _represent(self, batch: list[tuple[Sample, Any]]) -> list[tuple[dict | None, dict | None]]:
         try:
             reps = self.task.represent([prepared for _, prepared in batch])
-        except (ValueError, RuntimeError) as err:
-            if len(batch) > 1:  # isolate the bad sample
+        except (ValueError, RuntimeError) as err:  # AdapterInputError is a ValueError
+            if len(batch) > 1:  # isolate the bad sample: each is retried alone
                 return [out for item in batch for out in self._represent([item])]
-            return [(None, self._fail(batch[0][0], "model", f"{type(err).__name__}: {err}"))]
+            reason = _BATCH_PLACE.sub("", str(err))
+            return [(None, self._fail(batch[0][0], "model", f"{type(err).__name__}: {reason}"))]
         return [self._reduce(sample, prepared, rep) for (sample, prepared), rep in zip(batch, reps)]
 
     def batch(self, samples: Sequence[Sample]) -> tuple[list[dict], list[dict]]:
