@@ -528,8 +528,9 @@ class Run:
         out = {}
         for stage in STAGES:
             values = [_finite(r.get(f"entropy_{stage}")) for r in records]
-            if values and all(v is not None for v in values):
-                out[stage] = values
+            finite = [v for v in values if v is not None]
+            if finite and len(finite) == len(values):
+                out[stage] = finite
         return out
 
 

@@ -88,6 +88,8 @@ def load_rgb(ref: ImageRef, *, max_pixels: int = DEFAULT_MAX_PIXELS,
             ``"image file is truncated or corrupt: …"``, ``"image is too large: …"``.
     """
     limits = limits or ImageLimits(max_pixels)
+    if ref is None:
+        raise BadSampleError("no image given for this sample")
     if isinstance(ref, Image.Image):
         return _decode(ref, "in-memory image", limits)
     name = str(ref) if isinstance(ref, Path) else f"<{len(ref)} bytes>"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from mm_align.data.errors import ManifestError
 from mm_align.data.hf import open_hub, open_saved
@@ -68,7 +69,7 @@ def open_dataset(
         raise ValueError(f"unknown format {fmt!r}; supported: {', '.join(FORMATS)}")
     if fmt == "imagefolder" and split is not None and (Path(path) / split).is_dir():
         path = Path(path) / split
-    common = {"image_root": image_root, "max_pixels": max_pixels}
+    common: dict[str, Any] = {"image_root": image_root, "max_pixels": max_pixels}
     if fmt == "imagefolder":
         columns = Columns(image="file_name").with_overrides(image_column, text_column)
         return open_imagefolder(path, columns=columns, **common)

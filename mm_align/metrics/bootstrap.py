@@ -132,7 +132,7 @@ def dataset_metrics(entropies: Mapping[str, Sequence[float]]) -> dict[str, float
     eranks = {s: aggregate_erank(row.tolist()) for s, row in zip(stages, H)}
     out = {f"erank_{s}": v for s, v in eranks.items()}
     out.update(
-        {k: float(v) for k, v in _ratios({s: np.float64(v) for s, v in eranks.items()}).items()}
+        {k: float(v) for k, v in _ratios({s: np.asarray(v) for s, v in eranks.items()}).items()}
     )
     return out
 

@@ -43,7 +43,7 @@ class PowerLawFit(NamedTuple):
 
 
 def _positive_sizes(
-    sizes: Sequence[float], values: Sequence[float], min_n: int
+    sizes: Sequence[float] | np.ndarray, values: Sequence[float] | np.ndarray, min_n: int
 ) -> tuple[np.ndarray, np.ndarray]:
     P = np.asarray(sizes, dtype=np.float64)
     E = np.asarray(values, dtype=np.float64)
@@ -96,8 +96,8 @@ def _fit_offset(P: np.ndarray, E: np.ndarray, bounds: tuple[float, float]) -> Po
 
 
 def fit_power_law(
-    sizes: Sequence[float],
-    values: Sequence[float],
+    sizes: Sequence[float] | np.ndarray,
+    values: Sequence[float] | np.ndarray,
     offset: bool = False,
     exponent_bounds: tuple[float, float] = (-3.0, 3.0),
 ) -> PowerLawFit:

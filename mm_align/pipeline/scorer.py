@@ -91,7 +91,7 @@ class Scorer:
         for result, error in self._represent(ready) if ready else []:
             if result is not None:
                 results.append(result)
-            else:
+            elif error is not None:
                 errors.append(error)
         return results, errors
 

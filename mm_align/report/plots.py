@@ -259,7 +259,7 @@ def pipeline_diagram(
     ax.text(7.9, 3.72, "LLM, last layer", fontsize=8, color=_MUTED, ha="center", va="top")
     for stage in _PLACES:
         _stage_box(ax, stage, eranks.get(stage), top, intervals.get(f"erank_{stage}"))
-    arrow = {"arrowstyle": "-|>", "mutation_scale": 14, "color": _MUTED, "lw": 1.5}
+    arrow: dict[str, Any] = {"arrowstyle": "-|>", "mutation_scale": 14, "color": _MUTED, "lw": 1.5}
     ax.add_patch(FancyArrowPatch((2.4, 1.8), (2.8, 1.8), **arrow))
     ax.add_patch(FancyArrowPatch((5.2, 1.8), (6.35, 1.8), **arrow))
     if "image_reduction_ratio" in ratios:
@@ -317,8 +317,8 @@ def spectra(panels: Mapping[str, Mapping[str, Sequence[float]]]) -> Figure:
     axes = np.atleast_1d(fig.subplots(1, max(1, len(panels)), sharey=True))
     low, high = spectrum_limits(panels)
     for ax, (title, per_stage) in zip(axes, panels.items()):
-        for stage, eig in per_stage.items():
-            eig = np.asarray(eig, dtype=float)
+        for stage, values in per_stage.items():
+            eig = np.asarray(values, dtype=float)
             rank = np.arange(1, eig.size + 1)
             keep = np.isfinite(eig) & (eig >= low)
             if keep.any():
@@ -347,7 +347,7 @@ def _curve(
     """One per-layer curve, with its 95 % interval as a shaded band where one is given."""
     ax.plot(list(curve), list(curve.values()), style, marker="o", ms=3, color=colour, label=label)
     layers = [layer for layer in curve if band and layer in band]
-    if layers:
+    if band and layers:
         ax.fill_between(layers, [band[k][0] for k in layers], [band[k][1] for k in layers],
                         color=colour, alpha=0.15, lw=0)
 
@@ -407,7 +407,7 @@ def sample_scatter(
     Points with a URL become links in :func:`to_inline_svg`; the others are drawn as one
     embedded bitmap, so a run of many thousand samples keeps a small page.
     """
-    x, y, c = (np.asarray(v, dtype=float) for v in (x, y, colour))
+    xs, ys, c = (np.asarray(v, dtype=float) for v in (x, y, colour))
     linked = np.array([u is not None for u in urls], dtype=bool)
     known = np.isfinite(c)
     norm = Normalize(*(c[known].min(), c[known].max()) if known.any() else (0.0, 1.0))
@@ -415,11 +415,11 @@ def sample_scatter(
     faces = np.where(known[:, None], cmap(norm(np.nan_to_num(c))), to_rgba(_NEUTRAL))
     fig = Figure(figsize=(6.4, 4.6), layout="constrained")
     ax = fig.subplots()
-    style = {"s": 28 if x.size <= 500 else 12, "edgecolors": "#333333", "linewidths": 0.4}
+    style: dict[str, Any] = {"s": 28 if xs.size <= 500 else 12, "edgecolors": "#333333", "linewidths": 0.4}
     if (~linked).any():
-        ax.scatter(x[~linked], y[~linked], c=faces[~linked], rasterized=True, **style)
+        ax.scatter(xs[~linked], ys[~linked], c=faces[~linked], rasterized=True, **style)
     # linked points on top of everything, grid lines included: nothing may catch their clicks
-    points = ax.scatter(x[linked], y[linked], c=faces[linked], zorder=3, **style)
+    points = ax.scatter(xs[linked], ys[linked], c=faces[linked], zorder=3, **style)
     points.set_urls([u for u in urls if u is not None])
     limits = ax.get_xlim(), ax.get_ylim()
     ax.axline((0.0, 0.0), slope=1.0, ls="--", color=_NEUTRAL, lw=1, zorder=0)

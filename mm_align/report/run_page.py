@@ -171,7 +171,7 @@ def _spectra(ranked: Sequence[dict[str, Any]]) -> Markup:
     if not with_spectra:
         return note("No eigenvalue spectra in results.jsonl.")
     picks = {"lowest": 0, "median": len(with_spectra) // 2, "highest": len(with_spectra) - 1}
-    panels = {}
+    panels: dict[str, Any] = {}
     for name, i in picks.items():
         r = with_spectra[i]
         title = f"{name} alignment: {r.get('id')} ({num(r.get('image_text_alignment'))})"

@@ -21,9 +21,9 @@ def thumbnail_data_uri(path: str | Path | None, size: int = 96) -> str | None:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as opened:
             # cameras store portrait photos as landscape pixels plus an orientation tag
-            im = ImageOps.exif_transpose(im).convert("RGB")
+            im = ImageOps.exif_transpose(opened).convert("RGB")
             im.thumbnail((size, size))
             buf = io.BytesIO()
             im.save(buf, format="JPEG", quality=80)
