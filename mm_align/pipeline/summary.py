@@ -158,7 +158,9 @@ def _row(label: str, value: float, interval: Sequence[float], p: float | None = 
     return f"  {label:<26} {value:>10.4f}   [{interval[0]:.4f}, {interval[1]:.4f}]{tail}"
 
 
-def _difference_rows(title: str, diffs: Mapping[str, Any]) -> list[str]:
+def difference_rows(title: str, diffs: Mapping[str, Any]) -> list[str]:
+    """``title``, then one line per metric of ``diffs`` (metric -> Difference): the
+    difference, its 95% interval and p-value."""
     rows = [f"  {title}"]
     for key, label in _LABELS.items():
         if isinstance(d := diffs.get(key), Mapping):
@@ -180,7 +182,7 @@ def format_table(summary: Mapping[str, Any]) -> str:
     lines.append(f"  {'metric':<26} {'value':>10}   95% CI")
     lines += [_row(label, values[key], ci.get(key, (math.nan, math.nan))) for key, label in _LABELS.items()]
     for name, diffs in summary.get("controls", {}).items():
-        lines += _difference_rows(f"control {name} − real run (paired 95% CI, p)", diffs)
+        lines += difference_rows(f"control {name} − real run (paired 95% CI, p)", diffs)
     if "diff_erank" in summary:
-        lines += _difference_rows("untrained LLM − trained (Diff-eRank for eRanks)", summary["diff_erank"])
+        lines += difference_rows("untrained LLM − trained (Diff-eRank for eRanks)", summary["diff_erank"])
     return "\n".join(lines)
