@@ -282,7 +282,8 @@ def test_compare_prints_and_shows_the_provenance_diff(tmp_path, capsys) -> None:
     assert differs["option.revision"] == {"a": None, "b": "v2"}
     assert "option.out" not in differs  # where a run was written is not provenance
     assert equal["prompt"] == "plain" and equal["data.fingerprint"] == "sha256:0f1e2d3c"
-    assert "dtype: a=float32   b=bfloat16" in printed and "equal in every run:" in printed
+    assert "dtype: a=float32   b=bfloat16" in printed and "equal in every run: " in printed
+    assert "prompt=plain" in printed
     joint = doc["differences"][0]["metrics"]["erank_joint"]
     assert f"{joint['diff']:.4f}" in printed
     assert "| run | model |" in printed and printed.strip().endswith(str(out / "compare.html"))

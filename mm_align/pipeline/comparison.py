@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,8 +158,7 @@ def _run_entry(label: str, run: Run) -> dict[str, Any]:
 
 
 # Run plumbing, not what produced the numbers: left out of the provenance diff.
-_PLUMBING = {"option.out", "option.resume", "option.progress", "option.model", "option.data",
-             "control"}
+_PLUMBING = {"option.out", "option.resume", "option.progress", "option.model", "option.data"}
 
 
 def _flat(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -244,8 +244,9 @@ def format_provenance_diff(diff: Mapping[str, Any]) -> str:
     for name, values in diff["differs"].items():
         lines.append(f"  {name}: " + "   ".join(f"{label}={value}" for label, value in values.items()))
     if diff["equal"]:
-        lines.append("equal in every run:")
-        lines += [f"  {name}: {value}" for name, value in diff["equal"].items()]
+        shared = ", ".join(f"{name}={value}" for name, value in diff["equal"].items())
+        lines.append(textwrap.fill(shared, 100, initial_indent="equal in every run: ",
+                                   subsequent_indent="  ", break_on_hyphens=False, break_long_words=False))
     return "\n".join(lines)
 
 
