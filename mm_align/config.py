@@ -168,16 +168,17 @@ class RunConfig:
                        identity=True, type=int)
     strict: bool = option(False, "stop at the first bad sample instead of recording it", "Run")
     n_boot: int = option(1000, "bootstrap replicates of the 95%% intervals", "Run", type=int)
-    progress: bool = option(True, "show progress bars", "Run", flags=("--no-progress",))
+    progress: bool = option(True, "hide the progress bars (API: progress=False)", "Run",
+                            flags=("--no-progress",))
     revision: str | None = option(None, "hub branch, tag or commit of --model", "Model",
-                                  identity=True)
+                                  identity=True, metavar="REV")
     trust_remote_code: bool = option(False, "run Python code shipped with the checkpoint "
                                      "(config auto_map); without it such a checkpoint is refused",
                                      "Model")
     attn_implementation: str | None = option(None, "attention kernel: eager, sdpa, "
                                              "flash_attention_2, ... (default: transformers' choice)",
                                              "Model", metavar="NAME")
-    model_args: dict[str, Any] | None = option(  # noqa: RUF009 - option() is a field()
+    model_args: dict[str, Any] = option(  # noqa: RUF009 - option() is a field()
         None, "more from_pretrained arguments, lmms-eval style: key=value,key=value (ints, floats "
         "and true/false converted), e.g. gguf_file=model.Q4_1.gguf", "Model", identity=True,
         metavar="K=V,...")
@@ -185,7 +186,7 @@ class RunConfig:
                                 "paper's protocol: 10000, seed 123); --limit takes the first N",
                                 "Data", identity=True, type=int, metavar="N")
     sample_seed: int = option(PAPER_SAMPLE_SEED, "seed of the --sample draw", "Data", identity=True,
-                              type=int)
+                              type=int, metavar="SEED")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # paths are kept as strings: config.json is JSON

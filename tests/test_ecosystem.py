@@ -307,6 +307,7 @@ def test_diff_erank_run_gets_report_export_and_compare(opt, texts, tmp_path, cap
     assert main(["compare", str(tmp_path / "d0"), str(tmp_path / "d1"), "--out", str(tmp_path / "cmp")]) == 0
     printed = capsys.readouterr().out
     assert "option.seed: d0=0   d1=1" in printed and "Diff-eRank (a)" in printed
+    assert json.loads((tmp_path / "cmp" / "compare.json").read_text())["differences"][0]["mode"] == "none"
 
 
 # ---- a real trained model from a GGUF file --------------------------------------------------

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import textwrap
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ class DataMismatchError(ValueError):
 class _Pairing:
     """How one run is compared with the baseline."""
 
-    mode: str  # "paired" or "unpaired"
+    mode: str  # "paired", "unpaired" or "none" (a Diff-eRank run: nothing to pair)
     shared: list[str]
     same_data: bool
     note: str
@@ -122,8 +122,8 @@ def _pairing(
 
 
 def _difference(base: Run, other: Run, pairing: _Pairing) -> dict[str, Difference]:
-    if "diff-erank" in (base.command, other.command):
-        return {}  # no per-stage entropies: a Diff-eRank run is compared by its table row
+    if pairing.mode == "none":
+        return {}
     if pairing.mode == "paired":
         return paired_difference(
             base.entropies(pairing.shared),
@@ -213,6 +213,9 @@ def compare(
     differences = []
     for label, run in list(runs.items())[1:]:
         pairing = _pairing(base, baseline, run, label, allow_different_data)
+        if "diff-erank" in (base.command, run.command):  # no per-stage entropies to pair
+            pairing = replace(pairing, mode="none", shared=[], note="Diff-eRank run: compare the "
+                              "Diff-eRank values and intervals of the runs' table; no per-stage difference.")
         differences.append(
             {
                 "label": label,

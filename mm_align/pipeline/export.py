@@ -71,7 +71,7 @@ def _score_columns(run: Run) -> dict[str, Any]:
 
 
 def _diff_erank_columns(run: Run) -> dict[str, Any]:
-    summary, row = run.summary, {}
+    summary, row = run.summary, dict[str, Any]()
     ci = summary.get("ci95") or {}
     _with_interval(row, "diff_erank", summary["diff_erank"]["paper"], ci.get("diff_erank"))
     _with_interval(row, "diff_erank_mean", summary["diff_erank"].get("mean"), ci.get("diff_erank_mean"))
@@ -83,8 +83,8 @@ def _diff_erank_columns(run: Run) -> dict[str, Any]:
 def export_row(label: str, run: Run) -> dict[str, Any]:
     """One run as a flat row (see the module doc for its columns)."""
     prov = run.provenance
-    model = prov.get("model") if isinstance(prov.get("model"), Mapping) else {}
-    data = prov.get("data") if isinstance(prov.get("data"), Mapping) else {}
+    model: Mapping[str, Any] = prov["model"] if isinstance(prov.get("model"), Mapping) else {}
+    data: Mapping[str, Any] = prov["data"] if isinstance(prov.get("data"), Mapping) else {}
     row = {
         "run": label, "command": run.command, "model": run.model_name,
         "revision": run.options.get("revision") or model.get("revision"),

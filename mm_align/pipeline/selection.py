@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from mm_align.data import Sample
+from mm_align.data import Sample, SampleSource
 
 __all__ = ["Selection", "select"]
 
@@ -24,7 +24,7 @@ class Selection(Sequence[Sample]):
     """A lazy view of some samples of ``source``, renumbered: item k is ``source[positions[k]]``
     with ``index`` k (images are still not loaded, texts not copied)."""
 
-    def __init__(self, source: Sequence[Sample], positions: Sequence[int], description: str) -> None:
+    def __init__(self, source: SampleSource | Sequence[Sample], positions: Sequence[int], description: str) -> None:
         self._source = source
         self.positions = positions
         self.description = description
@@ -39,7 +39,7 @@ class Selection(Sequence[Sample]):
         return (self[k] for k in range(len(self)))
 
 
-def select(source: Sequence[Sample], limit: int | None = None, sample: int | None = None,
+def select(source: SampleSource | Sequence[Sample], limit: int | None = None, sample: int | None = None,
            seed: int = 123) -> Selection:
     """All samples of ``source``, the first ``limit``, or ``sample`` of them drawn without
     replacement by ``numpy.random.default_rng(seed).choice`` and put back in data set order

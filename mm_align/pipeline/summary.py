@@ -135,10 +135,8 @@ def control_differences(
         pairs = [(r, by_id[r["id"]]) for r in real if r["id"] in by_id]
         if len(pairs) < MIN_PAIRED:
             continue
-        out[name] = paired_difference(
-            *({s: [p[side][f"entropy_{s}"] for p in pairs] for s in STAGES} for side in (0, 1)),
-            n_boot=n_boot, seed=seed,
-        )
+        real_h, control_h = ({s: [p[side][f"entropy_{s}"] for p in pairs] for s in STAGES} for side in (0, 1))
+        out[name] = paired_difference(real_h, control_h, n_boot=n_boot, seed=seed)
     return out
 
 
