@@ -330,7 +330,8 @@ def test_gguf_checkpoint_through_model_args(texts, tmp_path, capsys) -> None:
     config = json.loads((out / "config.json").read_text())
     assert config["config"]["model_args"] == {"gguf_file": gguf.name}
     assert summary["provenance"]["model"]["model_type"] == "llama" and summary["n_samples"] == 3
-    assert "Diff-eRank (a)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "Diff-eRank (a)" in printed and f"| smol | {gguf.parent} | – | texts.jsonl | 3 |" in printed
     # the trained model's numbers are those of the GGUF weights loaded by transformers directly
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -346,3 +347,19 @@ def test_gguf_checkpoint_through_model_args(texts, tmp_path, capsys) -> None:
     assert first["tokens"] == states.shape[0]
     assert first["entropy_trained"] == pytest.approx(official_entropy(states), rel=1e-5)
     assert math.exp(first["entropy_trained"]) <= states.shape[0] - 1
+
+
+def test_score_cli_prints_device_controls_and_the_paper_row(tiny_checkpoints, tmp_path, capsys) -> None:
+    out = tmp_path / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["score", "--model", str(tiny_checkpoints["llava"]), "--data", str(SAMPLE), "--out",
+                     str(out), "--limit", "3", "--control", "shuffled", "--n-boot", "30", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    d = summary["controls"]["shuffled"]["image_text_alignment"]
+    assert "device: cpu   dtype: float32" in printed
+    assert "control shuffled − real run" in printed and f"{d['diff']:.4f}" in printed
+    row = next(line for line in printed.splitlines() if line.startswith("| run |"))
+    assert "Δ Alignment shuffled" in row
+    assert f"| run | {tiny_checkpoints['llava']} | – | sample | 3 | " in printed

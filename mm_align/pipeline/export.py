@@ -27,10 +27,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mm_align.rundir import Run
+from mm_align.rundir import Run, load_run
 from mm_align.stages import METRICS
 
-__all__ = ["FORMATS", "export_row", "export_rows", "render", "to_markdown"]
+__all__ = ["FORMATS", "export_row", "export_rows", "render", "run_table", "to_markdown"]
 
 FORMATS = ("csv", "markdown", "json")
 SHORT = {
@@ -160,3 +160,8 @@ def render(rows: Sequence[Mapping[str, Any]], fmt: str) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+def run_table(run_dir: str | Path) -> str:
+    """The Markdown row of one finished run directory, as ``score`` and ``diff-erank`` print it."""
+    return to_markdown(export_rows({Path(run_dir).name: load_run(run_dir, with_controls=False)}))
