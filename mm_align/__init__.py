@@ -18,6 +18,7 @@ _EXPORTS = {
     "score": "mm_align.api",
     "diff_erank": "mm_align.api",
     "compare": "mm_align.api",
+    "export": "mm_align.api",
     "write_report": "mm_align.api",
     "ScoreConfig": "mm_align.config",
     "DiffErankConfig": "mm_align.config",
@@ -34,7 +35,7 @@ _EXPORTS = {
 
 __all__ = [  # noqa: RUF022 - grouped like _EXPORTS
     "__version__",
-    "score", "diff_erank", "compare", "write_report",
+    "score", "diff_erank", "compare", "export", "write_report",
     "ScoreConfig", "DiffErankConfig", "ScoreResult", "load_vlm",
     "VanishingRowsWarning", "aggregate_erank", "erank", "image_reduction_ratio",
     "image_text_alignment", "matrix_entropy", "spectrum",
@@ -42,7 +43,7 @@ __all__ = [  # noqa: RUF022 - grouped like _EXPORTS
 
 if TYPE_CHECKING:
     from mm_align.adapters import load_vlm
-    from mm_align.api import compare, diff_erank, score, write_report
+    from mm_align.api import compare, diff_erank, export, score, write_report
     from mm_align.config import DiffErankConfig, ScoreConfig
     from mm_align.metrics import (
         VanishingRowsWarning,

@@ -19,7 +19,7 @@ from typing import Any
 from mm_align.config import DiffErankConfig, ScoreConfig
 from mm_align.pipeline.result import ScoreResult
 
-__all__ = ["compare", "diff_erank", "score", "write_report"]
+__all__ = ["compare", "diff_erank", "export", "score", "write_comparison", "write_report"]
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,10 @@ def diff_erank(
     fields = {"model": _name(model) or model.model.name_or_path, "data": str(data),
               "out": None if out is None else str(out), **options}
     cfg = config.replace(**fields) if config else DiffErankConfig.from_options(**fields)
-    return run_diff_erank(cfg, model=None if _name(model) else model)
+    result = run_diff_erank(cfg, model=None if _name(model) else model)
+    if cfg.out is not None:
+        _report_quietly(cfg.out)
+    return result
 
 
 def compare(
@@ -93,15 +96,36 @@ def compare(
     """Compare runs against the first; writes ``OUT/compare.json`` and ``OUT/compare.html``
     and returns the page's path (see :mod:`mm_align.pipeline.comparison`)."""
     from mm_align.pipeline.comparison import compare as compute
-    from mm_align.report import render_compare
 
     doc, runs = compute(run_dirs, allow_different_data=allow_different_data, labels=labels)
+    return write_comparison(doc, runs, out)
+
+
+def write_comparison(doc: dict[str, Any], runs: dict[str, Any], out: str | Path) -> Path:
+    """Write a computed comparison to ``OUT/compare.json`` and ``OUT/compare.html``."""
+    from mm_align.report import render_compare
+
     root = Path(out)
     root.mkdir(parents=True, exist_ok=True)
     (root / "compare.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
     page = root / "compare.html"
     page.write_text(render_compare(doc, runs), encoding="utf-8")
     return page
+
+
+def export(run_dirs: Sequence[str | Path], fmt: str = "csv", out: str | Path | None = None,
+           labels: Sequence[str] | None = None) -> str:
+    """One row per run (``mm-align export``): the table as ``csv``, ``markdown`` or ``json``
+    text, also written to ``out`` when given. Columns: :mod:`mm_align.pipeline.export`."""
+    from mm_align.pipeline.comparison import run_labels
+    from mm_align.pipeline.export import export_rows, render
+    from mm_align.rundir import load_run
+
+    loaded = [load_run(d, with_controls=False) for d in run_dirs]
+    text = render(export_rows(dict(zip(run_labels(loaded, labels), loaded))), fmt)
+    if out is not None:
+        Path(out).write_text(text, encoding="utf-8")
+    return text
 
 
 def write_report(run_dir: str | Path) -> Path:

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any, ClassVar, TypeVar
@@ -34,13 +35,19 @@ __all__ = [
     "ScoreConfig",
     "add_arguments",
     "parse_layers",
+    "parse_model_args",
 ]
 
 # Names only: the transforms live in mm_align.pipeline.controls, which needs PIL and numpy.
 CONTROLS = ("shuffled", "image-only-noise")
 PERTURBATIONS = ("rotate90", "rotate180", "hflip", "grayscale")
 BASELINES = ("untrained",)
-DTYPE_NAMES = ("float32", "bfloat16", "float16")
+DTYPE_NAMES = ("auto", "float32", "bfloat16", "float16")
+# from_pretrained arguments that have their own option: --model-args must not set them.
+OWN_MODEL_ARGS = {"revision": "--revision", "trust_remote_code": "--trust-remote-code",
+                  "attn_implementation": "--attn-implementation", "dtype": "--dtype",
+                  "torch_dtype": "--dtype", "device_map": "--device-map"}
+PAPER_SAMPLE_SEED = 123  # the official Diff-eRank script draws its 10,000 texts with seed 123
 PROMPTS = ("plain", "chat")
 DEFAULT_MAX_PIXELS = 50_000_000  # equal to mm_align.data.images.DEFAULT_MAX_PIXELS (tested)
 DEFAULT_MAX_ASPECT_RATIO = 200.0  # equal to mm_align.data.images.DEFAULT_MAX_ASPECT_RATIO (tested)
@@ -83,6 +90,52 @@ def parse_layers(layers: str | Sequence[int] | None) -> LayerSpec:
     return tuple(layers)
 
 
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?")
+
+
+def _model_arg_value(text: str) -> Any:
+    """``"4"`` -> 4, ``"0.5"`` -> 0.5, ``"true"`` -> True, anything else stays a string."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if _INT.fullmatch(text):
+        return int(text)
+    if _FLOAT.fullmatch(text):  # not float(): "nan" or "inf" are names, not numbers, here
+        return float(text)
+    return text
+
+
+def parse_model_args(model_args: str | Mapping[str, Any] | None) -> dict[str, Any]:
+    """lmms-eval's ``key=value,key=value`` -> a dict for ``from_pretrained``; values that
+    look like an int, a float or true/false become one. A mapping is checked and copied.
+
+    >>> parse_model_args("gguf_file=m.gguf,low_cpu_mem_usage=true,max_memory_gb=1.5")
+    {'gguf_file': 'm.gguf', 'low_cpu_mem_usage': True, 'max_memory_gb': 1.5}
+
+    Raises:
+        ValueError: an item is not ``key=value``, a key is not an identifier or repeats, or
+            it names an argument that has its own option (``trust_remote_code``, ...).
+    """
+    if model_args is None:
+        return {}
+    if isinstance(model_args, str):
+        items = [item.strip() for item in model_args.split(",") if item.strip()]
+        if any("=" not in item for item in items):
+            raise ValueError(f"model_args takes key=value,key=value, not {model_args!r}")
+        pairs = [tuple(part.strip() for part in item.split("=", 1)) for item in items]
+        parsed = {key: _model_arg_value(value) for key, value in pairs}
+        if len(parsed) < len(pairs):
+            raise ValueError(f"model_args repeats a key: {model_args!r}")
+    else:
+        parsed = dict(model_args)
+    for key in parsed:
+        if not isinstance(key, str) or not key.isidentifier():
+            raise ValueError(f"model_args keys must be argument names, got {key!r}")
+        if key in OWN_MODEL_ARGS:
+            raise ValueError(f"set {key} with {OWN_MODEL_ARGS[key]} (API: its own option), not model_args")
+    return parsed
+
+
 def _at_least(name: str, value: int | None, low: int) -> None:
     if value is not None and value < low:
         raise ValueError(f"{name} must be >= {low}, got {value}")
@@ -104,9 +157,10 @@ class RunConfig:
                        required=True)
     out: str | None = option(None, "run directory to write (API: None keeps the run in memory)",
                              "Run", flags=("--out",), required=True)
-    device: str = option("cpu", "torch device, e.g. cpu, cuda, cuda:1", "Model")
-    dtype: str = option("float32", "model precision (metrics are always float64)", "Model",
-                        identity=True, choices=DTYPE_NAMES)
+    device: str = option("auto", "torch device: auto (cuda if available, else mps, else cpu), "
+                         "cpu, cuda, cuda:1, mps", "Model")
+    dtype: str = option("float32", "model precision; auto: the checkpoint's own (metrics are "
+                        "always float64)", "Model", identity=True, choices=DTYPE_NAMES)
     batch_size: int = option(8, "samples per forward pass; results do not depend on it", "Run",
                              type=int)
     limit: int | None = option(None, "score only the first N samples", "Data", type=int,
@@ -116,7 +170,25 @@ class RunConfig:
                        identity=True, type=int)
     strict: bool = option(False, "stop at the first bad sample instead of recording it", "Run")
     n_boot: int = option(1000, "bootstrap replicates of the 95%% intervals", "Run", type=int)
-    progress: bool = option(True, "show progress bars", "Run", flags=("--no-progress",))
+    progress: bool = option(True, "hide the progress bars (API: progress=False)", "Run",
+                            flags=("--no-progress",))
+    revision: str | None = option(None, "hub branch, tag or commit of --model", "Model",
+                                  identity=True, metavar="REV")
+    trust_remote_code: bool = option(False, "run Python code shipped with the checkpoint "
+                                     "(config auto_map); without it such a checkpoint is refused",
+                                     "Model")
+    attn_implementation: str | None = option(None, "attention kernel: eager, sdpa, "
+                                             "flash_attention_2, ... (default: transformers' choice)",
+                                             "Model", metavar="NAME")
+    model_args: dict[str, Any] = option(  # noqa: RUF009 - option() is a field()
+        None, "more from_pretrained arguments, lmms-eval style: key=value,key=value (ints, floats "
+        "and true/false converted), e.g. gguf_file=model.Q4_1.gguf", "Model", identity=True,
+        metavar="K=V,...")
+    sample: int | None = option(None, "a seeded random subset of N samples, in data set order (the "
+                                "paper's protocol: 10000, seed 123); --limit takes the first N",
+                                "Data", identity=True, type=int, metavar="N")
+    sample_seed: int = option(PAPER_SAMPLE_SEED, "seed of the --sample draw", "Data", identity=True,
+                              type=int, metavar="SEED")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):  # paths are kept as strings: config.json is JSON
@@ -129,7 +201,11 @@ class RunConfig:
         _at_least("batch_size", self.batch_size, 1)
         _at_least("limit", self.limit, 1)
         _at_least("n_boot", self.n_boot, 1)
+        _at_least("sample", self.sample, 1)
+        if self.limit is not None and self.sample is not None:
+            raise ValueError("limit takes the first N samples and sample a random N: choose one")
         _one_of("dtype", self.dtype, DTYPE_NAMES)
+        object.__setattr__(self, "model_args", parse_model_args(self.model_args))
 
     @classmethod
     def from_options(cls: type[_C], **options: Any) -> _C:

@@ -406,9 +406,22 @@ class Run:
         return self.path.name
 
     @property
+    def command(self) -> str:
+        """``"diff-erank"`` for a text LLM's Diff-eRank run (its summary holds
+        ``diff_erank.paper``), else ``"score"``."""
+        diff = self.summary.get("diff_erank")
+        return "diff-erank" if isinstance(diff, Mapping) and "paper" in diff else "score"
+
+    @property
     def provenance(self) -> dict[str, Any]:
         prov = self.summary.get("provenance")
         return prov if isinstance(prov, dict) else {}
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The run's settings as ``config.json`` records them (its ``config`` object), or {}."""
+        options = (self.config or {}).get("config")
+        return options if isinstance(options, dict) else {}
 
     @property
     def model_name(self) -> str | None:
@@ -575,12 +588,6 @@ def load_run(run_dir: str | Path, with_controls: bool = True) -> Run:
         raise RunDirError(f"{summary_path} is not valid JSON: {exc}") from exc
     if not isinstance(summary, dict):
         raise RunDirError(f"{summary_path} must hold a JSON object, got {type(summary).__name__}")
-    if isinstance(summary.get("diff_erank"), dict) and "paper" in summary["diff_erank"]:
-        raise RunDirError(
-            f"{path} is a `mm-align diff-erank` run (text LLM); reports and comparisons cover "
-            "`mm-align score` runs. Its numbers are in summary.json and results.jsonl."
-        )
-
     problems: list[str] = []
     results = read_jsonl(path / RESULTS, problems)
     errors = read_jsonl(path / ERRORS, problems)

@@ -17,6 +17,7 @@ import numpy as np
 
 from mm_align.metrics.aggregate import image_reduction_ratio, image_text_alignment
 from mm_align.metrics.bootstrap import STAGES, bootstrap_ci, dataset_metrics
+from mm_align.pipeline.summary import control_differences
 
 # Centre of each stage's eRank: the paper's LLaVA-1.5 / detail_23k values (Table 2).
 BASE_ERANK = {"vision": 18.34, "projector": 11.28, "image": 45.62, "text": 74.21, "joint": 76.34}
@@ -214,6 +215,7 @@ def make_run(
     (root / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     (root / "config.json").write_text(json.dumps({"model": "tiny", "seed": seed}), encoding="utf-8")
 
+    controls = list(controls)
     for k, name in enumerate(controls):
         make_run(
             root / "controls" / name,
@@ -227,4 +229,11 @@ def make_run(
             images=False,
             model_note=model_note,
         )
+    if controls:  # as the pipeline does: each control's paired difference from the real run
+        control_results = {
+            name: [json.loads(line) for line in (root / "controls" / name / "results.jsonl").open()]
+            for name in controls
+        }
+        summary["controls"] = control_differences(results, control_results, n_boot=200, seed=seed)
+        (root / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     return root

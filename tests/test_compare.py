@@ -129,7 +129,7 @@ def test_three_runs_and_cli(tmp_path, capsys):
     ]
     out = tmp_path / "out"
     assert main(["compare", *map(str, runs), "--out", str(out), "--labels", "x,y,z"]) == 0
-    assert capsys.readouterr().out.strip() == str(out / "compare.html")
+    assert capsys.readouterr().out.strip().splitlines()[-1] == str(out / "compare.html")
     doc = _doc(out)
     assert doc["baseline"] == "x"
     assert [d["label"] for d in doc["differences"]] == ["y", "z"]

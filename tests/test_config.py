@@ -46,7 +46,7 @@ def test_parse_layers_refuses(raw) -> None:
     ({"limit": 0}, "limit must be >= 1"),
     ({"n_boot": 0}, "n_boot must be >= 1"),
     ({"max_pixels": 0}, "max_pixels must be >= 1"),
-    ({"dtype": "float8"}, "unknown dtype 'float8'; choose from float32, bfloat16, float16"),
+    ({"dtype": "float8"}, "unknown dtype 'float8'; choose from auto, float32, bfloat16, float16"),
     ({"prompt": "fancy"}, "unknown prompt 'fancy'"),
     ({"controls": ["nope"]}, "unknown control 'nope'; choose from shuffled, image-only-noise, rotate90"),
     ({"baseline": "random"}, "unknown baseline 'random'; choose from untrained"),

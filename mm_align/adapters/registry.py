@@ -85,6 +85,7 @@ def load_vlm(
     if not Path(name).exists() and (Path(name).is_absolute() or name.startswith((".", "~"))
                                     or name.count("/") > 1):
         raise FileNotFoundError(f"no such checkpoint folder: {name}")
+    hf_kwargs.setdefault("trust_remote_code", False)  # explicit: unset, transformers prompts y/N
     config_kwargs = {key: hf_kwargs[key] for key in HUB_KWARGS if key in hf_kwargs}
     config = AutoConfig.from_pretrained(path_or_id, **config_kwargs)
     cls = adapter_class(config.model_type)

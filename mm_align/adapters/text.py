@@ -25,6 +25,10 @@ from mm_align.capture import capture, output_of
 
 __all__ = ["TextAdapter"]
 
+# from_pretrained arguments that pick which files of a checkpoint are read: the tokenizer
+# and the config must be read from the same ones as the weights.
+FILE_KWARGS = ("gguf_file", "subfolder")
+
 
 class TextAdapter:
     """A text LLM and its tokenizer.
@@ -54,8 +58,11 @@ class TextAdapter:
         **hf_kwargs: Any,
     ) -> TextAdapter:
         """Load tokenizer and model with ``AutoTokenizer`` / ``AutoModel.from_pretrained``;
-        ``hf_kwargs`` go to the model (the hub ones to the tokenizer too)."""
-        shared = {key: hf_kwargs[key] for key in HUB_KWARGS if key in hf_kwargs}
+        ``hf_kwargs`` go to the model (the hub ones and ``gguf_file`` to the tokenizer too).
+        ``trust_remote_code`` is False unless given: a checkpoint that ships code is refused
+        instead of transformers asking y/N on the terminal."""
+        hf_kwargs = {"trust_remote_code": False, **hf_kwargs}
+        shared = {key: hf_kwargs[key] for key in (*HUB_KWARGS, *FILE_KWARGS) if key in hf_kwargs}
         tokenizer = AutoTokenizer.from_pretrained(path_or_id, **shared)
         model = AutoModel.from_pretrained(path_or_id, **{DTYPE_KWARG: resolve_dtype(dtype)}, **hf_kwargs)
         return cls(model.to(device), tokenizer, max_length=max_length)

@@ -1,5 +1,6 @@
 """``mm-align compare RUN_DIR... --out DIR``: metrics of several runs side by side, with
-bootstrap intervals of each run's difference to the first (the baseline)."""
+bootstrap intervals of each run's difference to the first (the baseline); prints what differs
+between the runs, the differences and the runs' table, then the page's path."""
 
 from __future__ import annotations
 
@@ -31,8 +32,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mm_align.api import compare
+    from mm_align.api import write_comparison
+    from mm_align.pipeline.comparison import compare, format_comparison
+    from mm_align.pipeline.export import export_rows, to_markdown
 
     labels = [s.strip() for s in args.labels.split(",")] if args.labels else None
-    print(compare(args.run_dirs, args.out, allow_different_data=args.allow_different_data, labels=labels))
+    doc, runs = compare(args.run_dirs, allow_different_data=args.allow_different_data, labels=labels)
+    page = write_comparison(doc, runs, args.out)
+    print(format_comparison(doc))
+    print("\n" + to_markdown(export_rows(runs)))
+    print(f"\n{page}")
     return 0

@@ -28,9 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mm_align.api import diff_erank
     from mm_align.pipeline.diff_erank import format_diff_erank
+    from mm_align.pipeline.export import run_table
 
     config = DiffErankConfig.from_args(args)
     result = diff_erank(config.model, config.data, config.out, config=config)
     print(format_diff_erank(result.summary))
+    print("\n" + run_table(config.out))
     print(f"\nresults in {config.out}")
     return 0

@@ -30,11 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mm_align.api import score
     from mm_align.pipeline.distributed import Workers
+    from mm_align.pipeline.export import run_table
     from mm_align.pipeline.summary import format_table
 
     config = ScoreConfig.from_args(args)  # every option checked before any model loads
     result = score(config.model, config.data, config.out, config=config)
     if Workers.from_env().is_main:  # one table, not one per data-parallel process
         print(format_table(result.summary))
+        print("\n" + run_table(config.out))
         print(f"\nresults in {config.out}")
     return 0

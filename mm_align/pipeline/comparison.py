@@ -11,16 +11,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import json
+import textwrap
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import mm_align
 from mm_align.metrics.bootstrap import Difference, paired_difference, unpaired_difference
+from mm_align.pipeline.summary import difference_rows
 from mm_align.rundir import Run, load_run
 
-__all__ = ["DataMismatchError", "compare"]
+__all__ = ["DataMismatchError", "compare", "format_comparison", "format_provenance_diff", "provenance_diff"]
 
 N_BOOT = 2000
 SEED = 0
@@ -36,13 +39,14 @@ class DataMismatchError(ValueError):
 class _Pairing:
     """How one run is compared with the baseline."""
 
-    mode: str  # "paired" or "unpaired"
+    mode: str  # "paired", "unpaired" or "none" (a Diff-eRank run: nothing to pair)
     shared: list[str]
     same_data: bool
     note: str
 
 
-def _labels(runs: Sequence[Run], labels: Sequence[str] | None) -> list[str]:
+def run_labels(runs: Sequence[Run], labels: Sequence[str] | None) -> list[str]:
+    """Display names of runs: ``labels`` if given, else directory names (made unique)."""
     if labels is not None:
         if len(labels) != len(runs):
             raise ValueError(f"got {len(labels)} labels for {len(runs)} runs")
@@ -118,6 +122,8 @@ def _pairing(
 
 
 def _difference(base: Run, other: Run, pairing: _Pairing) -> dict[str, Difference]:
+    if pairing.mode == "none":
+        return {}
     if pairing.mode == "paired":
         return paired_difference(
             base.entropies(pairing.shared),
@@ -151,6 +157,41 @@ def _run_entry(label: str, run: Run) -> dict[str, Any]:
     }
 
 
+# Run plumbing, not what produced the numbers: left out of the provenance diff.
+_PLUMBING = {"option.out", "option.resume", "option.progress", "option.model", "option.data"}
+
+
+def _flat(mapping: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, Mapping) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def provenance_diff(runs: Mapping[str, Run]) -> dict[str, Any]:
+    """What differs between runs and what they share: every field of their provenance
+    (model, revision, dtype, prompt, data fingerprint, versions, ...) and, as ``option.*``,
+    of the options in their ``config.json``.
+
+    Returns:
+        ``{"differs": {field: {label: value}}, "equal": {field: value}}``, fields in the
+        order first met; a field a run lacks counts as None.
+    """
+    flat = {label: {**_flat(run.provenance), **_flat(run.options, "option.")} for label, run in runs.items()}
+    fields = [f for f in dict.fromkeys(k for values in flat.values() for k in values) if f not in _PLUMBING]
+    differs, equal = {}, {}
+    for name in fields:
+        values = {label: values.get(name) for label, values in flat.items()}
+        if len({json.dumps(v, sort_keys=True, default=str) for v in values.values()}) > 1:
+            differs[name] = values
+        else:
+            equal[name] = next(iter(values.values()))
+    return {"differs": differs, "equal": equal}
+
+
 def compare(
     run_dirs: Sequence[str | Path],
     allow_different_data: bool = False,
@@ -166,12 +207,15 @@ def compare(
     if not run_dirs:
         raise ValueError("compare needs at least one run directory")
     loaded = [load_run(d, with_controls=False) for d in run_dirs]
-    names = _labels(loaded, labels)
+    names = run_labels(loaded, labels)
     runs = dict(zip(names, loaded))
     baseline, base = names[0], loaded[0]
     differences = []
     for label, run in list(runs.items())[1:]:
         pairing = _pairing(base, baseline, run, label, allow_different_data)
+        if "diff-erank" in (base.command, run.command):  # no per-stage entropies to pair
+            pairing = replace(pairing, mode="none", shared=[], note="Diff-eRank run: compare the "
+                              "Diff-eRank values and intervals of the runs' table; no per-stage difference.")
         differences.append(
             {
                 "label": label,
@@ -190,6 +234,30 @@ def compare(
         "seed": SEED,
         "level": 0.95,
         "runs": [_run_entry(label, run) for label, run in runs.items()],
+        "provenance": provenance_diff(runs),
         "differences": differences,
     }
     return doc, runs
+
+
+def format_provenance_diff(diff: Mapping[str, Any]) -> str:
+    """The provenance diff for the terminal: each differing field with every run's value,
+    then the fields all runs share."""
+    lines = ["differs between the runs:" if diff["differs"] else "no provenance field differs"]
+    for name, values in diff["differs"].items():
+        lines.append(f"  {name}: " + "   ".join(f"{label}={value}" for label, value in values.items()))
+    if diff["equal"]:
+        shared = ", ".join(f"{name}={value}" for name, value in diff["equal"].items())
+        lines.append(textwrap.fill(shared, 100, initial_indent="equal in every run: ",
+                                   subsequent_indent="  ", break_on_hyphens=False, break_long_words=False))
+    return "\n".join(lines)
+
+
+def format_comparison(doc: Mapping[str, Any]) -> str:
+    """The comparison for the terminal: the provenance diff, then each run's paired (or
+    unpaired) difference to the baseline with its interval and p-value."""
+    parts = [format_provenance_diff(doc["provenance"])]
+    for d in doc["differences"]:
+        title = f"{d['label']} − {d['against']} ({d['mode']}, {d['n_shared']} shared samples): {d['note']}"
+        parts.append("\n".join(difference_rows(title, d["metrics"])))
+    return "\n\n".join(parts)

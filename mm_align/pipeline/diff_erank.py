@@ -43,10 +43,12 @@ from mm_align.config import DiffErankConfig
 from mm_align.data import Sample
 from mm_align.metrics import aggregate_erank, matrix_entropy
 from mm_align.metrics.bootstrap import percentile_interval, resample_indices
+from mm_align.pipeline.loading import config_kwargs, hf_kwargs, load_kwargs
 from mm_align.pipeline.provenance import model_identity, model_provenance, software_versions
 from mm_align.pipeline.reduce import MetricError
 from mm_align.pipeline.result import ScoreResult
 from mm_align.pipeline.scorer import ScoreError, Scorer, score_into
+from mm_align.pipeline.selection import select
 from mm_align.pipeline.texts import open_texts
 from mm_align.rundir import MemoryRun, RunFiles
 
@@ -196,13 +198,14 @@ def run_diff_erank(config: DiffErankConfig, model: TextAdapter | None = None) ->
         ManifestError: the data set is malformed.
     """
     source = open_texts(config.data, text_column=config.text_column)
-    samples = list(source)[: config.limit]
-    identity = {**config.identity(), "model": model_identity(model or config.model),
+    samples = select(source, config.limit, config.sample, config.sample_seed)
+    identity = {**config.identity(),
+                "model": model_identity(model or config.model, **config_kwargs(hf_kwargs(config))),
                 "data": source.fingerprint()}
     store = MemoryRun() if config.out is None else RunFiles(config.out)
     store.check({"identity": identity}, config.resume)  # before the weights load: cheap refusal
-    trained = model or TextAdapter.from_pretrained(
-        config.model, device=config.device, dtype=config.dtype, max_length=config.max_length)
+    trained = model or TextAdapter.from_pretrained(config.model, max_length=config.max_length,
+                                                   **load_kwargs(config))
     store.open({"command": "diff-erank", "config": config.to_dict(), "identity": identity})
     task = TextTask({"trained": trained, "untrained": trained.untrained(config.seed)})
     score_into(Scorer(task, config.strict), lambda: iter(samples), store, owns=lambda _: True,
@@ -214,7 +217,8 @@ def run_diff_erank(config: DiffErankConfig, model: TextAdapter | None = None) ->
                  "description": source.describe(), "fingerprint": source.fingerprint()},
         "max_length": config.max_length, "dtype": str(trained.dtype).removeprefix("torch."),
         "seed": config.seed, "untrained": "AutoModel.from_config(config) under torch.manual_seed(seed)",
-        "device": str(trained.device), "n_requested": len(samples), "versions": software_versions(),
+        "device": str(trained.device), "n_requested": len(samples), "selection": samples.description,
+        "versions": software_versions(),
     }
     results, errors = store.results(), store.errors()
     summary = summarize_diff_erank(results, len(errors), provenance, n_boot=config.n_boot, seed=config.seed)

@@ -89,9 +89,11 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def model_identity(model: str | Path | Any) -> dict[str, Any]:
+def model_identity(model: str | Path | Any, **hub_kwargs: Any) -> dict[str, Any]:
     """What a model IS, for resuming: its type, hub revision and weights fingerprint, read
-    without loading weights. ``model``: a checkpoint path or hub id, or a loaded adapter.
+    without loading weights. ``model``: a checkpoint path or hub id, or a loaded adapter;
+    ``hub_kwargs`` locate its config (``revision``, ``gguf_file``, ...;
+    ``trust_remote_code`` is False unless given).
 
     The path or id itself enters only when there are no local weights to fingerprint, so the
     same checkpoint reached through another path resumes, and other weights at the same path
@@ -99,7 +101,8 @@ def model_identity(model: str | Path | Any) -> dict[str, Any]:
     if isinstance(model, str | Path):
         from transformers import AutoConfig
 
-        name, config = str(model), AutoConfig.from_pretrained(str(model))
+        hub_kwargs = {"trust_remote_code": False, **hub_kwargs}
+        name, config = str(model), AutoConfig.from_pretrained(str(model), **hub_kwargs)
     else:
         name, config = model.model.name_or_path, model.model.config
     info = model_provenance(name, config)

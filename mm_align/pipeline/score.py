@@ -27,6 +27,7 @@ from mm_align.data.images import ImageLimits
 from mm_align.data.memory import open_memory
 from mm_align.pipeline.controls import Transform, make_transform
 from mm_align.pipeline.distributed import Workers
+from mm_align.pipeline.loading import config_kwargs, hf_kwargs, load_kwargs
 from mm_align.pipeline.provenance import (
     file_sha256,
     model_identity,
@@ -36,7 +37,8 @@ from mm_align.pipeline.provenance import (
 from mm_align.pipeline.reduce import reduce_sample
 from mm_align.pipeline.result import ScoreResult
 from mm_align.pipeline.scorer import ScoreError, Scorer, score_into
-from mm_align.pipeline.summary import diff_erank_summary, summarize
+from mm_align.pipeline.selection import select
+from mm_align.pipeline.summary import control_differences, diff_erank_summary, summarize
 from mm_align.rundir import MemoryRun, RunFiles
 
 __all__ = ["ScoreError", "open_source", "resolve_layers", "run_score"]
@@ -162,7 +164,7 @@ def _identity(config: ScoreConfig, model: Any, source: SampleSource) -> dict[str
     model's and projector's content, and the data's."""
     return {
         **config.identity(),
-        "model": model_identity(model),
+        "model": model_identity(model, **config_kwargs(hf_kwargs(config))),
         "projector": file_sha256(config.projector) if config.projector else None,
         "data": source.fingerprint(),
     }
@@ -184,15 +186,15 @@ def _load(config: ScoreConfig, model: Any, workers: Workers,
           projector: dict | None) -> tuple[Any, dict | None]:
     """The adapter (loaded unless given) with the projector file's weights swapped in."""
     if isinstance(model, str | Path):
-        hf_kwargs = {"device_map": config.device_map} if config.device_map else {}
-        adapter = load_vlm(str(model), device=workers.device(config.device), dtype=config.dtype,
-                           prompt=config.prompt, include_special=config.include_special, **hf_kwargs)
+        options = load_kwargs(config)
+        adapter = load_vlm(str(model), **{**options, "device": workers.device(options["device"])},
+                           prompt=config.prompt, include_special=config.include_special)
     else:
         adapter = model
     return adapter, swap_projector(adapter, config.projector, projector) if config.projector else None
 
 
-def _score_all(config: ScoreConfig, adapter: Any, source: SampleSource, stores: dict,
+def _score_all(config: ScoreConfig, adapter: Any, source: Sequence[Sample], stores: dict,
                workers: Workers, n_total: int) -> None:
     sweep = resolve_layers(config.layers, adapter.num_hidden_states)
     images = ImageLimits(config.max_pixels, config.max_aspect_ratio, config.resize_to_max_pixels)
@@ -218,20 +220,31 @@ def _score_all(config: ScoreConfig, adapter: Any, source: SampleSource, stores: 
                        progress=config.progress, desc=name or "score")
 
 
+def _against_real(config: ScoreConfig, records: dict[str | None, list]) -> dict[str, Any]:
+    """The real run's summary fields that compare it with its controls and baseline."""
+    real, boot = records[None], {"n_boot": config.n_boot, "seed": config.seed}
+    extra: dict[str, Any] = {}
+    if config.controls:
+        extra["controls"] = control_differences(real, {n: records[n] for n in config.controls}, **boot)
+    if config.baseline:
+        extra["diff_erank"] = diff_erank_summary(real, records[config.baseline], **boot)
+    return extra
+
+
 def _summaries(config: ScoreConfig, stores: dict, provenance: dict[str, Any]) -> ScoreResult:
     """Summaries of every run (from its results only), written and returned."""
+    for store in stores.values():  # every shard first: the real run's summary reads the others
+        store.merge()
+    records = {name: store.results() for name, store in stores.items()}
     out: dict[str | None, ScoreResult] = {}
     for name, store in stores.items():
-        store.merge()
-        results, errors = store.results(), store.errors()
-        summary = summarize(results, len(errors), {**provenance, "control": name},
+        errors = store.errors()
+        summary = summarize(records[name], len(errors), {**provenance, "control": name},
                             n_boot=config.n_boot, seed=config.seed)
-        if name is None and config.baseline:
-            summary["diff_erank"] = diff_erank_summary(
-                results, stores[config.baseline].results(), n_boot=config.n_boot, seed=config.seed
-            )
+        if name is None:
+            summary.update(_against_real(config, records))
         store.write_summary(summary)
-        out[name] = ScoreResult(summary, results, errors, out=getattr(store, "root", None))
+        out[name] = ScoreResult(summary, records[name], errors, out=getattr(store, "root", None))
     main = out.pop(None)
     main.controls = {name: result for name, result in out.items() if name is not None}
     return main
@@ -274,7 +287,8 @@ def run_score(config: ScoreConfig, model: Any = None, data: Any = None) -> Score
     workers = Workers.from_env()
     torch.manual_seed(config.seed)
     source = open_source(config.data if data is None else data, config)
-    n_total = len(source) if config.limit is None else min(config.limit, len(source))
+    chosen = select(source, config.limit, config.sample, config.sample_seed)
+    n_total = len(chosen)
     if n_total == 0:
         raise ValueError(f"the data set {config.data} has no samples: nothing to score (check --data "
                          "and its columns)")
@@ -292,9 +306,9 @@ def run_score(config: ScoreConfig, model: Any = None, data: Any = None) -> Score
         for name, store in stores.items():
             store.open({"command": "score", "config": config.to_dict(),
                         "identity": {**identity, "control": name}} if workers.is_main else None)
-        _score_all(config, adapter, source, stores, workers, n_total)
+        _score_all(config, adapter, chosen, stores, workers, n_total)
         workers.barrier()  # every shard is complete
-        provenance = _provenance(config, adapter, source, projector_info, workers, n_total)
+        provenance = _provenance(config, adapter, chosen, source, projector_info, workers, n_total)
         result = _summaries(config, stores, provenance) if workers.is_main else None
         workers.barrier()  # the summary exists for every worker to read
     result = result or _reread(config)
@@ -304,8 +318,8 @@ def run_score(config: ScoreConfig, model: Any = None, data: Any = None) -> Score
     return result
 
 
-def _provenance(config: ScoreConfig, adapter: Any, source: SampleSource, projector: dict | None,
-                workers: Workers, n_total: int) -> dict[str, Any]:
+def _provenance(config: ScoreConfig, adapter: Any, chosen: Any, source: SampleSource,
+                projector: dict | None, workers: Workers, n_total: int) -> dict[str, Any]:
     """What produced the run, for its summary."""
     return {
         "model": model_provenance(adapter.model.name_or_path, adapter.model.config),
@@ -316,5 +330,6 @@ def _provenance(config: ScoreConfig, adapter: Any, source: SampleSource, project
         "include_special": adapter.include_special, "layers": resolve_layers(config.layers, adapter.num_hidden_states),
         "seed": config.seed, "device": str(adapter.device), "n_requested": n_total,
         "max_text_tokens": config.max_text_tokens or context_length(adapter),
+        "selection": chosen.description,
         "workers": workers.world_size, "versions": software_versions(),
     }

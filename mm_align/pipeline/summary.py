@@ -6,11 +6,13 @@ uninterrupted one get identical summaries, and anyone can recompute it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mm_align.metrics import aggregate_erank, image_text_alignment
 from mm_align.metrics.bootstrap import (
+    Difference,
     bootstrap_ci,
     dataset_metrics,
     paired_difference,
@@ -119,32 +121,80 @@ def diff_erank_summary(
     return {"n_paired": len(pairs), **diffs}
 
 
+# Fewer shared samples than this cannot carry a paired bootstrap.
+MIN_PAIRED = 2
+
+
+def control_differences(
+    real: Sequence[Mapping[str, Any]],
+    controls: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict[str, Difference]]:
+    """How far each control or perturbation moved every metric from the real run.
+
+    Args:
+        real: the real run's per-sample results.
+        controls: control name -> its per-sample results (the same samples, transformed).
+
+    Returns:
+        ``{name: {metric: {"a": real, "b": control, "diff": control - real, "ci95",
+        "p_value"}}}``: a paired bootstrap (:func:`paired_difference`) over the ids scored
+        in both runs, in the real run's order; a control sharing fewer than 2 ids is left out.
+    """
+    out = {}
+    for name, records in controls.items():
+        by_id = {r["id"]: r for r in records}
+        pairs = [(r, by_id[r["id"]]) for r in real if r["id"] in by_id]
+        if len(pairs) < MIN_PAIRED:
+            continue
+        real_h, control_h = ({s: [p[side][f"entropy_{s}"] for p in pairs] for s in STAGES} for side in (0, 1))
+        out[name] = paired_difference(real_h, control_h, n_boot=n_boot, seed=seed)
+    return out
+
+
+_LABELS = {
+    "erank_vision": "eRank1 vision encoder",
+    "erank_projector": "eRank2 projector",
+    "erank_image": "eRank3 LLM image",
+    "erank_text": "eRank4 LLM text",
+    "erank_joint": "eRank5 LLM image+text",
+    "image_reduction_ratio": "Image Reduction Ratio",
+    "image_text_alignment": "Image-Text Alignment",
+}
+
+
+def _row(label: str, value: float, interval: Sequence[float], p: float | None = None) -> str:
+    tail = "" if p is None else f"   p = {p:.3g}"
+    return f"  {label:<26} {value:>10.4f}   [{interval[0]:.4f}, {interval[1]:.4f}]{tail}"
+
+
+def difference_rows(title: str, diffs: Mapping[str, Any]) -> list[str]:
+    """``title``, then one line per metric of ``diffs`` (metric -> Difference): the
+    difference, its 95% interval and p-value."""
+    rows = [f"  {title}"]
+    for key, label in _LABELS.items():
+        if isinstance(d := diffs.get(key), Mapping):
+            rows.append(_row(label, d["diff"], d["ci95"], d["p_value"]))
+    return rows
+
+
 def format_table(summary: Mapping[str, Any]) -> str:
-    """A short human-readable table of a summary, for the terminal."""
-    lines = [f"samples scored: {summary['n_samples']}   errors: {summary['n_errors']}"]
+    """A short human-readable table of a summary, for the terminal: the metrics with their
+    95% intervals, then each control's and the untrained baseline's paired difference."""
+    prov = summary.get("provenance", {})
+    lines = [f"samples scored: {summary['n_samples']}   errors: {summary['n_errors']}   "
+             f"device: {prov.get('device', '?')}   dtype: {prov.get('dtype', '?')}"]
     if "erank" not in summary:
         return "\n".join(lines)
     ci = summary.get("ci95", {})
-    labels = {
-        "vision": "eRank1 vision encoder",
-        "projector": "eRank2 projector",
-        "image": "eRank3 LLM image",
-        "text": "eRank4 LLM text",
-        "joint": "eRank5 LLM image+text",
-    }
-
-    def row(label: str, value: float, key: str) -> str:
-        lo, hi = ci.get(key, (float("nan"), float("nan")))
-        return f"  {label:<26} {value:>10.4f}   [{lo:.4f}, {hi:.4f}]"
-
+    values = {**{f"erank_{s}": v for s, v in summary["erank"].items()},
+              **{k: summary[k] for k in ("image_reduction_ratio", "image_text_alignment")}}
     lines.append(f"  {'metric':<26} {'value':>10}   95% CI")
-    for stage, label in labels.items():
-        lines.append(row(label, summary["erank"][stage], f"erank_{stage}"))
-    lines.append(row("Image Reduction Ratio", summary["image_reduction_ratio"], "image_reduction_ratio"))
-    lines.append(row("Image-Text Alignment", summary["image_text_alignment"], "image_text_alignment"))
-    for stage in LLM_STAGES if "diff_erank" in summary else ():
-        d = summary["diff_erank"].get(f"erank_{stage}")
-        if d:
-            lo, hi = d["ci95"]
-            lines.append(f"  {'Diff-eRank LLM ' + stage:<26} {d['diff']:>10.4f}   [{lo:.4f}, {hi:.4f}]")
+    lines += [_row(label, values[key], ci.get(key, (math.nan, math.nan))) for key, label in _LABELS.items()]
+    for name, diffs in summary.get("controls", {}).items():
+        lines += difference_rows(f"control {name} − real run (paired 95% CI, p)", diffs)
+    if "diff_erank" in summary:
+        lines += difference_rows("untrained LLM − trained (Diff-eRank for eRanks)", summary["diff_erank"])
     return "\n".join(lines)

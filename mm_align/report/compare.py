@@ -14,6 +14,7 @@ from mm_align.report.blocks import (
 )
 from mm_align.report.fmt import interval, num, p_value
 from mm_align.report.html import Markup, join, kv_table, note, page, section, table, tag
+from mm_align.report.provenance import provenance_diff_block
 from mm_align.rundir import Run
 from mm_align.stages import METRICS
 
@@ -89,6 +90,9 @@ def render_compare(doc: dict[str, Any], runs: dict[str, Run]) -> str:
                 ),
             )
         )
+    sections.append(("provenance", "Provenance", section(
+        "What differs between the runs", provenance_diff_block(doc["provenance"], list(runs)),
+        anchor="provenance")))
     figure_layers = layer_figure(runs)
     if figure_layers:
         sections.append(

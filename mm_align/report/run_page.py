@@ -19,6 +19,7 @@ from mm_align.report.blocks import (
     metric_label,
     metric_table,
 )
+from mm_align.report.controls import control_differences_block
 from mm_align.report.fmt import METRIC_LABELS, STAGE_LABELS, interval, num, p_value
 from mm_align.report.html import (
     Markup,
@@ -97,7 +98,7 @@ def _overview(run: Run) -> Markup:
                 num(means.get(stage)) if key.startswith("erank_") else "–",
             ]
         )
-    parts = [_cards(run)]
+    parts = [_cards(run), control_differences_block(run.summary)]
     if note_text := run.model_note:
         parts.insert(0, note(f"Model note: {note_text}", "warn"))
     parts.append(
@@ -450,10 +451,13 @@ def write_report(run_dir: str | Path) -> Path:
     Raises:
         RunDirError: ``run_dir`` has no ``summary.json``.
     """
+    from mm_align.report.diff_erank_page import render_diff_erank  # it imports this module
+
     run = load_run(run_dir)
     out = run.path / "report.html"
     # write then rename, so a reader never sees a half-written page
     tmp = out.with_name(".report.html.tmp")
-    tmp.write_text(render_report(run), encoding="utf-8")
+    tmp.write_text(render_diff_erank(run) if run.command == "diff-erank" else render_report(run),
+                   encoding="utf-8")
     tmp.replace(out)
     return out

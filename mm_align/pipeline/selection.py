@@ -1,0 +1,53 @@
+"""Which samples of a data set a run scores: all of them, the first N (``--limit``) or a
+seeded random N (``--sample``, the paper's protocol for large corpora: 10,000 texts drawn
+with seed 123).
+
+The chosen samples keep their ids and are numbered 0..N-1 in data set order, so everything
+downstream (batching, data-parallel shares, the shuffled control, resume) sees an ordinary
+data set of N samples. The data fingerprint stays the whole data set's: with the config's
+``limit`` / ``sample`` / ``sample_seed`` it says exactly what was scored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from mm_align.data import Sample, SampleSource
+
+__all__ = ["Selection", "select"]
+
+
+class Selection(Sequence[Sample]):
+    """A lazy view of some samples of ``source``, renumbered: item k is ``source[positions[k]]``
+    with ``index`` k (images are still not loaded, texts not copied)."""
+
+    def __init__(self, source: SampleSource | Sequence[Sample], positions: Sequence[int], description: str) -> None:
+        self._source = source
+        self.positions = positions
+        self.description = description
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, k: int) -> Sample:  # type: ignore[override]  # no slices needed
+        return dataclasses.replace(self._source[self.positions[k]], index=k)
+
+    def __iter__(self) -> Iterator[Sample]:
+        return (self[k] for k in range(len(self)))
+
+
+def select(source: SampleSource | Sequence[Sample], limit: int | None = None, sample: int | None = None,
+           seed: int = 123) -> Selection:
+    """All samples of ``source``, the first ``limit``, or ``sample`` of them drawn without
+    replacement by ``numpy.random.default_rng(seed).choice`` and put back in data set order
+    (all of them when ``sample`` >= their number)."""
+    n = len(source)
+    if sample is not None and sample < n:
+        drawn = np.random.default_rng(seed).choice(n, size=sample, replace=False)
+        return Selection(source, sorted(int(i) for i in drawn), f"random {sample} of {n} (seed {seed})")
+    if limit is not None and limit < n:
+        return Selection(source, range(limit), f"first {limit} of {n}")
+    return Selection(source, range(n), f"all {n}")
