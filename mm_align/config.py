@@ -23,7 +23,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 __all__ = [
     "BASELINES",
@@ -243,7 +243,7 @@ class ScoreConfig(RunConfig):
 
     device_map: str | None = option(None, "e.g. 'auto': spread a large model over all visible "
                                     "GPUs (accelerate); overrides --device", "Model")
-    prompt: str = option("plain", "plain: image then text, no template; chat: the chat template",
+    prompt: Literal["plain", "chat"] = option("plain", "plain: image then text, no template; chat: the chat template",
                          "Model", identity=True, choices=PROMPTS)
     include_special: bool = option(False, "count special and template tokens in the LLM stages",
                                    "Model", identity=True)

@@ -50,7 +50,8 @@ def _distribution(run: Run) -> Markup:
     if not values:
         return note("No per-text Diff-eRank in results.jsonl.")
     paper = run.summary.get("diff_erank", {}).get("paper")
-    return figure(plots.histograms({"diff_erank": values}, {"diff_erank": paper} if paper is not None else {}),
+    histogram = plots.histograms({"diff_erank": values}, {"diff_erank": paper} if paper is not None else {})
+    return figure(plots.to_data_uri(histogram),
                   "histogram of per-text Diff-eRank",
                   "Per-text eRank(M0) − eRank(M1); the line is the data set's Diff-eRank (a).")
 
