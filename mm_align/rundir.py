@@ -322,6 +322,11 @@ class MemoryRun:
         self._errors: list[dict[str, Any]] = []
         self.summary: dict[str, Any] = {}
 
+    @contextmanager
+    def locked(self) -> Iterator[MemoryRun]:
+        """Nothing to lock: a memory run belongs to its caller alone."""
+        yield self
+
     def check(self, config: Mapping[str, Any], resume: bool) -> None:
         """Nothing to check: a memory run always starts empty."""
 

@@ -199,19 +199,27 @@ def run_diff_erank(config: DiffErankConfig, model: TextAdapter | None = None) ->
     """
     source = open_texts(config.data, text_column=config.text_column)
     samples = select(source, config.limit, config.sample, config.sample_seed)
-    identity = {**config.identity(),
-                "model": model_identity(model or config.model, **config_kwargs(hf_kwargs(config))),
-                "data": source.fingerprint()}
+    if not samples:
+        raise ValueError(f"the data set {config.data} has no texts: nothing to score")
     store = MemoryRun() if config.out is None else RunFiles(config.out)
-    store.check({"identity": identity}, config.resume)  # before the weights load: cheap refusal
-    trained = model or TextAdapter.from_pretrained(config.model, max_length=config.max_length,
-                                                   **load_kwargs(config))
-    store.open({"command": "diff-erank", "config": config.to_dict(), "identity": identity})
-    task = TextTask({"trained": trained, "untrained": trained.untrained(config.seed)})
-    score_into(Scorer(task, config.strict), lambda: iter(samples), store, owns=lambda _: True,
-               n_samples=len(samples), batch_size=config.batch_size, progress=config.progress,
-               desc="diff-erank")
-    provenance = {
+    with store.locked():  # one process owns the run directory until the run is written
+        identity = {**config.identity(),
+                    "model": model_identity(model or config.model, **config_kwargs(hf_kwargs(config))),
+                    "data": source.fingerprint()}
+        store.check({"identity": identity}, config.resume)  # before the weights load: cheap refusal
+        trained = model or TextAdapter.from_pretrained(config.model, max_length=config.max_length,
+                                                       **load_kwargs(config))
+        store.open({"command": "diff-erank", "config": config.to_dict(), "identity": identity})
+        task = TextTask({"trained": trained, "untrained": trained.untrained(config.seed)})
+        score_into(Scorer(task, config.strict), lambda: iter(samples), store, owns=lambda _: True,
+                   n_samples=len(samples), batch_size=config.batch_size, progress=config.progress,
+                   desc="diff-erank")
+        return _finish(config, store, _provenance(config, trained, source, samples))
+
+
+def _provenance(config: DiffErankConfig, trained: TextAdapter, source: Any, samples: Any) -> dict[str, Any]:
+    """What produced the run, for its summary."""
+    return {
         "model": model_provenance(str(config.model), trained.config),
         "data": {"path": str(Path(config.data).resolve()) if Path(config.data).exists() else config.data,
                  "description": source.describe(), "fingerprint": source.fingerprint()},
@@ -220,10 +228,14 @@ def run_diff_erank(config: DiffErankConfig, model: TextAdapter | None = None) ->
         "device": str(trained.device), "n_requested": len(samples), "selection": samples.description,
         "versions": software_versions(),
     }
+
+
+def _finish(config: DiffErankConfig, store: Any, provenance: dict[str, Any]) -> ScoreResult:
+    """Summary written, result returned; no text scored is an error."""
     results, errors = store.results(), store.errors()
     summary = summarize_diff_erank(results, len(errors), provenance, n_boot=config.n_boot, seed=config.seed)
     store.write_summary(summary)
     if summary["n_samples"] == 0:
         where = f"; see {Path(config.out) / 'errors.jsonl'}" if config.out else ""
-        raise ScoreError(f"none of the {len(samples)} texts could be scored{where}")
+        raise ScoreError(f"none of the {provenance['n_requested']} texts could be scored{where}")
     return ScoreResult(summary, results, errors, out=Path(config.out) if config.out else None)
