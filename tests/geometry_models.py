@@ -8,6 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 from mm_align.adapters.tiny import build_tiny_tokenizer, save_tiny
+from mm_align.adapters.tiny_text import build_tiny_text_model
 
 TEXTS = [
     "A cat sits on a wooden floor and looks at the camera.",
@@ -42,3 +43,9 @@ def build_llama(directory: Path, hidden: int, layers: int, seed: int = 0) -> Pat
 def write_texts(path: Path, texts: list[str] = TEXTS) -> Path:
     path.write_text("".join(t + "\n" for t in texts), encoding="utf-8")
     return path
+
+
+def build_families(root: Path) -> dict[str, Path]:
+    """A 3-layer Llama causal LM (hidden 32) and the 2-layer tiny OPT of ``mm-align``."""
+    return {"llama": build_llama(root / "llama", 32, 3),
+            "opt": build_tiny_text_model(root / "opt", "opt")}

@@ -63,7 +63,10 @@ class LMProbe:
         lm = AutoModelForCausalLM.from_pretrained(
             config.model, attn_implementation="eager", **{DTYPE_KWARG: resolve_dtype(config.dtype)}
         ).to(config.device).eval()
-        return cls(lm, TextAdapter(lm.base_model, tokenizer, max_length=config.max_length))
+        # OPT's causal LM calls its decoder directly, never OPTModel.forward: the hooks go
+        # on the module that runs (OPTDecoder; LlamaModel and the like for the others).
+        stack = getattr(lm.base_model, "decoder", lm.base_model)
+        return cls(lm, TextAdapter(stack, tokenizer, max_length=config.max_length))
 
     config = property(lambda self: self.lm.config)
     dtype = property(lambda self: self.lm.dtype)

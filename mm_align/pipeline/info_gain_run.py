@@ -35,6 +35,9 @@ class GainTask:
     model: TextAdapter
     config: InfoGainConfig
 
+    def __post_init__(self) -> None:
+        self.model.layer_index(self.config.layer)  # a bad layer fails before any text
+
     def prepare(self, sample: Sample) -> tuple[str, bool]:
         text = sample.check_text()
         return text, self.model.count_tokens(text)[1]

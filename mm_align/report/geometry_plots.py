@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatterSciNotation, NullFormatter, ScalarFormatter
 
 from mm_align.report.plots import RUN_COLOURS, _legend_right
 
@@ -19,6 +20,7 @@ STAT_LABELS = {
 }
 SELECTOR_STYLES = {"lasso": ("#0072B2", "-", "o"), "attention": ("#D55E00", "--", "s"),
                    "random": ("#7f7f7f", ":", "^")}
+MODE_ORDER = ("keep_only", "delete")
 METRIC_LABELS = {"kl": "KL(p_full || p_intervened) (nats)", "top1": "top-1 agreement"}
 
 
@@ -38,13 +40,22 @@ def scaling_figure(doc: Mapping[str, Any]) -> Figure:
         ax.plot(sizes, fit["values"], "o", color=RUN_COLOURS[1], ms=6, label="models")
         for m, x, y in zip(doc["models"], sizes, fit["values"]):
             ax.annotate(m["name"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("parameters P")
+        _log_log(ax)
         ax.set_title(STAT_LABELS.get(name, name), fontsize=10)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7, frameon=False, loc="best")
+        ax.legend(fontsize=7, frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.18))
     return fig
+
+
+def _log_log(ax: Any) -> None:
+    """Log axes labelled at decades (x) and in plain numbers (y, which spans little)."""
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.xaxis.set_major_formatter(LogFormatterSciNotation())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    for formatter in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+        formatter(ScalarFormatter())
+    ax.set_xlabel("parameters P")
+    ax.grid(alpha=0.3, which="both")
 
 
 def gain_figure(mean_curve: Sequence[float], counts: Sequence[int],
@@ -73,13 +84,14 @@ def attribution_figure(curves: Mapping[str, Mapping[str, Mapping[str, Mapping[st
                        ) -> Figure:
     """Curves over k of each selector: a row per intervention (keep-only, delete-k), a
     column per measure (KL, top-1). ``curves[measure][mode][selector] = {k: mean}``."""
-    modes = list(next(iter(curves.values())))
+    present = next(iter(curves.values()))
+    modes = [m for m in MODE_ORDER if m in present] + [m for m in present if m not in MODE_ORDER]
     fig = Figure(figsize=(10, 3.4 * len(modes)), layout="constrained")
     axes = fig.subplots(len(modes), len(curves), squeeze=False)
     for col, (measure, per_mode) in enumerate(curves.items()):
         for row, mode in enumerate(modes):
             ax = axes[row][col]
-            for selector, curve in per_mode[mode].items():
+            for selector, curve in _ordered(per_mode[mode]).items():
                 colour, style, marker = SELECTOR_STYLES.get(selector, ("#000000", "-", "o"))
                 ks = [int(k) for k in curve]
                 ax.plot(ks, list(curve.values()), style, marker=marker, color=colour,
@@ -92,3 +104,9 @@ def attribution_figure(curves: Mapping[str, Mapping[str, Mapping[str, Mapping[st
             ax.grid(alpha=0.3)
     _legend_right(axes[0][-1], title="selector", title_fontsize=8)
     return fig
+
+
+def _ordered(per_selector: Mapping[str, Any]) -> dict[str, Any]:
+    """Selectors in the order of :data:`SELECTOR_STYLES` (summary.json sorts its keys)."""
+    known = [s for s in SELECTOR_STYLES if s in per_selector]
+    return {s: per_selector[s] for s in known + [s for s in per_selector if s not in known]}
