@@ -68,9 +68,17 @@ class LMProbe:
         stack = getattr(lm.base_model, "decoder", lm.base_model)
         return cls(lm, TextAdapter(stack, tokenizer, max_length=config.max_length))
 
-    config = property(lambda self: self.lm.config)
-    dtype = property(lambda self: self.lm.dtype)
-    device = property(lambda self: self.lm.device)
+    @property
+    def config(self) -> Any:
+        return self.lm.config
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.lm.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.lm.device
 
     def attention_module(self, layer: int) -> torch.nn.Module:
         """The attention of the block producing hidden state ``layer`` (block L-1)."""
@@ -84,11 +92,9 @@ class LMProbe:
         """One unpadded text ``(1, T)`` -> states ``(T, d)``, head-averaged attention of the
         last query ``(T,)`` and next-token logits ``(V,)``, all float64 on the CPU."""
         taps = {"state": self.states.layer_tap(layer),
-                "attn": output_of(self.attention_module(layer), pick=lambda out: out[1])}
+                "attn": output_of(self.attention_module(layer), pick=_probabilities)}
         with torch.inference_mode(), capture(taps) as got:
             out = self.lm(input_ids=ids, use_cache=False, logits_to_keep=1)
-        if got["attn"] is None or got["attn"].ndim != 4:
-            raise RuntimeError("the attention module returned no probabilities (not eager?)")
         attention = got["attn"][0, :, -1, :].mean(0)
         return (got["state"][0].double().cpu(), attention.double().cpu(),
                 out.logits[0, -1].double().cpu())
@@ -119,6 +125,15 @@ class LMProbe:
             logits = self.lm(**batch, **extra, use_cache=False,
                              logits_to_keep=torch.tensor(keep, device=self.device)).logits
         return torch.stack([logits[b, keep.index(last)] for b, last in enumerate(lasts)]).double().cpu()
+
+
+def _probabilities(output: Any) -> torch.Tensor:
+    """The attention probabilities ``(B, heads, queries, keys)`` an attention module returns
+    second; only eager attention computes them."""
+    probs = output[1] if isinstance(output, tuple) and len(output) > 1 else None
+    if not isinstance(probs, torch.Tensor) or probs.ndim != 4:
+        raise RuntimeError("the attention module returned no probabilities (not eager attention?)")
+    return probs
 
 
 def _random_seed(seed: int, index: int, k: int, draw: int) -> int:
@@ -159,7 +174,8 @@ class AttributionTask:
         weights = attr.lasso_token_weights(sub, alpha=c.alpha_ratio * alpha_max)
         scores = {"lasso": weights.abs(), "attention": attention[first : T - 1]}
         ks = [k for k in c.k if k <= len(candidates)]
-        chosen = {name: {k: [first + i for i in attr.top_k(s, k)] for k in ks}
+        # selector -> k -> subsets (one for Lasso and attention, random_draws for random)
+        chosen = {name: {k: [[first + i for i in attr.top_k(s, k)]] for k in ks}
                   for name, s in scores.items()}
         chosen["random"] = {k: [[first + i for i in attr.random_selection(
             len(candidates), k, _random_seed(c.seed, sample.index, k, d))]
@@ -180,8 +196,8 @@ class AttributionTask:
             sel = self._selections(sample, states, attention)
         except ValueError as err:
             raise MetricError(str(err)) from None
-        plan = [(name, k, subset) for name, by_k in sel["chosen"].items() for k, subsets in by_k.items()
-                for subset in (subsets if name == "random" else [subsets])]
+        plan = [(name, k, subset) for name, by_k in sel["chosen"].items()
+                for k, subsets in by_k.items() for subset in subsets]
         kept = [self._kept(ids.shape[1], subset) for _, _, subset in plan]
         logits = {mode: self.probe.next_token_logits(
             ids, [k[mode] for k in kept], self.config.intervention, self.config.batch_size)
@@ -205,15 +221,15 @@ class AttributionTask:
         first = rep["candidates"][0]
         r2 = {name: {str(k): float(np.mean([attr.selection_r2(rep["states"][first:],
                                                               [i - first for i in s])
-                                             for s in (v if name == "random" else [v])]))
-                     for k, v in by_k.items()} for name, by_k in rep["chosen"].items()}
+                                             for s in subsets]))
+                     for k, subsets in by_k.items()} for name, by_k in rep["chosen"].items()}
         return {"text": sample.text[:TEXT_PREVIEW], "tokens": int(rep["states"].shape[0]),
                 "truncated": prepared[1], "candidates": rep["candidates"],
                 "alpha": rep["alpha"], "alpha_max": rep["alpha_max"],
                 "lasso_weights": rep["weights"].tolist(),
                 "lasso_support": [first + i for i in attr.support(rep["weights"])],
                 "attention": rep["attention"][first : -1].tolist(),
-                "selected": {n: {str(k): v for k, v in by_k.items()}
+                "selected": {n: {str(k): subsets[0] for k, subsets in by_k.items()}
                              for n, by_k in rep["chosen"].items() if n != "random"},
                 "selection_r2": r2, **mean}
 
