@@ -327,7 +327,7 @@ class AttributionConfig(DiffErankConfig):
     layer: int = option(-1, "hidden state of the Lasso (0 = embeddings, -1 = last); the "
                         "attention is that of the block producing it", "Analyses",
                         identity=True, type=int)
-    k: tuple[int, ...] = option((1, 2, 4, 8), "numbers of selected tokens, e.g. 1,2,4,8",
+    k: tuple[int, ...] | str = option("1,2,4,8", "numbers of selected tokens",
                                 "Analyses", identity=True, metavar="K,...")
     alpha_ratio: float = option(0.05, "Lasso alpha as a fraction of each text's alpha_max "
                                 "(the smallest alpha with all-zero weights)", "Analyses",
