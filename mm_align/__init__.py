@@ -20,6 +20,9 @@ _EXPORTS = {
     "compare": "mm_align.api",
     "export": "mm_align.api",
     "write_report": "mm_align.api",
+    "scaling": "mm_align.api",
+    "info_gain": "mm_align.api",
+    "attribution": "mm_align.api",
     "ScoreConfig": "mm_align.config",
     "DiffErankConfig": "mm_align.config",
     "ScoreResult": "mm_align.pipeline.result",
@@ -35,7 +38,7 @@ _EXPORTS = {
 
 __all__ = [  # noqa: RUF022 - grouped like _EXPORTS
     "__version__",
-    "score", "diff_erank", "compare", "export", "write_report",
+    "score", "diff_erank", "compare", "export", "write_report", "scaling", "info_gain", "attribution",
     "ScoreConfig", "DiffErankConfig", "ScoreResult", "load_vlm",
     "VanishingRowsWarning", "aggregate_erank", "erank", "image_reduction_ratio",
     "image_text_alignment", "matrix_entropy", "spectrum",
@@ -43,7 +46,16 @@ __all__ = [  # noqa: RUF022 - grouped like _EXPORTS
 
 if TYPE_CHECKING:
     from mm_align.adapters import load_vlm
-    from mm_align.api import compare, diff_erank, export, score, write_report
+    from mm_align.api import (
+        attribution,
+        compare,
+        diff_erank,
+        export,
+        info_gain,
+        scaling,
+        score,
+        write_report,
+    )
     from mm_align.config import DiffErankConfig, ScoreConfig
     from mm_align.metrics import (
         VanishingRowsWarning,

@@ -133,3 +133,90 @@ def write_report(run_dir: str | Path) -> Path:
     from mm_align.report import write_report as render
 
     return render(run_dir)
+
+
+# ---- The companion paper's tools (GEOMETRY.md) ---------------------------------------------
+
+
+def _geometry_config(cls: type, config: Any, fields: dict[str, Any]) -> Any:
+    return config.replace(**fields) if config else cls.from_options(**fields)
+
+
+def scaling(
+    models: Sequence[str | Path], data: str | Path, out: str | Path | None = None, *,
+    config: Any = None, **options: Any,
+) -> dict[str, Any]:
+    """Entropy of a series of text LLMs against their size; ``mm-align scaling``.
+
+    ``models``: checkpoint folders or hub ids (at least 2); ``options``: any
+    :class:`~mm_align.config.ScalingConfig` field (``offset``, ``max_length``, ``n_boot``,
+    ``resume``, ...). Returns the ``scaling.json`` document (see
+    :func:`mm_align.pipeline.scaling.run_scaling`); with ``out`` also writes
+    ``OUT/members/NAME/``, ``OUT/scaling.json`` and ``OUT/report.html``.
+    """
+    from mm_align.config import ScalingConfig
+    from mm_align.pipeline.scaling import run_scaling
+
+    fields = {"models": tuple(str(m) for m in models), "data": str(data),
+              "out": None if out is None else str(out), **options}
+    doc = run_scaling(_geometry_config(ScalingConfig, config, fields))
+    if out is not None:
+        from mm_align.report.scaling_page import write_scaling_report
+
+        try:
+            write_scaling_report(out)
+        except Exception:  # scaling.json is safe on disk; a plotting failure must not hide it
+            log.exception("could not write the report of %s", out)
+    return doc
+
+
+def _write_geometry_report(out: str | Path | None) -> None:
+    if out is None:
+        return
+    from mm_align.report.geometry_page import write_geometry_report
+
+    try:
+        write_geometry_report(out)
+    except Exception:  # the numbers are safe on disk; a plotting failure must not hide them
+        log.exception("could not write the report of %s", out)
+
+
+def info_gain(
+    model: Any, data: str | Path, out: str | Path | None = None, *, config: Any = None,
+    **options: Any,
+) -> ScoreResult:
+    """Per-token information gain along each text; ``mm-align info-gain``.
+
+    ``model``: a checkpoint folder or hub id, or a :class:`~mm_align.adapters.text.TextAdapter`;
+    ``options``: any :class:`~mm_align.config.InfoGainConfig` field (``layer``, ``lam``,
+    ``form``, ...). See :func:`mm_align.pipeline.info_gain_run.run_info_gain`.
+    """
+    from mm_align.config import InfoGainConfig
+    from mm_align.pipeline.info_gain_run import run_info_gain
+
+    fields = {"model": _name(model) or model.model.name_or_path, "data": str(data),
+              "out": None if out is None else str(out), **options}
+    result = run_info_gain(_geometry_config(InfoGainConfig, config, fields),
+                           model=None if _name(model) else model)
+    _write_geometry_report(out)
+    return result
+
+
+def attribution(
+    model: str | Path, data: str | Path, out: str | Path | None = None, *, config: Any = None,
+    **options: Any,
+) -> ScoreResult:
+    """Lasso vs attention attribution of each text's last token, with keep-only / delete-k
+    interventions; ``mm-align attribution``. ``model``: a causal-LM checkpoint folder or hub
+    id; ``options``: any :class:`~mm_align.config.AttributionConfig` field (``layer``, ``k``,
+    ``alpha_ratio``, ``intervention``, ...). See
+    :func:`mm_align.pipeline.attribution_run.run_attribution`.
+    """
+    from mm_align.config import AttributionConfig
+    from mm_align.pipeline.attribution_run import run_attribution
+
+    fields = {"model": str(model), "data": str(data), "out": None if out is None else str(out),
+              **options}
+    result = run_attribution(_geometry_config(AttributionConfig, config, fields))
+    _write_geometry_report(out)
+    return result

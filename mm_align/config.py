@@ -340,3 +340,107 @@ def add_arguments(parser: argparse.ArgumentParser, config: type[RunConfig]) -> N
             if f.default is not None:
                 kwargs["help"] += " (default: %(default)s)"
         group.add_argument(*flags, **kwargs)
+
+
+# ---- The companion paper's tools (GEOMETRY.md; docs/CHOICES.md) ---------------------------
+
+GAIN_FORMS = ("gram", "covariance")
+INTERVENTIONS = ("remove", "mask")
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+
+
+def parse_ks(ks: str | Sequence[int]) -> tuple[int, ...]:
+    """``"1,2,4"`` or integers -> a sorted tuple of distinct ks >= 1."""
+    try:
+        values = [int(v) for v in ks.split(",")] if isinstance(ks, str) else [int(v) for v in ks]
+    except ValueError:
+        raise ValueError(f"k takes comma-separated integers, not {ks!r}") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"every k must be >= 1, got {ks!r}")
+    return tuple(sorted(set(values)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScalingConfig(DiffErankConfig):
+    """``mm-align scaling``: entropy of a series of text LLMs against their size.
+
+    ``models`` are the checkpoints (``--model``, repeated); ``model`` is only the series'
+    name. Each model is scored into ``OUT/members/NAME`` with the settings of
+    :class:`DiffErankConfig` (trained model only)."""
+
+    command: ClassVar[str] = "scaling"
+
+    model: str = option("series", "name of the series, shown in the report", "Model",
+                        flags=("--name",))
+    models: tuple[str, ...] = option((), "a model of the series; repeat --model for each", "Model",
+                                     flags=())
+    offset: bool = option(False, "fit E = a P^b + c instead of E = a P^b", "Analyses")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "models", tuple(str(m) for m in self.models))
+        if len(self.models) < 2:
+            raise ValueError(f"a scaling fit needs at least 2 models, got {len(self.models)}")
+        if len(set(self.models)) != len(self.models):
+            raise ValueError(f"a model is given twice: {list(self.models)}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class InfoGainConfig(DiffErankConfig):
+    """``mm-align info-gain``: per-token information gain along each text at one layer."""
+
+    command: ClassVar[str] = "info-gain"
+
+    layer: int = option(-1, "hidden state to use (0 = embeddings, -1 = last, after the final "
+                        "norm)", "Analyses", identity=True, type=int)
+    lam: float = option(1.0, "ridge parameter lambda of the log-det entropy", "Analyses",
+                        identity=True, type=float)
+    form: str = option("gram", "gram: 1/2 ln(lam + rho); covariance: 1/2 ln(1 + rho/lam)",
+                       "Analyses", identity=True, choices=GAIN_FORMS)
+    half: bool = option(True, "drop the 1/2 factor of the log-det entropy", "Analyses",
+                        identity=True, flags=("--no-half",))
+    normalize_rows: bool = option(True, "use raw token states instead of unit-normalised ones",
+                                  "Analyses", identity=True, flags=("--raw-states",))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _positive("lam", self.lam)
+        _one_of("form", self.form, GAIN_FORMS)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AttributionConfig(DiffErankConfig):
+    """``mm-align attribution``: Lasso vs attention attribution of the last token, and the
+    keep-only / delete-k interventions of each selector."""
+
+    command: ClassVar[str] = "attribution"
+
+    layer: int = option(-1, "hidden state of the Lasso (0 = embeddings, -1 = last); the "
+                        "attention is that of the block producing it", "Analyses",
+                        identity=True, type=int)
+    k: tuple[int, ...] | str = option("1,2,4,8", "numbers of selected tokens",
+                                "Analyses", identity=True, metavar="K,...")
+    alpha_ratio: float = option(0.05, "Lasso alpha as a fraction of each text's alpha_max "
+                                "(the smallest alpha with all-zero weights)", "Analyses",
+                                identity=True, type=float)
+    random_draws: int = option(5, "random selections per text and k (seeded by --seed)",
+                               "Analyses", identity=True, type=int)
+    keep_first: bool = option(True, "let position 0 (BOS, an attention sink) be selected like "
+                              "any token; by default it is never selected and always kept",
+                              "Analyses", identity=True, flags=("--select-first",))
+    intervention: str = option("remove", "remove: rerun on the kept tokens only (positions "
+                               "renumbered); mask: full length, dropped tokens masked out of "
+                               "attention, original positions", "Analyses", identity=True,
+                               choices=INTERVENTIONS)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "k", parse_ks(self.k))
+        if not 0 < self.alpha_ratio < 1:
+            raise ValueError(f"alpha_ratio must be in (0, 1), got {self.alpha_ratio}")
+        _at_least("random_draws", self.random_draws, 1)
+        _one_of("intervention", self.intervention, INTERVENTIONS)

@@ -613,3 +613,42 @@ def load_run(run_dir: str | Path, with_controls: bool = True) -> Run:
             except RunDirError as exc:
                 problems.append(f"control {sub.name!r} skipped: {exc}")
     return Run(path, summary, results, errors, config, controls, problems)
+
+
+# ---- A series of runs (``mm-align scaling``) ------------------------------------------------
+
+SCALING = "scaling.json"
+MEMBERS = "members"
+
+
+def member_dir(root: str | Path, name: str) -> Path:
+    """``ROOT/members/NAME``: the run directory of one model of a series."""
+    return Path(root) / MEMBERS / name
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    """Whether a run directory holds its ``summary.json`` (the run completed)."""
+    return (Path(run_dir) / SUMMARY).is_file()
+
+
+def write_scaling(root: str | Path, doc: Mapping[str, Any]) -> Path:
+    """Write ``ROOT/scaling.json`` (atomically) and return its path."""
+    path = Path(root) / SCALING
+    _write_json(path, dict(doc))
+    return path
+
+
+def read_scaling(root: str | Path) -> dict[str, Any]:
+    """``ROOT/scaling.json`` of a finished series.
+
+    Raises:
+        RunDirError: no such file, or not a JSON object.
+    """
+    path = Path(root) / SCALING
+    try:
+        doc = _read_json(path)
+    except (OSError, json.JSONDecodeError) as err:
+        raise RunDirError(f"{path}: not a finished scaling series ({err})") from None
+    if not isinstance(doc, dict):
+        raise RunDirError(f"{path} must hold a JSON object")
+    return doc

@@ -20,8 +20,14 @@ import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 
 from mm_align.adapters.batching import collate
-from mm_align.adapters.modules import DTYPE_KWARG, HUB_KWARGS, resolve_dtype, seeded_init
-from mm_align.capture import capture, output_of
+from mm_align.adapters.modules import (
+    DTYPE_KWARG,
+    HUB_KWARGS,
+    probe_module,
+    resolve_dtype,
+    seeded_init,
+)
+from mm_align.capture import Tap, capture, input_of, output_of
 
 __all__ = ["TextAdapter"]
 
@@ -109,3 +115,37 @@ class TextAdapter:
         states = got["last"]  # (B, L, hidden)
         return [states[i, : e["input_ids"].shape[1]] for i, e in enumerate(encoded)]
 
+
+    # ---- hidden states at any layer (the companion paper's tools, GEOMETRY.md) ----
+
+    @property
+    def decoder_layers(self) -> torch.nn.ModuleList:
+        """The decoder blocks in order (``layers`` of Llama-style models, OPT's
+        ``decoder.layers``)."""
+        return probe_module(self.model, ("layers", "decoder.layers"), "decoder layers")
+
+    def layer_index(self, layer: int) -> int:
+        """``layer`` in the ``output_hidden_states`` convention (0 = embedding output, last =
+        after the final norm), negative counted from the end, as a non-negative index."""
+        n = len(self.decoder_layers) + 1
+        if not -n <= layer < n:
+            raise ValueError(f"layer {layer} is out of range for {n} hidden states")
+        return layer % n
+
+    def layer_tap(self, layer: int) -> Tap:
+        """Where hidden state ``layer`` appears: the first block's input (0), a block's
+        output, or the base model's output (the last, after the final norm and OPT's
+        ``project_out``), as ``output_hidden_states`` would give it."""
+        index, blocks = self.layer_index(layer), self.decoder_layers
+        if index == 0:
+            return input_of(blocks[0])
+        return output_of(self.model if index == len(blocks) else blocks[index - 1])
+
+    def layer_states(self, texts: Sequence[str], layer: int) -> list[torch.Tensor]:
+        """Each text's hidden states at ``layer``, ``(tokens, hidden)``, real tokens only,
+        on the model's device in its dtype (see :meth:`represent_batch`)."""
+        encoded = [self._encode(text) for text in texts]
+        batch = {k: v.to(self.device) for k, v in collate(encoded, self._pad_id).items()}
+        with torch.inference_mode(), capture({"layer": self.layer_tap(layer)}) as got:
+            self.model(**batch)
+        return [got["layer"][i, : e["input_ids"].shape[1]] for i, e in enumerate(encoded)]
