@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mm_align.config import DiffErankConfig, ScoreConfig
+from mm_align.config import DiffErankConfig, RunConfig, ScoreConfig
 from mm_align.pipeline.result import ScoreResult
 
 __all__ = ["compare", "diff_erank", "export", "score", "write_comparison", "write_report"]
@@ -138,7 +138,7 @@ def write_report(run_dir: str | Path) -> Path:
 # ---- The companion paper's tools (GEOMETRY.md) ---------------------------------------------
 
 
-def _geometry_config(cls: type, config: Any, fields: dict[str, Any]) -> Any:
+def _geometry_config(cls: type[RunConfig], config: Any, fields: dict[str, Any]) -> Any:
     return config.replace(**fields) if config else cls.from_options(**fields)
 
 

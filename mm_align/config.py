@@ -399,7 +399,7 @@ class InfoGainConfig(DiffErankConfig):
                         "norm)", "Analyses", identity=True, type=int)
     lam: float = option(1.0, "ridge parameter lambda of the log-det entropy", "Analyses",
                         identity=True, type=float)
-    form: str = option("gram", "gram: 1/2 ln(lam + rho); covariance: 1/2 ln(1 + rho/lam)",
+    form: Literal["gram", "covariance"] = option("gram", "gram: 1/2 ln(lam + rho); covariance: 1/2 ln(1 + rho/lam)",
                        "Analyses", identity=True, choices=GAIN_FORMS)
     half: bool = option(True, "drop the 1/2 factor of the log-det entropy", "Analyses",
                         identity=True, flags=("--no-half",))
@@ -422,7 +422,8 @@ class AttributionConfig(DiffErankConfig):
     layer: int = option(-1, "hidden state of the Lasso (0 = embeddings, -1 = last); the "
                         "attention is that of the block producing it", "Analyses",
                         identity=True, type=int)
-    k: tuple[int, ...] | str = option("1,2,4,8", "numbers of selected tokens",
+    # given as "1,2,4,8" (shown so in --help), a tuple of ints after __post_init__
+    k: tuple[int, ...] = option("1,2,4,8", "numbers of selected tokens",  # type: ignore[assignment]
                                 "Analyses", identity=True, metavar="K,...")
     alpha_ratio: float = option(0.05, "Lasso alpha as a fraction of each text's alpha_max "
                                 "(the smallest alpha with all-zero weights)", "Analyses",

@@ -119,7 +119,7 @@ class TextAdapter:
     # ---- hidden states at any layer (the companion paper's tools, GEOMETRY.md) ----
 
     @property
-    def decoder_layers(self) -> torch.nn.ModuleList:
+    def decoder_layers(self) -> Any:
         """The decoder blocks in order (``layers`` of Llama-style models, OPT's
         ``decoder.layers``)."""
         return probe_module(self.model, ("layers", "decoder.layers"), "decoder layers")

@@ -148,7 +148,7 @@ def model_statistic(entropies: np.ndarray, statistic: Statistic = "entropy") -> 
 
 
 def _entropy_rows(
-    per_sample_entropies: Sequence[Sequence[float]], n_models: int
+    per_sample_entropies: Sequence[Sequence[float]] | np.ndarray, n_models: int
 ) -> list[np.ndarray]:
     rows = [np.asarray(h, dtype=np.float64) for h in per_sample_entropies]
     if len(rows) != n_models:
@@ -164,8 +164,8 @@ def _entropy_rows(
 
 
 def bootstrap_power_law(
-    sizes: Sequence[float],
-    per_sample_entropies: Sequence[Sequence[float]],
+    sizes: Sequence[float] | np.ndarray,
+    per_sample_entropies: Sequence[Sequence[float]] | np.ndarray,
     statistic: Statistic = "entropy",
     offset: bool = False,
     paired: bool = True,

@@ -27,7 +27,7 @@ from mm_align.config import DiffErankConfig, ScalingConfig
 from mm_align.data import Sample
 from mm_align.metrics import matrix_entropy
 from mm_align.metrics.bootstrap import resample_indices
-from mm_align.metrics.scaling import bootstrap_power_law, fit_power_law, model_statistic
+from mm_align.metrics.scaling import Statistic, bootstrap_power_law, fit_power_law, model_statistic
 from mm_align.pipeline.diff_erank import TEXT_PREVIEW, TextTask
 from mm_align.pipeline.param_count import count_parameters
 from mm_align.pipeline.provenance import software_versions
@@ -39,7 +39,7 @@ from mm_align.rundir import MemoryRun, RunFiles, member_dir, write_scaling
 
 __all__ = ["SERIES_STATISTICS", "fit_series", "member_name", "run_member", "run_scaling"]
 
-SERIES_STATISTICS = {
+SERIES_STATISTICS: dict[str, tuple[str, Statistic]] = {
     "entropy": ("entropy", "entropy"),
     "normalized_entropy": ("matrix_entropy", "entropy"),
     "erank": ("entropy", "erank"),
@@ -101,7 +101,7 @@ def run_member(config: DiffErankConfig, data: TextData) -> ScoreResult:
                          settings=count_parameters(config.model))
 
 
-def _band(sizes: np.ndarray, rows: np.ndarray, kind: str, offset: bool, n_boot: int,
+def _band(sizes: np.ndarray, rows: np.ndarray, kind: Statistic, offset: bool, n_boot: int,
           seed: int) -> dict[str, list[float]]:
     """Fitted curve and pointwise 95 % band on a log grid around the sizes.
 

@@ -64,7 +64,7 @@ def run_text_task(
     store = MemoryRun() if config.out is None else RunFiles(config.out)
     store.check({"identity": identity}, config.resume)  # before the weights load
     out = Path(config.out) if config.out is not None else None
-    if out is not None and config.resume and is_finished(out):
+    if isinstance(store, RunFiles) and out is not None and config.resume and is_finished(out):
         return ScoreResult(store.read_summary(), store.results(), store.errors(), out=out)
     model = load()
     store.open({"command": config.command, "config": config.to_dict(), "identity": identity})
