@@ -62,7 +62,10 @@ def score(
     return result
 
 
-def _report_quietly(out: str | Path) -> None:
+def _report_quietly(out: str | Path | None) -> None:
+    """Write the run's report; a failure is logged, never raised (the numbers are on disk)."""
+    if out is None:
+        return
     try:
         write_report(out)
     except Exception:  # the scores are safe on disk; a plotting failure must not hide them
@@ -84,8 +87,7 @@ def diff_erank(
               "out": None if out is None else str(out), **options}
     cfg = config.replace(**fields) if config else DiffErankConfig.from_options(**fields)
     result = run_diff_erank(cfg, model=None if _name(model) else model)
-    if cfg.out is not None:
-        _report_quietly(cfg.out)
+    _report_quietly(cfg.out)
     return result
 
 
@@ -160,25 +162,8 @@ def scaling(
     fields = {"models": tuple(str(m) for m in models), "data": str(data),
               "out": None if out is None else str(out), **options}
     doc = run_scaling(_geometry_config(ScalingConfig, config, fields))
-    if out is not None:
-        from mm_align.report.scaling_page import write_scaling_report
-
-        try:
-            write_scaling_report(out)
-        except Exception:  # scaling.json is safe on disk; a plotting failure must not hide it
-            log.exception("could not write the report of %s", out)
+    _report_quietly(out)
     return doc
-
-
-def _write_geometry_report(out: str | Path | None) -> None:
-    if out is None:
-        return
-    from mm_align.report.geometry_page import write_geometry_report
-
-    try:
-        write_geometry_report(out)
-    except Exception:  # the numbers are safe on disk; a plotting failure must not hide them
-        log.exception("could not write the report of %s", out)
 
 
 def info_gain(
@@ -198,7 +183,7 @@ def info_gain(
               "out": None if out is None else str(out), **options}
     result = run_info_gain(_geometry_config(InfoGainConfig, config, fields),
                            model=None if _name(model) else model)
-    _write_geometry_report(out)
+    _report_quietly(out)
     return result
 
 
@@ -218,5 +203,5 @@ def attribution(
     fields = {"model": str(model), "data": str(data), "out": None if out is None else str(out),
               **options}
     result = run_attribution(_geometry_config(AttributionConfig, config, fields))
-    _write_geometry_report(out)
+    _report_quietly(out)
     return result

@@ -631,6 +631,11 @@ def is_finished(run_dir: str | Path) -> bool:
     return (Path(run_dir) / SUMMARY).is_file()
 
 
+def is_scaling_series(root: str | Path) -> bool:
+    """Whether ``root`` is the directory of a finished scaling series (``scaling.json``)."""
+    return (Path(root) / SCALING).is_file()
+
+
 def write_scaling(root: str | Path, doc: Mapping[str, Any]) -> Path:
     """Write ``ROOT/scaling.json`` (atomically) and return its path."""
     path = Path(root) / SCALING

@@ -39,6 +39,7 @@ from mm_align.config import AttributionConfig
 from mm_align.data import Sample
 from mm_align.metrics import attribution as attr
 from mm_align.pipeline.diff_erank import TEXT_PREVIEW
+from mm_align.pipeline.loading import config_kwargs, load_kwargs
 from mm_align.pipeline.reduce import MetricError
 from mm_align.pipeline.result import ScoreResult
 from mm_align.pipeline.text_run import open_text_data, run_text_task
@@ -59,10 +60,13 @@ class LMProbe:
 
     @classmethod
     def load(cls, config: AttributionConfig) -> LMProbe:
-        tokenizer = AutoTokenizer.from_pretrained(config.model)
+        options = load_kwargs(config)
+        device, dtype = options.pop("device"), options.pop("dtype")
+        tokenizer = AutoTokenizer.from_pretrained(config.model, **config_kwargs(options))
+        # eager attention: the only implementation whose probabilities a hook can read
         lm = AutoModelForCausalLM.from_pretrained(
-            config.model, attn_implementation="eager", **{DTYPE_KWARG: resolve_dtype(config.dtype)}
-        ).to(config.device).eval()
+            config.model, **{**options, "attn_implementation": "eager", DTYPE_KWARG: resolve_dtype(dtype)}
+        ).to(device).eval()
         # OPT's causal LM calls its decoder directly, never OPTModel.forward: the hooks go
         # on the module that runs (OPTDecoder; LlamaModel and the like for the others).
         stack = getattr(lm.base_model, "decoder", lm.base_model)

@@ -21,6 +21,7 @@ from mm_align.config import InfoGainConfig
 from mm_align.data import Sample
 from mm_align.metrics.info_gain import gain_curve
 from mm_align.pipeline.diff_erank import TEXT_PREVIEW
+from mm_align.pipeline.loading import load_kwargs
 from mm_align.pipeline.reduce import MetricError
 from mm_align.pipeline.result import ScoreResult
 from mm_align.pipeline.text_run import open_text_data, run_text_task
@@ -92,8 +93,8 @@ def run_info_gain(config: InfoGainConfig, model: TextAdapter | None = None) -> S
     (:func:`summarize_info_gain`).
     """
     def load() -> TextAdapter:
-        return model or TextAdapter.from_pretrained(
-            config.model, device=config.device, dtype=config.dtype, max_length=config.max_length)
+        return model or TextAdapter.from_pretrained(config.model, max_length=config.max_length,
+                                                    **load_kwargs(config))
 
     def task(adapter: TextAdapter) -> GainTask:
         return GainTask(adapter, config)

@@ -29,6 +29,7 @@ from mm_align.metrics import matrix_entropy
 from mm_align.metrics.bootstrap import resample_indices
 from mm_align.metrics.scaling import Statistic, bootstrap_power_law, fit_power_law, model_statistic
 from mm_align.pipeline.diff_erank import TEXT_PREVIEW, TextTask
+from mm_align.pipeline.loading import load_kwargs
 from mm_align.pipeline.param_count import count_parameters
 from mm_align.pipeline.provenance import software_versions
 from mm_align.pipeline.reduce import MetricError
@@ -94,8 +95,8 @@ def run_member(config: DiffErankConfig, data: TextData) -> ScoreResult:
     """Score one model of a series into ``config.out`` (or memory); a finished member is
     read back under ``resume`` (its identity checked), never rescored."""
     def load() -> TextAdapter:
-        return TextAdapter.from_pretrained(config.model, device=config.device,
-                                           dtype=config.dtype, max_length=config.max_length)
+        return TextAdapter.from_pretrained(config.model, max_length=config.max_length,
+                                           **load_kwargs(config))
 
     return run_text_task(config, data, load=load, task=MemberTask, summarize=_member_summary,
                          settings=count_parameters(config.model))

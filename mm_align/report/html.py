@@ -11,6 +11,7 @@ import html
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from string import Template
 from typing import Any
 
@@ -232,3 +233,11 @@ def page(
         body=join(s for _, _, s in sections),
         footer=esc(footer),
     )
+
+
+def save_page(path: Path, html: str) -> Path:
+    """Write ``html`` to ``path`` through a temporary file: a reader never sees half a page."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(path)
+    return path

@@ -4,17 +4,14 @@ fitted parameters (rendering only: every number is from ``scaling.json``)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from mm_align.report.fmt import interval, num
-from mm_align.report.geometry_page import save_page
 from mm_align.report.geometry_plots import STAT_LABELS, scaling_figure
 from mm_align.report.html import Markup, kv_table, page, section, svg_figure, table
 from mm_align.report.plots import to_inline_svg
-from mm_align.rundir import read_scaling
 
-__all__ = ["render_scaling", "write_scaling_report"]
+__all__ = ["render_scaling"]
 
 
 def _models(doc: Mapping[str, Any]) -> Markup:
@@ -48,8 +45,3 @@ def render_scaling(doc: Mapping[str, Any]) -> str:
     return page(f"mm-align scaling: {doc['name']}",
                 f"{len(doc['models'])} models · {doc['n_texts']} texts", sections,
                 footer="Member runs (per-text results) are in members/NAME/.")
-
-
-def write_scaling_report(root: str | Path) -> Path:
-    """Write ``ROOT/report.html`` of a finished series and return its path."""
-    return save_page(Path(root) / "report.html", render_scaling(read_scaling(root)))

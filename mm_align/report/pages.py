@@ -1,0 +1,37 @@
+"""``RUN_DIR/report.html`` for any run directory: the page that fits what the run holds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from mm_align.report.diff_erank_page import render_diff_erank
+from mm_align.report.geometry_page import render_geometry_page
+from mm_align.report.html import save_page
+from mm_align.report.run_page import render_report
+from mm_align.report.scaling_page import render_scaling
+from mm_align.rundir import Run, is_scaling_series, load_run, read_scaling
+
+__all__ = ["write_report"]
+
+
+def _renderer(run: Run) -> Callable[[Run], str]:
+    if run.command == "diff-erank":
+        return render_diff_erank
+    if run.summary.get("analysis") in ("info_gain", "attribution"):
+        return render_geometry_page
+    return render_report
+
+
+def write_report(run_dir: str | Path) -> Path:
+    """Write ``RUN_DIR/report.html`` from the run's files and return its path: a score run's
+    report, a diff-erank run's, an info-gain or attribution run's, or a scaling series'.
+
+    Raises:
+        RunDirError: ``run_dir`` holds no finished run.
+    """
+    root = Path(run_dir)
+    if is_scaling_series(root):
+        return save_page(root / "report.html", render_scaling(read_scaling(root)))
+    run = load_run(root)
+    return save_page(run.path / "report.html", _renderer(run)(run))
