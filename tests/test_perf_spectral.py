@@ -99,7 +99,7 @@ def test_batch_spectra_equal_single_spectra_bit_for_bit_on_cpu() -> None:
 
 
 def test_batch_spectra_name_the_bad_matrix() -> None:
-    with pytest.raises(ValueError, match="matrix 1: .*at least 2 token vectors"):
+    with pytest.raises(ValueError, match=r"matrix 1: .*at least 2 token vectors"):
         batch_spectra([torch.randn(4, 4), torch.randn(1, 4)])
 
 

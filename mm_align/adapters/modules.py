@@ -14,7 +14,7 @@ from torch import nn
 
 from mm_align.adapters.streamed_init import StreamedInitUnsupported, streamed_init
 
-__all__ = ["DTYPES", "HUB_KWARGS", "DTYPE_KWARG", "probe_module", "resolve_dtype", "seeded_init"]
+__all__ = ["DTYPES", "DTYPE_KWARG", "HUB_KWARGS", "probe_module", "resolve_dtype", "seeded_init"]
 
 log = logging.getLogger(__name__)
 

@@ -19,6 +19,8 @@ is always float64.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 
 __all__ = ["lower_gram", "spectra_of_grams", "spectrum_of_gram"]
@@ -54,7 +56,7 @@ def lower_gram(Y: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Ten
     gram = torch.zeros(n, n, dtype=dtype, device=Y.device)
     blocks = max(1, min(_MAX_BLOCKS, n // _BLOCK_ROWS))
     edges = [round(i * n / blocks) for i in range(blocks + 1)]
-    for start, stop in zip(edges, edges[1:]):
+    for start, stop in pairwise(edges):
         # Block rows [start, stop) against rows [0, stop): the lower part and its diagonal block.
         torch.mm(Y[start:stop], Y[:stop].T, out=gram[start:stop, :stop])
     return gram.to(torch.float64)
