@@ -42,7 +42,7 @@ from pathlib import Path
 # scripts/ is not a package: reuse the sibling benchmarks' helpers from their own folder.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_common import Verdicts, old_spectrum, pin_threads, sync
+from bench_common import Verdicts, clock, old_spectrum, pin_threads, set_clock, sync
 from bench_score import cycled_manifest
 
 BATCH_SIZE = 8  # score()'s default
@@ -155,10 +155,10 @@ def _round(adapter, images, texts, clocks, cuda: bool) -> dict[str, float]:
 
     def timed(fn) -> float:
         sync()
-        t0 = time.perf_counter()
+        t0 = clock()
         fn()
         sync()
-        return time.perf_counter() - t0
+        return clock() - t0
 
     with clocks[0].running(), clocks[1].running():
         reps: list = []
@@ -214,12 +214,12 @@ def widths_one(name: str, args: argparse.Namespace, root: Path, verdicts: Verdic
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
     images = [Image.open(r["image"]).convert("RGB").resize((spec.pixels, spec.pixels)) for r in rows]
     texts = [r["text"] for r in rows]
-    clocks = (LayerClock(vision_layers(adapter)), LayerClock(adapter._decoder_layers))
+    clocks = (LayerClock(vision_layers(adapter), clock), LayerClock(adapter._decoder_layers, clock))
     _round(adapter, images[:1], texts[:1], clocks, cuda)  # warm-up
     rep = adapter.represent(images[0], texts[0])
     print(f"\n{name} widths, depth {depth[0]} vision + {depth[1]} LLM layers (real: "
           f"{spec.real_depth[0]} + {spec.real_depth[1]}), {args.dtype} on {args.device}, "
-          f"median of {args.repeats} rounds; built in {built:.0f} s")
+          f"median of {args.repeats} rounds; built in {built:.0f} s (wall)")
     print("   per sample: " + ", ".join(f"{s} {tuple(rep[s].shape)}" for s in rep))
     for batch in batches:
         rounds = [_round(adapter, images[:batch], texts[:batch], clocks, cuda) for _ in range(args.repeats)]
@@ -363,6 +363,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", default="widths", choices=["widths", "naive"])
     parser.add_argument("--threads", type=int, help="CPU threads (default: all usable)")
+    parser.add_argument("--clock", choices=["cpu", "wall"],
+                        help="timer of widths mode (default: CPU time without CUDA, else wall)")
     widths = parser.add_argument_group("widths mode")
     widths.add_argument("--models", default="llava-1.5-7b,qwen2.5-vl-7b")
     widths.add_argument("--depth", default="2,1",
@@ -381,6 +383,7 @@ def main() -> int:
     naive.add_argument("--samples", type=int, default=40, help="samples for throughput and agreement")
     args = parser.parse_args()
     print(pin_threads(args.threads))
+    print(set_clock(args.clock))
     return widths_main(args) if args.mode == "widths" else naive_main(args)
 
 

@@ -14,7 +14,7 @@ Memory must not grow with the data set (only scalars are kept per sample): the v
 the largest size with the smallest and exits 1 on a MISS. ``--batch-sizes`` adds throughput at
 several batch sizes on the largest data set.
 
-Usage: python scripts/bench_score.py [--family qwen2_5_vl] [--sizes 10,200] [--batch-sizes 8]
+Usage: python scripts/bench_score.py [--family qwen2_5_vl] [--sizes 10,100] [--batch-sizes 8]
        [--model PATH] [--device cpu] [--dtype float32] [--threads N]
 """
 
@@ -91,7 +91,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--family", default="qwen2_5_vl", choices=["qwen2_5_vl", "llava"])
     parser.add_argument("--model", help="an existing checkpoint instead of a tiny one")
-    parser.add_argument("--sizes", default="10,200")
+    parser.add_argument("--sizes", default="10,100")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--batch-sizes", default="", help="extra throughput runs, e.g. 1,8,32")
     parser.add_argument("--device", default="cpu")

@@ -4,7 +4,7 @@ per-layer timings extrapolate to the real depth.
 
 Built from a tiny checkpoint's processor and config (``mm-align tiny``), widths raised to the
 published configs; vocabularies stay tiny (the LM head runs on one position, embeddings are a
-lookup: neither costs time). Weights are random (``_init_weights``), made on the target device.
+lookup: neither costs time). Weights are random (one uniform pass), made on the target device.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +73,7 @@ def build(name: str, workdir: Path, depth: tuple[int, int], device: str = "cpu",
     """An adapter over a random ``name`` model (a key of :data:`REAL`) of ``depth`` =
     (vision layers, LLM layers), constructed on ``device`` in ``dtype``."""
     from transformers import AutoConfig, AutoProcessor
+    from transformers.initialization import no_init_weights
 
     from mm_align.adapters.registry import adapter_class
 
@@ -84,24 +85,37 @@ def build(name: str, workdir: Path, depth: tuple[int, int], device: str = "cpu",
     config, processor = AutoConfig.from_pretrained(tiny), AutoProcessor.from_pretrained(tiny)
     _configure(spec, config, processor, depth)
     cls = adapter_class(config.model_type)
-    torch.manual_seed(0)
-    with torch.device(device):
+    with torch.device(device), no_init_weights():
         model = cls.model_class(config)
+    _random_weights(model)
     return cls(model.to(dtype).eval(), processor)
 
 
+@torch.no_grad()
+def _random_weights(model: nn.Module) -> None:
+    """One cheap pass instead of two init passes: matrices uniform with std 0.02, 1-D weights
+    (norms) 1, biases 0. Buffers (rotary frequencies) come from the constructors."""
+    g = torch.Generator(device=next(model.parameters()).device).manual_seed(0)
+    for name, p in model.named_parameters():
+        if p.ndim >= 2:
+            p.uniform_(-0.02 * 3**0.5, 0.02 * 3**0.5, generator=g)
+        else:
+            p.fill_(0.0 if name.endswith("bias") else 1.0)
+
+
 def vision_layers(adapter) -> nn.ModuleList:
+    """The vision tower's blocks (Qwen: ``visual.blocks``; CLIP: ``encoder.layers``)."""
     model = adapter.model.model
-    if hasattr(model, "visual"):
-        return model.visual.blocks
-    return model.vision_tower.vision_model.encoder.layers
+    tower = model.visual if hasattr(model, "visual") else model.vision_tower
+    return next(m for name, m in tower.named_modules()
+                if isinstance(m, nn.ModuleList) and name.endswith(("blocks", "layers")))
 
 
 class LayerClock:
     """Seconds spent inside the given layers (forward hooks; GPU work waited for)."""
 
-    def __init__(self, layers: nn.ModuleList) -> None:
-        self.layers, self.seconds, self._start = layers, 0.0, 0.0
+    def __init__(self, layers: nn.ModuleList, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.layers, self.clock, self.seconds, self._start = layers, clock, 0.0, 0.0
 
     def _sync(self) -> None:
         if torch.cuda.is_available():
@@ -109,11 +123,11 @@ class LayerClock:
 
     def _enter(self, *_) -> None:
         self._sync()
-        self._start = time.perf_counter()
+        self._start = self.clock()
 
     def _leave(self, *_) -> None:
         self._sync()
-        self.seconds += time.perf_counter() - self._start
+        self.seconds += self.clock() - self._start
 
     @contextmanager
     def running(self) -> Iterator[LayerClock]:
