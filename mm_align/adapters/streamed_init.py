@@ -51,7 +51,7 @@ def _is_random(func: Any) -> bool:
 def _on_cpu(value: Any) -> Any:
     """A CPU stand-in of an op argument: a scratch tensor for a meta tensor, cpu for meta."""
     if isinstance(value, torch.Tensor) and value.is_meta:
-        return torch.empty_strided(value.shape, value.stride(), dtype=value.dtype)
+        return torch.empty_strided(value.shape, value.stride(), dtype=value.dtype, device="cpu")
     if isinstance(value, torch.device) and value.type == "meta":
         return torch.device("cpu")
     if isinstance(value, (list, tuple)):
@@ -123,7 +123,7 @@ def _init_module(module: nn.Module, fn: Callable[..., None], custom: bool,
         for name, t in tensors.items():
             if not t.is_meta:
                 raise StreamedInitUnsupported(f"{type(module).__name__}.{name} was not on meta")
-            cpu = torch.empty(t.shape, dtype=t.dtype)
+            cpu = torch.empty(t.shape, dtype=t.dtype, device="cpu")
             getattr(module, kind)[name] = nn.Parameter(cpu, t.requires_grad) if kind == "_parameters" else cpu
     with _WrittenStorages() as written:
         fn(module, custom)
