@@ -32,10 +32,17 @@ def pin_threads(threads: int | None) -> str:
     threadpool_limits(n)
     pools = ", ".join(f"{p['internal_api']}={p['num_threads']}" for p in threadpool_info())
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA"
+    cpus = len(os.sched_getaffinity(0))
+    warn = ""
+    if n > 1 and os.getloadavg()[0] > cpus:
+        # Threads that wait at a barrier for a descheduled sibling spin: time then measures
+        # the neighbours, on either clock.
+        warn = (f"\nWARNING: the machine is oversubscribed (load {os.getloadavg()[0]:.1f} on {cpus} "
+                "CPUs): multi-threaded timings are unreliable; use --threads 1")
     return (f"torch {torch.__version__}: {torch.get_num_threads()} intra-op threads, "
             f"{torch.get_num_interop_threads()} inter-op; numpy/BLAS pools: {pools or 'none'}; "
             f"{len(os.sched_getaffinity(0))} CPUs usable ({platform.processor() or platform.machine()}), "
-            f"load average {os.getloadavg()[0]:.2f}; {device}")
+            f"load average {os.getloadavg()[0]:.2f}; {device}{warn}")
 
 
 _CLOCK = {"name": "wall" if torch.cuda.is_available() else "cpu"}

@@ -19,8 +19,8 @@ metrics run after the forward passes (no overlap); exits 1 on a MISS.
 random checkpoint: throughput and agreement of per-sample eRanks. Peak memory of ``score()``
 is measured by ``scripts/bench_score.py``.
 
-Usage: python scripts/bench_pipeline.py [--models llava-1.5-7b,qwen2.5-vl-7b] [--batch 4|1,8,32]
-       [--repeats 2] [--depth 2,1|real] [--device cuda --dtype bfloat16] [--threads N]
+Usage: python scripts/bench_pipeline.py [--models llava-1.5-7b,qwen2.5-vl-7b] [--batch 2|1,8,32]
+       [--repeats 3] [--depth 2,1|real] [--device cuda --dtype bfloat16] [--threads N]
        python scripts/bench_pipeline.py --mode naive [--family qwen2_5_vl|llava] [--size medium]
 """
 
@@ -369,8 +369,8 @@ def main() -> int:
     widths.add_argument("--models", default="llava-1.5-7b,qwen2.5-vl-7b")
     widths.add_argument("--depth", default="2,1",
                         help="vision layers,LLM layers; 'real': the published depths")
-    widths.add_argument("--batch", default="4", help="samples per batch (comma list: each)")
-    widths.add_argument("--repeats", type=int, default=2, help="rounds (median)")
+    widths.add_argument("--batch", default="2", help="samples per batch (comma list: each)")
+    widths.add_argument("--repeats", type=int, default=3, help="rounds (median)")
     widths.add_argument("--device", default="cpu")
     widths.add_argument("--dtype", default="float32")
     naive = parser.add_argument_group("naive mode")
