@@ -69,7 +69,7 @@ def test_nested_models_fall_back_to_the_whole_build(caplog) -> None:
 
 
 _PEAK = textwrap.dedent("""
-    import json, resource, sys, torch
+    import json, sys, threading, torch
     from transformers import LlamaConfig, LlamaModel
     from mm_align.adapters.modules import seeded_init
     route = sys.argv[1]
@@ -77,14 +77,25 @@ _PEAK = textwrap.dedent("""
                          num_attention_heads=8, num_key_value_heads=8, vocab_size=4096)
     seeded_init(LlamaModel, LlamaConfig(**{**config.to_dict(), "num_hidden_layers": 1,
                 "hidden_size": 64, "intermediate_size": 64}), 0, dtype=torch.bfloat16)  # warm-up
-    rss = lambda: int(open("/proc/self/statm").read().split()[1]) * 4096
-    before = rss()
+
+    def anon():  # resident minus file-backed pages: what this process allocated itself
+        resident, shared = open("/proc/self/statm").read().split()[1:3]
+        return (int(resident) - int(shared)) * 4096
+
+    peak, done = [anon()], threading.Event()
+    def sample():
+        while not done.wait(0.0005):
+            peak[0] = max(peak[0], anon())
+    before = anon()
+    sampler = threading.Thread(target=sample)
+    sampler.start()
     if route == "streamed":
         model = seeded_init(LlamaModel, config, 0, device="cpu", dtype=torch.bfloat16)
     else:
         model = seeded_init(LlamaModel, config, 0).to(dtype=torch.bfloat16)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"growth": peak - before,
+    done.set()
+    sampler.join()
+    print(json.dumps({"growth": max(peak[0], anon()) - before,
                       "final": sum(p.numel() * p.element_size() for p in model.parameters()),
                       "f32": sum(p.numel() * 4 for p in model.parameters()),
                       "largest_f32": max(p.numel() * 4 for p in model.parameters())}))
@@ -92,9 +103,11 @@ _PEAK = textwrap.dedent("""
 
 
 def _peak(route: str) -> dict[str, int]:
-    # A fixed mmap threshold: glibc otherwise raises it to the size of the last freed block
-    # and keeps the freed tensors' pages in its heap, so RSS would measure the allocator's
-    # cache instead of the tensors alive (weight matrices of real LLMs are above its 32 MB cap).
+    # Anonymous resident memory, sampled every 0.5 ms (file-backed pages, e.g. libraries
+    # evicted and faulted back under memory pressure, are not ours). A fixed mmap threshold:
+    # glibc otherwise raises it to the size of the last freed block and keeps freed tensors'
+    # pages in its heap, so RSS would measure the allocator's cache, not the tensors alive
+    # (the weight matrices of real LLMs are above its 32 MB cap anyway).
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(2**20)}
     out = subprocess.run([sys.executable, "-c", _PEAK, route], check=True, capture_output=True,
                          text=True, env=env).stdout
