@@ -47,7 +47,7 @@ if [ "$gpu" -eq 1 ]; then
     step "bench_score" python scripts/bench_score.py --family llava --device cuda --dtype bfloat16 \
         --sizes 16,256 --batch-size 8 --batch-sizes 1,8,32
 else
-    step "bench_spectral (CPU)" python scripts/bench_spectral.py --repeats 3 --no-official
+    step "bench_spectral (CPU)" python scripts/bench_spectral.py --repeats 3 --no-official --threads 1
 fi
 
 echo
