@@ -383,8 +383,11 @@ def main() -> int:
     naive.add_argument("--samples", type=int, default=40, help="samples for throughput and agreement")
     args = parser.parse_args()
     print(pin_threads(args.threads))
+    if args.mode == "naive":
+        print("clock: wall time, best of the interleaved runs")
+        return naive_main(args)
     print(set_clock(args.clock))
-    return widths_main(args) if args.mode == "widths" else naive_main(args)
+    return widths_main(args)
 
 
 if __name__ == "__main__":
