@@ -1,24 +1,27 @@
-"""Benchmark: mm-align's pipeline against what a user of the official code would write.
+"""Benchmark: what the metrics cost next to the forward passes, at the real widths of 7B VLMs.
 
-Side by side in one run, on the same checkpoint and the same samples (a JSONL manifest
-cycling through the bundled photos):
+Default (``--mode widths``): random models with the real hidden sizes of LLaVA-1.5-7B (CLIP
+ViT-L/14-336: width 1024, 576 patches; Llama width 4096) and Qwen2.5-VL-7B (ViT width 1280,
+448 px images: 1024 patches, 256 image tokens; LLM width 3584), but only ``--depth`` layers
+(default 2 vision, 1 LLM). Per round, on the same preloaded batch: ``represent_batch`` (the
+forward passes; time inside the vision and LLM layers measured with hooks), then
+``reduce_batch`` (the metrics as the pipeline now computes them), then the previous metric
+path (commit f0b06ac, full Gram per stage). Rounds are repeated, medians kept. The metrics'
+share of the forward time is printed as measured at this depth and extrapolated to the
+published depth (24 + 32 layers for LLaVA, 32 + 28 for Qwen: per-layer time x real layers
++ the time outside the layers; ``--depth real`` builds the published depth, e.g. on a GPU).
+With CUDA, the metrics are also timed with the eigen-solver on the CPU. Verdict: share at the
+real depth < 3% on CPU (< 10%, i.e. forward + metrics within 1.1x of the forward, on a GPU),
+metrics run after the forward passes (no overlap); exits 1 on a MISS.
 
-- **naive**: what a user of the official Diff-eRank code would write for the paper's
-  multi-modal experiment: batch size 1; per sample the processor and THREE LLM passes with
-  ``output_hidden_states=True`` (image alone, text alone, image + text), plus a vision-tower
-  pass for the encoder and projector features; token positions sliced the simple way
-  (image-token ids; text = after the last image token); each eRank with the official
-  procedure (d x d covariance, ``torch.svd`` in float32).
-- **mm-align**: ``score()`` at its defaults (batch size 8, last layer only), progress off.
+``--mode naive``: mm-align's ``score()`` against what a user of the official code would write
+(batch 1, three LLM passes with ``output_hidden_states``, d x d SVD), on a tiny or medium
+random checkpoint: throughput and agreement of per-sample eRanks. Peak memory of ``score()``
+is measured by ``scripts/bench_score.py``.
 
-Prints samples/s of both and the ratio; the per-stage agreement of the two (mean absolute
-relative difference of per-sample eRanks); peak memory of ``score()`` on 10 vs 200 samples,
-each in a fresh process; and the cost of the metrics over bare forward passes
-(``adapter.represent_batch`` alone vs. the same plus ``reduce_sample``). Timings are the
-best of ``--repeats`` interleaved runs (robust to other load on a shared machine).
-
-Usage: python scripts/bench_pipeline.py [--family qwen2_5_vl|llava] [--model PATH]
-       [--samples 40] [--sizes 10,200] [--repeats 3]
+Usage: python scripts/bench_pipeline.py [--models llava-1.5-7b,qwen2.5-vl-7b] [--batch 2|1,8,32]
+       [--repeats 3] [--depth 2,1|real] [--device cuda --dtype bfloat16] [--threads N]
+       python scripts/bench_pipeline.py --mode naive [--family qwen2_5_vl|llava] [--size medium]
 """
 
 from __future__ import annotations
@@ -39,14 +42,12 @@ from pathlib import Path
 # scripts/ is not a package: reuse the sibling benchmarks' helpers from their own folder.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_score import cycled_manifest, run_child
+from bench_common import Verdicts, clock, old_spectrum, pin_threads, set_clock, sync
+from bench_score import cycled_manifest
 
-# torch, transformers and mm_align are imported only AFTER the memory children have run:
-# Linux starts a child's ru_maxrss at its parent's resident size at fork, so children spawned
-# from a process holding torch and two models would all report that size as their "peak".
-
-BATCH_SIZE = 8  # score()'s default, also used for the metric-overhead loops
-TARGET_SPEEDUP, TARGET_GROWTH_MB, TARGET_OVERHEAD = 3.0, 50.0, 0.10
+BATCH_SIZE = 8  # score()'s default
+TARGET_SPEEDUP = 3.0  # naive mode
+CPU_SHARE, GPU_SHARE = 0.03, 0.10  # metrics / forward at the real depth
 
 # Why the naive rows of a stage differ from mm-align's (mm-align keeps only the tokens of the
 # user text in "text", plus the image tokens in "joint").
@@ -146,54 +147,98 @@ def fixed_costs(seconds: dict[str, float]):
             setattr(module, name, fn)
 
 
-def metric_overhead(adapter, rows: list[dict], repeats: int) -> tuple[float, float, float]:
-    """Best seconds over the samples (images preloaded, batches of 8, default layers) of:
-    represent_batch alone; represent_batch + reduce_sample; the reduce_sample part of the latter."""
+# ---- metrics next to the forward passes, at real widths ----------------------------------------
+
+def _round(adapter, images, texts, clocks, cuda: bool) -> dict[str, float]:
+    """One round: forward passes (and the time inside the layers), then the metric paths."""
+    from mm_align.pipeline.reduce import reduce_batch
+
+    def timed(fn) -> float:
+        sync()
+        t0 = clock()
+        fn()
+        sync()
+        return clock() - t0
+
+    with clocks[0].running(), clocks[1].running():
+        reps: list = []
+        forward = timed(lambda: reps.extend(adapter.represent_batch(images, texts)))
+    out = {"forward": forward, "vision_layers": clocks[0].seconds, "llm_layers": clocks[1].seconds,
+           "metrics": timed(lambda: reduce_batch(reps)),
+           "metrics_before": timed(lambda: [float(old_spectrum(r[s]).sum()) for r in reps for s in r])}
+    if cuda:
+        out["metrics_cpu_eig"] = timed(lambda: reduce_batch(reps, device="cpu"))
+    return out
+
+
+def _print_batch(name: str, spec, depth, t: dict[str, float], batch: int, cuda: bool,
+                 verdicts: Verdicts) -> None:
+    outside = t["forward"] - t["vision_layers"] - t["llm_layers"]
+    real = (outside + t["vision_layers"] / depth[0] * spec.real_depth[0]
+            + t["llm_layers"] / depth[1] * spec.real_depth[1])
+    rows = [("forward passes (represent_batch)", t["forward"]),
+            ("  inside vision layers", t["vision_layers"]), ("  inside LLM layers", t["llm_layers"]),
+            ("  outside the layers", outside), ("forward at the real depth (extrap.)", real),
+            ("metrics now (reduce_batch)", t["metrics"]),
+            ("metrics before (f0b06ac path)", t["metrics_before"])]
+    if cuda:
+        rows.append(("metrics now, eigvalsh on CPU", t["metrics_cpu_eig"]))
+    print(f"   batch {batch}: {batch / t['forward']:.2f} samples/s forward, "
+          f"{batch / (t['forward'] + t['metrics']):.2f} samples/s forward + metrics")
+    print(f"   {'':<38} {'s/batch':>9} {'ms/sample':>10} {'% of real fwd':>14}")
+    for label, s in rows:
+        print(f"   {label:<38} {s:>9.3f} {1000 * s / batch:>10.1f} {100 * s / real:>13.2f}%")
+    share = t["metrics"] / real
+    target = GPU_SHARE if cuda else CPU_SHARE
+    print(f"   metrics share of forward: now {100 * t['metrics'] / t['forward']:.1f}% at this depth, "
+          f"{100 * share:.2f}% at the real depth; before "
+          f"{100 * t['metrics_before'] / t['forward']:.1f}% / {100 * t['metrics_before'] / real:.2f}%")
+    print("   " + verdicts.check(f"{name} batch {batch} metrics share at the real depth",
+                                 share < target, f"{100 * share:.2f}%", f"< {100 * target:g}%"))
+
+
+def widths_one(name: str, args: argparse.Namespace, root: Path, verdicts: Verdicts) -> None:
     from PIL import Image
+    from real_widths import REAL, LayerClock, build, vision_layers
 
-    from mm_align.pipeline.reduce import reduce_sample
+    from mm_align.adapters.modules import resolve_dtype
 
-    images = [Image.open(r["image"]).convert("RGB") for r in rows]
+    spec = REAL[name]
+    depth = spec.real_depth if args.depth == "real" else tuple(int(v) for v in args.depth.split(","))
+    cuda = args.device.startswith("cuda")
+    t0 = time.perf_counter()
+    adapter = build(name, root, depth, args.device, resolve_dtype(args.dtype))
+    built = time.perf_counter() - t0
+    batches = [int(b) for b in args.batch.split(",")]
+    manifest = cycled_manifest(root / "data.jsonl", max(batches))
+    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
+    images = [Image.open(r["image"]).convert("RGB").resize((spec.pixels, spec.pixels)) for r in rows]
     texts = [r["text"] for r in rows]
-    batches = [(images[i:i + BATCH_SIZE], texts[i:i + BATCH_SIZE])
-               for i in range(0, len(rows), BATCH_SIZE)]
-
-    def forward_only() -> float:
-        t0 = time.perf_counter()
-        for imgs, txts in batches:
-            adapter.represent_batch(imgs, txts)
-        return time.perf_counter() - t0
-
-    def forward_and_reduce() -> tuple[float, float]:
-        reduce_s = 0.0
-        t0 = time.perf_counter()
-        for imgs, txts in batches:
-            reps = adapter.represent_batch(imgs, txts)
-            t1 = time.perf_counter()
-            for rep in reps:
-                reduce_sample(rep)
-            reduce_s += time.perf_counter() - t1
-        return time.perf_counter() - t0, reduce_s
-
-    forward_and_reduce()  # warm-up
-    fwd, both = [], []
-    for _ in range(repeats):  # interleaved, so that other load hits both alike
-        fwd.append(forward_only())
-        both.append(forward_and_reduce())
-    best_both, best_reduce = min(both)
-    return min(fwd), best_both, best_reduce
+    clocks = (LayerClock(vision_layers(adapter), clock), LayerClock(adapter._decoder_layers, clock))
+    _round(adapter, images[:1], texts[:1], clocks, cuda)  # warm-up
+    rep = adapter.represent(images[0], texts[0])
+    print(f"\n{name} widths, depth {depth[0]} vision + {depth[1]} LLM layers (real: "
+          f"{spec.real_depth[0]} + {spec.real_depth[1]}), {args.dtype} on {args.device}, "
+          f"median of {args.repeats} rounds; built in {built:.0f} s (wall)")
+    print("   per sample: " + ", ".join(f"{s} {tuple(rep[s].shape)}" for s in rep))
+    for batch in batches:
+        rounds = [_round(adapter, images[:batch], texts[:batch], clocks, cuda) for _ in range(args.repeats)]
+        t = {k: statistics.median(r[k] for r in rounds) for k in rounds[0]}
+        _print_batch(name, spec, depth, t, batch, cuda, verdicts)
+    del adapter
 
 
-# ---- main -------------------------------------------------------------------------------------
+def widths_main(args: argparse.Namespace) -> int:
+    verdicts = Verdicts()
+    warnings.filterwarnings("ignore")
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models.split(","):
+            widths_one(name, args, Path(tmp), verdicts)
+    return verdicts.exit_code()
+
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def rss_mb() -> float:
-    """This process's current resident size."""
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def scale_llava(path: str | Path) -> None:
@@ -215,24 +260,7 @@ def scale_llava(path: str | Path) -> None:
     processor.save_pretrained(path)
 
 
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--family", default="qwen2_5_vl", choices=["qwen2_5_vl", "llava"],
-                        help="tiny checkpoint to build (ignored with --model)")
-    parser.add_argument("--model", help="an existing checkpoint instead of a tiny one")
-    parser.add_argument("--size", default="tiny", choices=["tiny", "medium"],
-                        help="medium: a 91M-parameter random LLaVA (CLIP 224 px, 256 image "
-                        "tokens; Llama width 1024, 8 layers) where forward passes dominate, as "
-                        "with real models (~7 min on 2 cores)")
-    parser.add_argument("--samples", type=int, default=40, help="samples for throughput and agreement")
-    parser.add_argument("--sizes", default="10,200", help="data set sizes for the memory check")
-    parser.add_argument("--repeats", type=int, default=3, help="interleaved timed runs (best kept)")
-    args = parser.parse_args()
-    sizes = [int(s) for s in args.sizes.split(",")]
+def naive_main(args: argparse.Namespace) -> int:
     load_before = os.getloadavg()[0]
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -245,19 +273,13 @@ def main() -> None:
             family = "llava" if args.size == "medium" else args.family
             subprocess.run([sys.executable, "-m", "mm_align", "tiny", family, str(model_path)],
                            check=True, capture_output=True)
-            if args.size == "medium":  # in a child: this process must stay small (see run_child)
+            if args.size == "medium":  # in a child process: this one stays small
                 code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
                         f"import bench_pipeline; bench_pipeline.scale_llava({str(model_path)!r})")
                 subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
             label = f"{args.size} {family} (random weights)"
 
-        # 1. peak memory of score(), each size in a fresh process, spawned while we are small
-        parent_mb = rss_mb()
-        mem = [run_child(model_path, cycled_manifest(root / f"data-{n}.jsonl", n),
-                         root / f"run-{n}", BATCH_SIZE) for n in sizes]
-
         warnings.filterwarnings("ignore")
-        import torch
 
         from mm_align import load_vlm
         from mm_align.pipeline import score
@@ -267,7 +289,7 @@ def main() -> None:
         rows = read_jsonl(data)
         n = len(rows)
 
-        # 2. throughput: naive vs score(), each warmed up, runs interleaved, best kept
+        # throughput: naive vs score(), each warmed up, runs interleaved, best kept
         naive = Naive(str(model_path))
         adapter = load_vlm(str(model_path))
         family = naive.family
@@ -288,15 +310,12 @@ def main() -> None:
                 results = {r["id"]: r for r in read_jsonl(root / "run-0" / "results.jsonl")}
         del naive
 
-        # 3. metric overhead over bare forward passes
-        fwd_s, both_s, reduce_s = metric_overhead(adapter, rows, args.repeats)
-
     naive_s = min(naive_runs)
     mm_s, fixed_s = min(mm_runs)
     naive_rate, mm_rate = n / naive_s, summary["n_samples"] / mm_s
     loop_rate = summary["n_samples"] / (mm_s - fixed_s)
     speedup = mm_rate / naive_rate
-    print(f"{label}; torch {torch.__version__}, {torch.get_num_threads()} threads, CPU; "
+    print(f"{label}; CPU; "
           f"{n} samples (the {len({r['image'] for r in rows})} bundled photos, cycled); "
           f"load average {load_before:.2f} at start, {os.getloadavg()[0]:.2f} at end")
 
@@ -326,26 +345,6 @@ def main() -> None:
               f"{statistics.mean(rel):>16.2e} {max(rel):>15.2e} {rows_a:>11.1f} {rows_b:>14.1f}")
     print(TOKEN_NOTES.get(family, ""))
 
-    print(f"\npeak RSS of score() in a fresh process each, batch {BATCH_SIZE} "
-          f"(spawned from a {parent_mb:.0f} MB parent)")
-    print(f"{'samples':>8} {'seconds':>9} {'samples/s':>10} {'RSS after load MB':>18} {'peak RSS MB':>12}")
-    for r in mem:
-        print(f"{r['n']:>8} {r['seconds']:>9.2f} {r['n'] / r['seconds']:>10.1f} "
-              f"{r['rss_loaded_mb']:>18.1f} {r['peak_rss_mb']:>12.1f}")
-    growth = mem[-1]["peak_rss_mb"] - mem[0]["peak_rss_mb"]
-    print(f"peak RSS growth {mem[0]['n']} -> {mem[-1]['n']} samples: {growth:+.1f} MB  "
-          f"(target < {TARGET_GROWTH_MB:g} MB)  {verdict(growth < TARGET_GROWTH_MB)}")
-
-    share = reduce_s / (both_s - reduce_s)
-    print(f"\nmetric overhead at default layers: {n} samples, batches of {BATCH_SIZE}, images "
-          f"preloaded, best of {args.repeats} interleaved runs")
-    print(f"{'represent_batch alone':<42} {fwd_s:>8.3f} s  ({1000 * fwd_s / n:.2f} ms/sample)")
-    print(f"{'represent_batch + reduce_sample':<42} {both_s:>8.3f} s")
-    print(f"{'  of which reduce_sample':<42} {reduce_s:>8.3f} s  ({1000 * reduce_s / n:.2f} ms/sample)")
-    print(f"overhead: {100 * share:.1f}% of forward time measured inside the loop "
-          f"({100 * (both_s - fwd_s) / fwd_s:+.1f}% between the two loops)  "
-          f"(target < {100 * TARGET_OVERHEAD:g}%)  {verdict(share < TARGET_OVERHEAD)}")
-
     if speedup < TARGET_SPEEDUP:
         print(f"why MISS (speed-up): score() spends {fixed_s:.2f} s once per run on the summary "
               f"(bootstrap CIs) and the HTML report (matplotlib), {100 * fixed_s / mm_s:.0f}% of "
@@ -353,15 +352,43 @@ def main() -> None:
               f"the per-sample processor calls, which batching does not save, weigh as much; "
               f"with a real model the forward passes (4 per sample naive, 2 per batch of 8 "
               f"mm-align) dominate and the per-run cost vanishes")
-    if growth >= TARGET_GROWTH_MB:
-        print("why MISS (memory): score() should keep only scalars per sample; growth this large "
-              "points to a leak")
-    if share >= TARGET_OVERHEAD:
-        print(f"why MISS (overhead): the tiny model's whole forward (processor included) costs "
-              f"{1000 * fwd_s / n:.1f} ms per sample, so five small float64 eigen-decompositions "
-              f"({1000 * reduce_s / n:.2f} ms) weigh more than 10%; with a real 7B model the "
-              f"forward dominates")
+    return 0 if speedup >= TARGET_SPEEDUP else 1
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mode", default="widths", choices=["widths", "naive"])
+    parser.add_argument("--threads", type=int, help="CPU threads (default: all usable)")
+    parser.add_argument("--clock", choices=["cpu", "wall"],
+                        help="timer of widths mode (default: CPU time without CUDA, else wall)")
+    widths = parser.add_argument_group("widths mode")
+    widths.add_argument("--models", default="llava-1.5-7b,qwen2.5-vl-7b")
+    widths.add_argument("--depth", default="2,1",
+                        help="vision layers,LLM layers; 'real': the published depths")
+    widths.add_argument("--batch", default="2", help="samples per batch (comma list: each)")
+    widths.add_argument("--repeats", type=int, default=3, help="rounds (median)")
+    widths.add_argument("--device", default="cpu")
+    widths.add_argument("--dtype", default="float32")
+    naive = parser.add_argument_group("naive mode")
+    naive.add_argument("--family", default="qwen2_5_vl", choices=["qwen2_5_vl", "llava"],
+                       help="tiny checkpoint to build (ignored with --model)")
+    naive.add_argument("--model", help="an existing checkpoint instead of a tiny one")
+    naive.add_argument("--size", default="tiny", choices=["tiny", "medium"],
+                       help="medium: a 91M-parameter random LLaVA (CLIP 224 px, 256 image "
+                       "tokens; Llama width 1024, 8 layers) (~7 min on 2 cores)")
+    naive.add_argument("--samples", type=int, default=40, help="samples for throughput and agreement")
+    args = parser.parse_args()
+    print(pin_threads(args.threads))
+    if args.mode == "naive":
+        print("clock: wall time, best of the interleaved runs")
+        return naive_main(args)
+    print(set_clock(args.clock))
+    return widths_main(args)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

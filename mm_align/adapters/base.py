@@ -129,7 +129,11 @@ class VLMAdapter:
         vision tower and projector untouched: the baseline of a VLM's Diff-eRank.
 
         The trained LLM is put back when the context exits. Costs the memory of a second
-        LLM while it lasts. Not available for models spread with a ``device_map``.
+        LLM on the model's device while it lasts; it is built there directly, module by
+        module, in the model's dtype (:func:`~mm_align.adapters.modules.seeded_init`), so CPU
+        RAM holds one weight matrix at a time, not a float32 copy of the LLM. Its weights are
+        those of ``type(llm)(config)`` under ``torch.manual_seed(seed)``, on any device. Not
+        available for models spread with a ``device_map``.
         """
         if getattr(self.model, "hf_device_map", None):
             raise ValueError("the untrained baseline does not support models loaded with a device_map")
@@ -139,8 +143,8 @@ class VLMAdapter:
             raise RuntimeError("the LLM is swapped out already (nested untrained_llm?)")
         parent_name, _, attr = name.rpartition(".")
         parent = self.model.get_submodule(parent_name)
-        fresh = seeded_init(type(trained), trained.config, seed)
-        fresh.to(device=self.device, dtype=self.dtype).eval()
+        fresh = seeded_init(type(trained), trained.config, seed, device=self.device, dtype=self.dtype)
+        fresh.eval()
         setattr(parent, attr, fresh)
         try:
             with warnings.catch_warnings():

@@ -3,6 +3,7 @@ the one seeded random re-initialisation behind every untrained baseline."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,7 +12,11 @@ import transformers
 from packaging.version import Version
 from torch import nn
 
+from mm_align.adapters.streamed_init import StreamedInitUnsupported, streamed_init
+
 __all__ = ["DTYPES", "DTYPE_KWARG", "HUB_KWARGS", "probe_module", "resolve_dtype", "seeded_init"]
+
+log = logging.getLogger(__name__)
 
 DTYPES = {
     "float32": torch.float32,
@@ -56,17 +61,41 @@ def probe_module(root: nn.Module, paths: Sequence[str], what: str) -> nn.Module:
     )
 
 
-def seeded_init(build: type[nn.Module] | Any, config: Any, seed: int) -> nn.Module:
+def seeded_init(
+    build: type[nn.Module] | Any,
+    config: Any,
+    seed: int,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> nn.Module:
     """A freshly initialised module ``build(config)`` (a module class, or a callable such as
     ``AutoModel.from_config``) whose weights depend on ``seed`` alone.
 
-    Only the CPU generator draws the init, on the CPU and in float32, so any machine and any
-    later dtype get the same weights; seeding that generator gives the same weights as the
-    paper's ``torch.manual_seed(seed)``. The caller's RNG state is put back afterwards.
+    Only the CPU generator draws the init, in float32, so any machine and any later dtype get
+    the same weights; seeding that generator gives the same weights as the paper's
+    ``torch.manual_seed(seed)``. The caller's RNG state is put back afterwards.
+
+    Without ``device`` and ``dtype`` the module is built whole on the CPU in float32. With
+    either, it is built module by module straight onto ``device`` in ``dtype``
+    (:mod:`mm_align.adapters.streamed_init`): the same weights, bit for bit, as building it
+    whole and then ``.to(device, dtype)``, but with one module's tensors at a time in CPU
+    RAM instead of the whole float32 model; models that cannot be streamed exactly are
+    built whole (then cast and moved), so the weights never depend on the route.
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(seed)
+    def construct() -> nn.Module:
         if isinstance(build, type):
             return build(config)
         # from_config would otherwise init in the config's dtype (float16 for OPT checkpoints).
         return build(config, dtype=torch.float32)
+
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        if device is None and dtype is None:
+            return construct()
+        target_device = torch.device(device if device is not None else "cpu")
+        try:
+            return streamed_init(construct, target_device, dtype or torch.float32)
+        except StreamedInitUnsupported as err:
+            log.info("building the seeded model whole: %s", err)
+            torch.default_generator.manual_seed(seed)
+            return construct().to(device=target_device, dtype=dtype)

@@ -15,7 +15,9 @@ Procedure (identical to the paper and its official code, up to floating point):
 
 Steps 3-4 use whichever of ``Z^T Z`` (d x d) or ``Z Z^T`` (N x N) is smaller: both have the
 same non-zero eigenvalues, and a symmetric eigen-solver on the smaller Gram matrix is
-orders of magnitude cheaper than the official SVD of the d x d matrix when N << d.
+orders of magnitude cheaper than the official SVD of the d x d matrix when N << d. The Gram
+products and the batched eigen-solver are in :mod:`mm_align.metrics.gram`; the image stage's
+spectrum from the joint stage's product in :mod:`mm_align.metrics.nested`.
 
 Rows that vanish after centring (a token identical to the mean, e.g. every row equal) have
 no direction; the official code turns them into NaN and poisons the whole result. Here they
@@ -29,11 +31,15 @@ import math
 
 import torch
 
+from mm_align.metrics.gram import lower_gram, spectra_of_grams
 from mm_align.warn import warn
 
 __all__ = [
     "VanishingRowsWarning",
     "erank",
+    "float64_rows",
+    "gram_of_rows",
+    "kept_rows",
     "matrix_entropy",
     "normalized_rows",
     "spectral_entropy",
@@ -50,16 +56,12 @@ class VanishingRowsWarning(UserWarning):
 _VANISH_RTOL = 64 * torch.finfo(torch.float64).eps
 
 
-def normalized_rows(R: torch.Tensor) -> torch.Tensor:
-    """Validate ``R`` (N x d), centre it and scale each row to unit norm.
-
-    Returns:
-        float64 tensor ``Z`` of shape ``(N', d)`` on R's device, N' <= N after dropping
-        rows that vanish after centring.
+def float64_rows(R: torch.Tensor) -> torch.Tensor:
+    """Validate ``R`` (N x d) and return it as float64 on its device (a copy if R is not).
 
     Raises:
-        ValueError: R is not a 2-D floating tensor, has fewer than 2 rows or 0 columns,
-            holds NaN or Inf, or has fewer than 2 rows left after centring.
+        ValueError: R is not a 2-D real floating tensor, has fewer than 2 rows or 0 columns,
+            or holds NaN or Inf.
     """
     if not isinstance(R, torch.Tensor):
         raise ValueError(f"expected a torch.Tensor of shape (N, d), got {type(R).__name__}")
@@ -87,39 +89,82 @@ def normalized_rows(R: torch.Tensor) -> torch.Tensor:
             f"the representation holds NaN or Inf values in {len(bad_rows)} of {n} rows "
             f"(rows {shown}{more}); check the model dtype (fp16 overflow) and the input"
         )
+    return X
 
-    scale = torch.linalg.vector_norm(X, dim=1).max()
-    Xc = X - X.mean(dim=0, keepdim=True)
-    norms = torch.linalg.vector_norm(Xc, dim=1)
-    keep = norms > _VANISH_RTOL * scale
+
+def kept_rows(centred: torch.Tensor, X: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Norms of the ``centred`` rows of ``X`` and which of them do not vanish.
+
+    Args:
+        centred: ``(N, d)`` float64, X minus its row mean.
+        X: ``(N, d)`` float64 before centring (its largest row norm sets the scale).
+
+    Returns:
+        ``(norms, keep)``: ``(N,)`` float64 norms and ``(N,)`` bool, True for rows whose norm
+        exceeds ``_VANISH_RTOL`` times the largest norm of X's rows. Warns
+        :class:`VanishingRowsWarning` when some are dropped.
+
+    Raises:
+        ValueError: fewer than 2 rows are kept.
+    """
+    n = centred.shape[0]
+    norms = torch.linalg.vector_norm(centred, dim=1)
+    keep = norms > _VANISH_RTOL * torch.linalg.vector_norm(X, dim=1).max()
     n_keep = int(keep.sum())
+    if n_keep < 2:
+        raise ValueError(
+            f"only {n_keep} of {n} rows differ from the row mean: all token vectors are "
+            "(nearly) identical, so there is no spectrum to measure"
+        )
     if n_keep < n:
-        if n_keep < 2:
-            raise ValueError(
-                f"only {n_keep} of {n} rows differ from the row mean: all token vectors are "
-                "(nearly) identical, so there is no spectrum to measure"
-            )
         warn(f"dropped {n - n_keep} of {n} rows that are zero after centring", VanishingRowsWarning)
+    return norms, keep
+
+
+def normalized_rows(R: torch.Tensor) -> torch.Tensor:
+    """Validate ``R`` (N x d), centre it and scale each row to unit norm.
+
+    Returns:
+        float64 tensor ``Z`` of shape ``(N', d)`` on R's device, N' <= N after dropping
+        rows that vanish after centring.
+
+    Raises:
+        ValueError: see :func:`float64_rows`, or fewer than 2 rows left after centring.
+    """
+    X = float64_rows(R)
+    Xc = X - X.mean(dim=0, keepdim=True)
+    norms, keep = kept_rows(Xc, X)
+    if not bool(keep.all()):
         Xc, norms = Xc[keep], norms[keep]
     return Xc / norms.unsqueeze(1)
 
 
-def spectrum(R: torch.Tensor) -> torch.Tensor:
+def gram_of_rows(Z: torch.Tensor, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """The smaller of ``Z Z^T / N`` (N x N) and ``Z^T Z / N`` (d x d) for unit rows ``Z``.
+
+    Both have the spectrum of the sample's covariance (the same non-zero eigenvalues); only
+    the lower triangle is computed (:func:`~mm_align.metrics.gram.lower_gram`).
+
+    Returns:
+        ``(m, m)`` float64, ``m = min(N, d)``, trace 1.
+    """
+    n, d = Z.shape
+    return lower_gram(Z if n <= d else Z.T, dtype) / n
+
+
+def spectrum(R: torch.Tensor, device: str | torch.device | None = None) -> torch.Tensor:
     """Normalised eigenvalues of the covariance of the unit-normalised, centred rows of R.
 
     Args:
         R: ``(N, d)`` hidden states of one sample.
+        device: where the eigen-solver runs (``None``: R's device; ``"cpu"``: float64
+            LAPACK whatever R's device). The Gram product always runs on R's device.
 
     Returns:
-        float64 tensor of ``min(N', d)`` eigenvalues on R's device, descending, each >= 0,
-        summing to 1 (N' = rows kept after centring; zero eigenvalues included).
+        float64 tensor of ``min(N', d)`` eigenvalues, descending, each >= 0, summing to 1
+        (N' = rows kept after centring; zero eigenvalues included).
     """
-    Z = normalized_rows(R)
-    n, d = Z.shape
-    gram = Z @ Z.T if n <= d else Z.T @ Z
-    eig = torch.linalg.eigvalsh(gram / n)
-    eig = eig.clamp_min(0.0).flip(0)
-    return eig / eig.sum()
+    return spectra_of_grams([gram_of_rows(normalized_rows(R))], device)[0]
 
 
 def spectral_entropy(p: torch.Tensor) -> float:
