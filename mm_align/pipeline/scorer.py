@@ -6,6 +6,8 @@ representation becomes a result record. :class:`Scorer` runs a batch through a t
 makes sure every sample ends as exactly one record: a bad sample is recorded with the stage
 that failed (``load``, ``model`` or ``metric``) and its reason, and a batch that fails in
 the model is retried sample by sample so one bad input never costs its batch-mates.
+:func:`score_into` reduces batch k to numbers in a worker thread while the model runs batch
+k+1, so the metrics stay off the forward pass's critical path.
 """
 
 from __future__ import annotations
@@ -14,14 +16,17 @@ import itertools
 import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+import torch
 from tqdm.auto import tqdm
 
 from mm_align.data import BadSampleError, Sample
 from mm_align.pipeline.reduce import MetricError
 
-__all__ = ["MetricError", "ScoreError", "Scorer", "Task", "score_into"]
+__all__ = ["MetricError", "Pending", "ScoreError", "Scorer", "Task", "score_into"]
 
 log = logging.getLogger(__name__)
 
@@ -66,21 +71,22 @@ class Scorer:
             return None, self._fail(sample, "metric", str(err))
         return {"id": sample.id, "index": sample.index, **fields}, None
 
-    def _represent(self, batch: list[tuple[Sample, Any]]) -> list[tuple[dict | None, dict | None]]:
+    def _represent(self, batch: list[tuple[Sample, Any]]) -> tuple[list[tuple[Sample, Any, Any]], list[dict]]:
+        """``(sample, prepared, representation)`` of the samples the model took, and the
+        error records of those it did not."""
         try:
             reps = self.task.represent([prepared for _, prepared in batch])
         except (ValueError, RuntimeError) as err:  # AdapterInputError is a ValueError
             if len(batch) > 1:  # isolate the bad sample: each is retried alone
-                return [out for item in batch for out in self._represent([item])]
+                parts = [self._represent([item]) for item in batch]
+                return [r for done, _ in parts for r in done], [e for _, errors in parts for e in errors]
             reason = _BATCH_PLACE.sub("", str(err))
-            return [(None, self._fail(batch[0][0], "model", f"{type(err).__name__}: {reason}"))]
-        return [self._reduce(sample, prepared, rep) for (sample, prepared), rep in zip(batch, reps)]
+            return [], [self._fail(batch[0][0], "model", f"{type(err).__name__}: {reason}")]
+        return [(sample, prepared, rep) for (sample, prepared), rep in zip(batch, reps)], []
 
-    def batch(self, samples: Sequence[Sample]) -> tuple[list[dict], list[dict]]:
-        """Score one batch: ``(results, errors)``, together one record per sample."""
-        results: list[dict] = []
-        errors: list[dict] = []
-        ready = []
+    def forward(self, samples: Sequence[Sample]) -> Pending:
+        """The model's part of a batch: samples prepared and represented."""
+        ready, errors = [], []
         for sample in samples:
             try:
                 ready.append((sample, self.task.prepare(sample)))
@@ -88,12 +94,41 @@ class Scorer:
                 errors.append(self._fail(sample, "load", err.reason))
             except MetricError as err:
                 errors.append(self._fail(sample, "metric", str(err)))
-        for result, error in self._represent(ready) if ready else []:
-            if result is not None:
-                results.append(result)
-            elif error is not None:
-                errors.append(error)
+        represented, failed = self._represent(ready) if ready else ([], [])
+        return Pending(represented, errors + failed, len(samples))
+
+    def finish(self, pending: Pending) -> tuple[list[dict], list[dict]]:
+        """The metrics' part of a batch: ``(results, errors)``, one record per sample."""
+        results, errors = [], list(pending.errors)
+        with torch.inference_mode():
+            for sample, prepared, rep in pending.represented:
+                result, error = self._reduce(sample, prepared, rep)
+                if result is not None:
+                    results.append(result)
+                elif error is not None:
+                    errors.append(error)
         return results, errors
+
+    def batch(self, samples: Sequence[Sample]) -> tuple[list[dict], list[dict]]:
+        """Score one batch: ``(results, errors)``, together one record per sample."""
+        return self.finish(self.forward(samples))
+
+
+@dataclass
+class Pending:
+    """A batch between the model and the metrics: what was represented, what failed."""
+
+    represented: list[tuple[Sample, Any, Any]]
+    errors: list[dict[str, Any]]
+    n_samples: int
+
+
+def _drain(inflight: Future | None, store: Any, bar: Any) -> None:
+    """Append the records of a batch whose metrics were running in the worker thread."""
+    if inflight is not None:
+        pending_results, pending_errors = inflight.result()
+        store.append(pending_results, pending_errors)
+        bar.update(len(pending_results) + len(pending_errors))
 
 
 def score_into(
@@ -118,7 +153,17 @@ def score_into(
     n_done = sum(1 for index in done.values() if owns(index))
     if n_done:
         log.info("%s: resuming, %d of %d samples already done", desc, n_done, n_samples)
-    with tqdm(total=n_samples - n_done, desc=desc, unit="sample", disable=not progress) as bar:
-        while chunk := list(itertools.islice(todo, batch_size)):
-            store.append(*scorer.batch(chunk))
-            bar.update(len(chunk))
+    # The metrics of batch k run in a worker thread while the model runs batch k+1 (torch
+    # releases the GIL): on a GPU the spectra come for free, and records keep their order.
+    with tqdm(total=n_samples - n_done, desc=desc, unit="sample", disable=not progress) as bar, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="mm-align-metrics") as metrics:
+        inflight: Future | None = None
+        try:
+            while chunk := list(itertools.islice(todo, batch_size)):
+                pending = scorer.forward(chunk)
+                previous, inflight = inflight, None
+                _drain(previous, store, bar)
+                inflight = metrics.submit(scorer.finish, pending)
+        finally:  # a failure in batch k+1 still keeps batch k's records
+            previous, inflight = inflight, None
+            _drain(previous, store, bar)
