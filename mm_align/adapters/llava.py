@@ -1,18 +1,18 @@
 """LLaVA (``model_type`` ``"llava"``, e.g. llava-hf/llava-1.5-7b-hf): CLIP ViT -> MLP
 projector -> Llama/Vicuna.
 
-Stages: ``"vision"`` = the input of ``multi_modal_projector``, i.e. the vision tower's hidden
-state at ``config.vision_feature_layer`` with the CLS token dropped (strategy ``"default"``) or
-kept (``"full"``), exactly what the model projects; ``"projector"`` = the projector output, one
-row per image token. Plain prompt: ``<s>``, the image tokens, then the text.
+Stages (:mod:`~mm_align.adapters.generic`): ``"vision"`` = the input of
+``multi_modal_projector``, i.e. the vision tower's hidden state at
+``config.vision_feature_layer`` with the CLS token dropped (strategy ``"default"``) or kept
+(``"full"``), exactly what the model projects (the connector does not group patches, so both
+vision views are these rows); ``"projector"`` = the projector output, one row per image token.
+Plain prompt: ``<s>``, the image tokens, then the text.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
-import torch
 from transformers import (
     CLIPImageProcessor,
     CLIPVisionConfig,
@@ -22,10 +22,9 @@ from transformers import (
     LlavaProcessor,
 )
 
-from mm_align.adapters.base import VLMAdapter
+from mm_align.adapters.generic import GenericVLMAdapter
 from mm_align.adapters.registry import register
-from mm_align.adapters.tiny import build_tiny_tokenizer, save_tiny
-from mm_align.capture import Captured, Tap, input_of, output_of
+from mm_align.adapters.tiny import build_and_save, build_tiny_tokenizer
 
 __all__ = ["LlavaAdapter"]
 
@@ -43,26 +42,13 @@ _CHAT_TEMPLATE = (
 
 
 @register("llava")
-class LlavaAdapter(VLMAdapter):
+class LlavaAdapter(GenericVLMAdapter):
     """LLaVA adapter; see :class:`~mm_align.adapters.base.VLMAdapter` for prompts and masks."""
 
     model_class = LlavaForConditionalGeneration
-
+    # The projector's input is the selected layer with the CLS rule already applied: reading
+    # it there is more faithful than re-deriving the selection from the config.
     projector_paths = ("model.multi_modal_projector", "multi_modal_projector")
-
-    def _image_prefix(self) -> str:
-        return self.image_token
-
-    def _vision_taps(self) -> dict[str, Tap]:
-        # The projector's input is the selected layer with the CLS rule already applied: reading
-        # it there is more faithful than re-deriving the selection from the config.
-        return {"vision": input_of(self.projector), "projector": output_of(self.projector)}
-
-    def _split_vision(
-        self, got: Captured, batch: Mapping[str, torch.Tensor]
-    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        # (batch, patches, dim): one fixed-size image per sample.
-        return list(zip(got["vision"], got["projector"]))
 
     @classmethod
     def build_tiny(cls, directory: str | Path, seed: int = 0) -> Path:
@@ -114,5 +100,4 @@ class LlavaAdapter(VLMAdapter):
             num_additional_image_tokens=1,  # CLIP's CLS, dropped again by "default"
             chat_template=_CHAT_TEMPLATE,
         )
-        torch.manual_seed(seed)
-        return save_tiny(LlavaForConditionalGeneration(config), processor, directory)
+        return build_and_save(LlavaForConditionalGeneration, config, processor, directory, seed)
