@@ -109,6 +109,8 @@ class VLMAdapter:
     PaliGemma), the ``"image"`` stage comes from a pass of its own over the image prefix."""
     vision_views: ClassVar[tuple[str, ...]] = ("patches",)
     """The values of ``vision_view`` this family offers; the first is its default."""
+    prompt_styles: ClassVar[tuple[str, ...]] = ("plain", "chat")
+    """The prompt styles this family offers (``chat`` needs a chat template)."""
     max_images_per_sample: ClassVar[int] = 1
     prompt_tail: ClassVar[str] = ""
     """What the processor appends after the prompt (PaliGemma: a newline)."""
@@ -124,6 +126,8 @@ class VLMAdapter:
     ) -> None:
         if prompt not in ("plain", "chat"):
             raise ValueError(f"prompt must be 'plain' or 'chat', not {prompt!r}")
+        if prompt not in self.prompt_styles:
+            raise ValueError(f"{self.model_type} offers the prompt styles {list(self.prompt_styles)}, not {prompt!r}")
         vision_view = vision_view or self.vision_views[0]
         if vision_view not in self.vision_views:
             raise ValueError(
@@ -391,6 +395,7 @@ class VLMAdapter:
                 f"({_describe(image)}): {exc}"
             ) from exc
         offsets = inputs.pop("offset_mapping")[0]
+        inputs.pop("labels", None)  # training targets some processors add (PaliGemma)
         ids = inputs["input_ids"][0]
         is_image = ids == self.image_token_id
         if image is not None and not bool(is_image.any()):
