@@ -1,8 +1,9 @@
-"""Record what a model's ``get_image_features`` returns during a forward pass.
+"""Record the calls of a model's methods during a forward pass: above all what
+``get_image_features`` returns.
 
 ``get_image_features`` is the one method every transformers VLM calls to turn pixels into the
 rows it writes over the image placeholder tokens. It is a method, not a module, so forward
-hooks cannot see it; :func:`image_features_of` wraps it on the instance for the duration of a
+hooks cannot see it; :func:`calls_of` wraps a method on the instance for the duration of a
 ``with`` block and removes the wrapper on exit, also when the body raises.
 """
 
@@ -10,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["feature_rows", "features_owner", "image_features_of"]
+__all__ = ["Call", "calls_of", "feature_rows", "features_owner"]
 
 
 def features_owner(model: nn.Module) -> nn.Module:
@@ -29,24 +31,36 @@ def features_owner(model: nn.Module) -> nn.Module:
     raise AttributeError(f"{type(model).__name__} has no get_image_features")
 
 
+@dataclass(frozen=True)
+class Call:
+    """One recorded call: its first argument and what it returned."""
+
+    first_arg: Any
+    returned: Any
+
+
 @contextmanager
-def image_features_of(owner: nn.Module) -> Iterator[list[Any]]:
-    """Yield a list that receives the return value of every ``owner.get_image_features`` call
-    made inside the block, in call order."""
-    calls: list[Any] = []
-    original = owner.get_image_features
+def calls_of(owner: nn.Module, method: str) -> Iterator[list[Call]]:
+    """Yield a list that receives every call of ``owner.<method>`` made inside the block."""
+    calls: list[Call] = []
+    original = getattr(owner, method)
 
     def recording(*args: Any, **kwargs: Any) -> Any:
         out = original(*args, **kwargs)
-        calls.append(out)
+        first = args[0] if args else next(iter(kwargs.values()), None)
+        calls.append(Call(first.detach().clone() if isinstance(first, torch.Tensor) else first, out))
         return out
 
+    shadowed = owner.__dict__.get(method)  # an instance attribute already there (a nested wrap)
     # An instance attribute shadows the class's method for this object only.
-    object.__setattr__(owner, "get_image_features", recording)
+    object.__setattr__(owner, method, recording)
     try:
         yield calls
     finally:
-        object.__delattr__(owner, "get_image_features")
+        if shadowed is None:
+            object.__delattr__(owner, method)
+        else:
+            object.__setattr__(owner, method, shadowed)
 
 
 def feature_rows(returned: Any) -> torch.Tensor:

@@ -24,7 +24,7 @@ and connector, and builds its tiny checkpoint; everything else is here.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, ClassVar
 
 import torch
@@ -32,7 +32,7 @@ from torch import nn
 from transformers import PreTrainedModel
 
 from mm_align.adapters.base import Encoded, VisionSplit, VLMAdapter
-from mm_align.adapters.features import feature_rows, features_owner, image_features_of
+from mm_align.adapters.features import calls_of, feature_rows, features_owner
 from mm_align.capture import Tap, capture, input_of
 
 __all__ = ["GenericVLMAdapter", "split_by_units"]
@@ -45,10 +45,16 @@ class GenericVLMAdapter(VLMAdapter):
     vision_views: ClassVar[tuple[str, ...]] = ("patches", "merged")
     pixel_key: ClassVar[str] = "pixel_values"
     """The processor output whose size measures a sample's share of the vision rows."""
+    patches_method: ClassVar[str | None] = None
+    """A method of the model (next to ``get_image_features``) whose first argument holds the
+    patch rows, for a family that regroups patches before its connector module (InternVL's
+    ``pixel_shuffle``); None: the patches are the connector's input."""
 
     def __init__(self, model: PreTrainedModel, processor: Any, **options: Any) -> None:
         super().__init__(model, processor, **options)
         self._features_owner = features_owner(model)
+        if self.vision_view == "merged":
+            self._merged_tap()  # fail now, not at the first sample
 
     def _patches_tap(self) -> Tap:
         """The ``"patches"`` view: by default the connector's input."""
@@ -67,12 +73,18 @@ class GenericVLMAdapter(VLMAdapter):
 
     @contextmanager
     def _vision_capture(self) -> Iterator[VisionSplit]:
+        method = self.patches_method if self.vision_view == "patches" else None
         tap = self._merged_tap() if self.vision_view == "merged" else self._patches_tap()
-        with capture({"vision": tap}) as got, image_features_of(self._features_owner) as returned:
+        with (
+            capture({} if method else {"vision": tap}) as got,
+            calls_of(self._features_owner, method) if method else nullcontext([]) as method_calls,
+            calls_of(self._features_owner, "get_image_features") as feature_calls,
+        ):
 
             def split(samples: Sequence[Encoded]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-                vision = torch.cat([_rows(call) for call in got.calls("vision")])
-                projector = torch.cat([feature_rows(call) for call in returned])
+                found = [call.first_arg for call in method_calls] if method else got.calls("vision")
+                vision = torch.cat([_rows(tensor) for tensor in found])
+                projector = torch.cat([feature_rows(call.returned) for call in feature_calls])
                 image_tokens = [int(sample.image.sum()) for sample in samples]
                 return list(zip(
                     split_by_units(vision, [self._vision_units(sample) for sample in samples], "vision"),
