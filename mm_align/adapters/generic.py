@@ -67,6 +67,12 @@ class GenericVLMAdapter(VLMAdapter):
             raise ValueError(f"{self.model_type}: the connector has no linear layer; use vision_view='patches'")
         return input_of(linear)
 
+    def _cut_vision(self, found: Sequence[torch.Tensor], samples: Sequence[Encoded]) -> Sequence[torch.Tensor]:
+        """Per sample, its vision rows (rows x width), from the tensors the vision tap caught
+        during the joint pass (one per call); by default cut in proportion to the pixels."""
+        rows = torch.cat([_rows(tensor) for tensor in found])
+        return split_by_units(rows, [self._vision_units(sample) for sample in samples], "vision")
+
     def _vision_units(self, sample: Encoded) -> int:
         """A sample's share of the vision rows, in any unit proportional to them."""
         return int(sample.inputs[self.pixel_key].numel())
@@ -83,13 +89,9 @@ class GenericVLMAdapter(VLMAdapter):
 
             def split(samples: Sequence[Encoded]) -> list[tuple[torch.Tensor, torch.Tensor]]:
                 found = [call.first_arg for call in method_calls] if method else got.calls("vision")
-                vision = torch.cat([_rows(tensor) for tensor in found])
                 projector = torch.cat([feature_rows(call.returned) for call in feature_calls])
                 image_tokens = [int(sample.image.sum()) for sample in samples]
-                return list(zip(
-                    split_by_units(vision, [self._vision_units(sample) for sample in samples], "vision"),
-                    split_by_units(projector, image_tokens, "projector"),
-                ))
+                return list(zip(self._cut_vision(found, samples), split_by_units(projector, image_tokens, "projector")))
 
             yield split
 
