@@ -53,6 +53,7 @@ class AyaVisionAdapter(GenericVLMAdapter):
     """Aya Vision adapter; see the module doc for tiles and markers."""
 
     model_class = AyaVisionForConditionalGeneration
+    example_id = "CohereLabs/aya-vision-8b"
     projector_paths = ("model.multi_modal_projector", "multi_modal_projector")
 
     @classmethod

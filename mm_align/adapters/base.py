@@ -112,6 +112,8 @@ class VLMAdapter:
     prompt_styles: ClassVar[tuple[str, ...]] = ("plain", "chat")
     """The prompt styles this family offers (``chat`` needs a chat template)."""
     max_images_per_sample: ClassVar[int] = 1
+    example_id: ClassVar[str] = ""
+    """A hub checkpoint of this family, for ``mm-align families``."""
     prompt_tail: ClassVar[str] = ""
     """What the processor appends after the prompt (PaliGemma: a newline)."""
 
@@ -163,6 +165,12 @@ class VLMAdapter:
     def options(self) -> dict[str, Any]:
         """The keyword options this adapter was built with (to build another one alike)."""
         return {"prompt": self.prompt, "include_special": self.include_special, "vision_view": self.vision_view}
+
+    @classmethod
+    def taps(cls) -> dict[str, str]:
+        """Where each stage is read, in words (``vision``, ``projector``; ``merged`` when that
+        view is offered), for ``mm-align families``."""
+        return {"vision": "(family-defined)", "projector": "(family-defined)"}
 
     # ---- construction -------------------------------------------------------------------
 

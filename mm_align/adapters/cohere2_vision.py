@@ -41,6 +41,7 @@ class Cohere2VisionAdapter(GenericVLMAdapter):
     """Command A Vision adapter; see the module doc for tiles and markers."""
 
     model_class = Cohere2VisionForConditionalGeneration
+    example_id = "CohereLabs/command-a-vision-07-2025"
     projector_paths = ("model.multi_modal_projector", "multi_modal_projector")
 
     @classmethod

@@ -64,6 +64,7 @@ class Gemma3Adapter(GenericVLMAdapter):
     """Gemma 3 adapter; see the module doc."""
 
     model_class = Gemma3ForConditionalGeneration
+    example_id = "google/gemma-3-4b-it"
     projector_paths = ("model.multi_modal_projector", "multi_modal_projector")
     vision_views = ("patches",)
 

@@ -45,10 +45,22 @@ class GenericVLMAdapter(VLMAdapter):
     vision_views: ClassVar[tuple[str, ...]] = ("patches", "merged")
     pixel_key: ClassVar[str] = "pixel_values"
     """The processor output whose size measures a sample's share of the vision rows."""
+    vision_tap: ClassVar[str] = ""
+    """Where the ``"patches"`` view is read, in words (default: the connector's input)."""
     patches_method: ClassVar[str | None] = None
     """A method of the model (next to ``get_image_features``) whose first argument holds the
     patch rows, for a family that regroups patches before its connector module (InternVL's
     ``pixel_shuffle``); None: the patches are the connector's input."""
+
+    @classmethod
+    def taps(cls) -> dict[str, str]:
+        """Where each stage is read, in words: ``vision`` (patches view), ``merged`` (the merged
+        view, when offered), ``projector``."""
+        connector = cls.projector_paths[0] if cls.projector_paths else "the connector"
+        described = {"vision": cls.vision_tap or f"{connector} input", "projector": "get_image_features output"}
+        if "merged" in cls.vision_views:
+            described["merged"] = f"{connector}: first Linear's input"
+        return described
 
     def __init__(self, model: PreTrainedModel, processor: Any, **options: Any) -> None:
         super().__init__(model, processor, **options)

@@ -39,7 +39,13 @@ class Glm4vAdapter(QwenStyleAdapter):
     """GLM-4.1V adapter; see the module doc."""
 
     model_class = Glm4vForConditionalGeneration
+    example_id = "zai-org/GLM-4.1V-9B-Thinking"
+    vision_tap = "visual.post_layernorm output"
     marker_ids = ("image_start_token_id", "image_end_token_id")
+
+    @classmethod
+    def taps(cls) -> dict[str, str]:
+        return {**super().taps(), "merged": "visual.downsample input (2 x 2 groups)"}
 
     def _visual(self, name: str) -> nn.Module:
         return probe_module(self.model, (f"model.visual.{name}", f"visual.{name}"), f"vision {name}")

@@ -76,6 +76,7 @@ class Idefics3Adapter(GenericVLMAdapter):
     """Idefics3 adapter; see the module doc for tiles and markers."""
 
     model_class = Idefics3ForConditionalGeneration
+    example_id = "HuggingFaceM4/Idefics3-8B-Llama3"
     projector_paths = ("model.connector", "connector")
     text_model_paths = ("model.text_model", "text_model")
 

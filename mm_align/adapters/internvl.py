@@ -41,6 +41,8 @@ class InternVLAdapter(GenericVLMAdapter):
     """InternVL adapter; see the module doc for tiles and context tokens."""
 
     model_class = InternVLForConditionalGeneration
+    example_id = "OpenGVLab/InternVL3-1B-hf"
+    vision_tap = "pixel_shuffle() input (ViT rows, CLS dropped)"
     projector_paths = ("model.multi_modal_projector", "multi_modal_projector")
     patches_method = "pixel_shuffle"
 

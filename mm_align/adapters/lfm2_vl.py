@@ -47,6 +47,8 @@ class Lfm2VlAdapter(GenericVLMAdapter):
     """LFM2-VL adapter; see the module doc for tiles and NaFlex padding."""
 
     model_class = Lfm2VlForConditionalGeneration
+    example_id = "LiquidAI/LFM2-VL-1.6B"
+    vision_tap = "vision_tower output, NaFlex padding cut"
     projector_paths = ("model.multi_modal_projector", "multi_modal_projector")
     vision_views = ("patches",)
 

@@ -47,6 +47,7 @@ class LlavaAdapter(GenericVLMAdapter):
     """LLaVA adapter; see :class:`~mm_align.adapters.base.VLMAdapter` for prompts and masks."""
 
     model_class = LlavaForConditionalGeneration
+    example_id = "llava-hf/llava-1.5-7b-hf"
     # The projector's input is the selected layer with the CLS rule already applied: reading
     # it there is more faithful than re-deriving the selection from the config.
     projector_paths = ("model.multi_modal_projector", "multi_modal_projector")

@@ -49,6 +49,7 @@ class LlavaNextAdapter(GenericVLMAdapter):
     """LLaVA-NeXT adapter; see the module doc for the anyres layout."""
 
     model_class = LlavaNextForConditionalGeneration
+    example_id = "llava-hf/llava-v1.6-mistral-7b-hf"
     projector_paths = ("model.multi_modal_projector", "multi_modal_projector")
 
     @classmethod

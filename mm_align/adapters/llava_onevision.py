@@ -43,6 +43,7 @@ class LlavaOnevisionAdapter(GenericVLMAdapter):
     """LLaVA-OneVision adapter; see the module doc for the anyres layout."""
 
     model_class = LlavaOnevisionForConditionalGeneration
+    example_id = "llava-hf/llava-onevision-qwen2-0.5b-ov-hf"
     projector_paths = ("model.multi_modal_projector", "multi_modal_projector")
 
     @classmethod

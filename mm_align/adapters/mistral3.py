@@ -36,6 +36,7 @@ class Mistral3Adapter(GenericVLMAdapter):
     """Mistral 3 adapter; see the module doc for the row-break layout."""
 
     model_class = Mistral3ForConditionalGeneration
+    example_id = "mistralai/Mistral-Small-3.1-24B-Instruct-2503"
     projector_paths = ("model.multi_modal_projector", "multi_modal_projector")
 
     @classmethod

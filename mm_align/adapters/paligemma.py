@@ -40,6 +40,7 @@ class PaliGemmaAdapter(GenericVLMAdapter):
     """PaliGemma adapter; see the module doc for the prefix-LM attention."""
 
     model_class = PaliGemmaForConditionalGeneration
+    example_id = "google/paligemma-3b-pt-224"
     projector_paths = ("model.multi_modal_projector", "multi_modal_projector")
     image_prefix_is_image_only = False
     prompt_styles = ("plain",)

@@ -40,6 +40,7 @@ class Qwen2_5_VLAdapter(QwenStyleAdapter):
     """Qwen2.5-VL adapter; see :mod:`~mm_align.adapters.qwen_style`."""
 
     model_class = Qwen2_5_VLForConditionalGeneration
+    example_id = "Qwen/Qwen2.5-VL-3B-Instruct"
 
     @classmethod
     def build_tiny(cls, directory: str | Path, seed: int = 0) -> Path:

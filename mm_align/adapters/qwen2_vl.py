@@ -35,6 +35,7 @@ class Qwen2VLAdapter(QwenStyleAdapter):
     """Qwen2-VL adapter; see :mod:`~mm_align.adapters.qwen_style`."""
 
     model_class = Qwen2VLForConditionalGeneration
+    example_id = "Qwen/Qwen2-VL-2B-Instruct"
 
     @classmethod
     def build_tiny(cls, directory: str | Path, seed: int = 0) -> Path:

@@ -24,6 +24,7 @@ class Qwen3_5Adapter(QwenStyleAdapter):
     """Qwen3.5 adapter; see :mod:`~mm_align.adapters.qwen_style`."""
 
     model_class = Qwen3_5ForConditionalGeneration
+    example_id = "Qwen/Qwen3.5-27B"
 
     @classmethod
     def build_tiny(cls, directory: str | Path, seed: int = 0) -> Path:

@@ -55,6 +55,7 @@ class Qwen3VLAdapter(QwenStyleAdapter):
     """Qwen3-VL adapter; see :mod:`~mm_align.adapters.qwen_style`."""
 
     model_class = Qwen3VLForConditionalGeneration
+    example_id = "Qwen/Qwen3-VL-4B-Instruct"
 
     @classmethod
     def build_tiny(cls, directory: str | Path, seed: int = 0) -> Path:

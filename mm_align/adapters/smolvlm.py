@@ -31,6 +31,7 @@ class SmolVLMAdapter(Idefics3Adapter):
     """SmolVLM adapter; see :mod:`~mm_align.adapters.idefics3` for tiles and markers."""
 
     model_class = SmolVLMForConditionalGeneration
+    example_id = "HuggingFaceTB/SmolVLM2-2.2B-Instruct"
 
     @classmethod
     def build_tiny(cls, directory: str | Path, seed: int = 0) -> Path:

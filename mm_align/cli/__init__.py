@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import mm_align
 
 # Order here is the order in `mm-align --help`.
-_COMMANDS = ("score", "diff_erank", "tiny", "report", "compare")
+_COMMANDS = ("score", "diff_erank", "tiny", "families", "report", "compare")
 
 
 def build_parser() -> argparse.ArgumentParser:
