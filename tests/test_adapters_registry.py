@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from mm_align.adapters import UnsupportedModelError, adapter_class, disabled_families, registry, supported_families
+from mm_align.adapters import (
+    UnsupportedModelError,
+    adapter_class,
+    disabled_families,
+    registry,
+    supported_families,
+)
 from mm_align.cli import main
 from mm_align.cli.families import families_table
 

@@ -22,7 +22,13 @@ from PIL import Image
 from torch import nn
 from transformers import AutoProcessor, PreTrainedModel
 
-from mm_align.adapters.modules import DTYPE_KWARG, HUB_KWARGS, probe_module, resolve_dtype, seeded_init
+from mm_align.adapters.modules import (
+    DTYPE_KWARG,
+    HUB_KWARGS,
+    probe_module,
+    resolve_dtype,
+    seeded_init,
+)
 from mm_align.adapters.representation import Representation, normalize_layers
 from mm_align.capture import Captured, Tap, capture, input_of, output_of
 from mm_align.stages import LLM_STAGES

@@ -23,7 +23,11 @@ from transformers import (
 )
 
 from mm_align.adapters.modules import probe_module
-from mm_align.adapters.qwen_style import QwenStyleAdapter, qwen_chat_template, qwen_text_config
+from mm_align.adapters.qwen_style import (
+    QwenStyleAdapter,
+    qwen_chat_template,
+    qwen_text_config,
+)
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save, build_tiny_tokenizer
 from mm_align.capture import Tap, input_of, output_of

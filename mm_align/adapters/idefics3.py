@@ -33,7 +33,7 @@ from mm_align.adapters.llava import tiny_llama_text
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save, build_tiny_tokenizer
 
-__all__ = ["Idefics3Adapter", "IDEFICS_CHAT_TEMPLATE", "idefics_parts"]
+__all__ = ["IDEFICS_CHAT_TEMPLATE", "Idefics3Adapter", "idefics_parts"]
 
 # Idefics3's "User:<image>text<end_of_utterance>" turns.
 IDEFICS_CHAT_TEMPLATE = (

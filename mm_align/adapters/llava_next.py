@@ -38,7 +38,7 @@ from mm_align.adapters.llava import (
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save
 
-__all__ = ["LlavaNextAdapter", "TINY_PINPOINTS"]
+__all__ = ["TINY_PINPOINTS", "LlavaNextAdapter"]
 
 # Grids of 1 x 2, 2 x 1 and 2 x 2 tiles of 56 px: every tiny image gets 3 to 5 tiles.
 TINY_PINPOINTS = [[56, 112], [112, 56], [112, 112]]

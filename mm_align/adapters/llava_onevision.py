@@ -24,7 +24,12 @@ from transformers import (
 )
 
 from mm_align.adapters.generic import GenericVLMAdapter
-from mm_align.adapters.llava import CLIP_IMAGE_SIZE, LLAVA_CHAT_TEMPLATE, llava_tokenizer, tiny_llama_text
+from mm_align.adapters.llava import (
+    CLIP_IMAGE_SIZE,
+    LLAVA_CHAT_TEMPLATE,
+    llava_tokenizer,
+    tiny_llama_text,
+)
 from mm_align.adapters.llava_next import TINY_PINPOINTS
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save

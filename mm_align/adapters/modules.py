@@ -11,7 +11,7 @@ import transformers
 from packaging.version import Version
 from torch import nn
 
-__all__ = ["DTYPES", "HUB_KWARGS", "DTYPE_KWARG", "probe_module", "resolve_dtype", "seeded_init"]
+__all__ = ["DTYPES", "DTYPE_KWARG", "HUB_KWARGS", "probe_module", "resolve_dtype", "seeded_init"]
 
 DTYPES = {
     "float32": torch.float32,

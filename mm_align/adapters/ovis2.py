@@ -20,7 +20,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from torch import nn
-from transformers import Ovis2Config, Ovis2ForConditionalGeneration, Ovis2ImageProcessor, Ovis2Processor
+from transformers import (
+    Ovis2Config,
+    Ovis2ForConditionalGeneration,
+    Ovis2ImageProcessor,
+    Ovis2Processor,
+)
 
 from mm_align.adapters.generic import GenericVLMAdapter
 from mm_align.adapters.modules import probe_module

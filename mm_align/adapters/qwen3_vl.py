@@ -29,7 +29,7 @@ from mm_align.adapters.qwen_style import (
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save
 
-__all__ = ["Qwen3VLAdapter", "qwen3_vision_config", "qwen3_processor"]
+__all__ = ["Qwen3VLAdapter", "qwen3_processor", "qwen3_vision_config"]
 
 
 def qwen3_vision_config() -> dict:

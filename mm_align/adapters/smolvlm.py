@@ -19,7 +19,12 @@ from transformers import (
     SmolVLMVideoProcessor,
 )
 
-from mm_align.adapters.idefics3 import IDEFICS_CHAT_TEMPLATE, TILE, Idefics3Adapter, idefics_parts
+from mm_align.adapters.idefics3 import (
+    IDEFICS_CHAT_TEMPLATE,
+    TILE,
+    Idefics3Adapter,
+    idefics_parts,
+)
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save
 
@@ -40,7 +45,9 @@ class SmolVLMAdapter(Idefics3Adapter):
         processor = SmolVLMProcessor(
             image_processor=image_processor,
             tokenizer=tokenizer,
-            video_processor=SmolVLMVideoProcessor(size={"longest_edge": 2 * TILE}, max_image_size={"longest_edge": TILE}),
+            video_processor=SmolVLMVideoProcessor(
+                size={"longest_edge": 2 * TILE}, max_image_size={"longest_edge": TILE}
+            ),
             image_seq_len=4,
             chat_template=IDEFICS_CHAT_TEMPLATE,
         )
