@@ -18,13 +18,11 @@ from transformers import (
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
     Qwen2_5_VLProcessor,
-    Qwen2VLImageProcessor,
-    Qwen2VLVideoProcessor,
 )
 
 from mm_align.adapters.qwen_style import (
     QwenStyleAdapter,
-    qwen_chat_template,
+    qwen2_processor,
     qwen_text_config,
     qwen_token_ids,
     qwen_tokenizer,
@@ -65,12 +63,5 @@ class Qwen2_5_VLAdapter(QwenStyleAdapter):
             },
             **qwen_token_ids(ids),
         )
-        sizes = {"patch_size": patch_size, "merge_size": merge_size, "temporal_patch_size": temporal_patch_size}
-        processor = Qwen2_5_VLProcessor(
-            image_processor=Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=112 * 112, **sizes),
-            # transformers 5.x needs a video processor in the saved processor even for images.
-            video_processor=Qwen2VLVideoProcessor(**sizes),
-            tokenizer=tokenizer,
-            chat_template=qwen_chat_template("<|vision_start|><|image_pad|><|vision_end|>"),
-        )
+        processor = qwen2_processor(Qwen2_5_VLProcessor, tokenizer)
         return build_and_save(Qwen2_5_VLForConditionalGeneration, config, processor, directory, seed)

@@ -12,14 +12,12 @@ from pathlib import Path
 from transformers import (
     Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
-    Qwen2VLImageProcessor,
     Qwen2VLProcessor,
-    Qwen2VLVideoProcessor,
 )
 
 from mm_align.adapters.qwen_style import (
     QwenStyleAdapter,
-    qwen_chat_template,
+    qwen2_processor,
     qwen_text_config,
     qwen_token_ids,
     qwen_tokenizer,
@@ -42,17 +40,11 @@ class Qwen2VLAdapter(QwenStyleAdapter):
         """ViT (2 blocks, width 32, 14 px patches) + Qwen2 LLM (2 layers, width 64); images of
         at most 112 x 112 px (<= 16 image tokens). Randomly initialised."""
         tokenizer, ids = qwen_tokenizer()
-        sizes = {"patch_size": 14, "merge_size": 2, "temporal_patch_size": 2}
         config = Qwen2VLConfig(
             text_config=qwen_text_config(len(tokenizer), ids),
             vision_config={"depth": 2, "embed_dim": 32, "hidden_size": 64, "mlp_ratio": 2, "num_heads": 2,
                            "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2},
             **qwen_token_ids(ids),
         )
-        processor = Qwen2VLProcessor(
-            image_processor=Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=112 * 112, **sizes),
-            video_processor=Qwen2VLVideoProcessor(**sizes),
-            tokenizer=tokenizer,
-            chat_template=qwen_chat_template("<|vision_start|><|image_pad|><|vision_end|>"),
-        )
+        processor = qwen2_processor(Qwen2VLProcessor, tokenizer)
         return build_and_save(Qwen2VLForConditionalGeneration, config, processor, directory, seed)

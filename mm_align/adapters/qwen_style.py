@@ -12,12 +12,19 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
 from mm_align.adapters.generic import GenericVLMAdapter
 from mm_align.adapters.tiny import build_tiny_tokenizer
 
-__all__ = ["QwenStyleAdapter", "qwen_chat_template", "qwen_text_config", "qwen_token_ids", "qwen_tokenizer"]
+__all__ = [
+    "QwenStyleAdapter",
+    "qwen2_processor",
+    "qwen_chat_template",
+    "qwen_text_config",
+    "qwen_token_ids",
+    "qwen_tokenizer",
+]
 
 # The Qwen chat template without video and tool branches; IMAGE is the marked image.
 _CHAT_TEMPLATE = (
@@ -100,3 +107,15 @@ def qwen_token_ids(ids: dict[str, int]) -> dict[str, int]:
         "vision_start_token_id": ids["<|vision_start|>"],
         "vision_end_token_id": ids["<|vision_end|>"],
     }
+
+
+def qwen2_processor(processor_class: type, tokenizer: Any) -> Any:
+    """A Qwen2-VL-style processor: images of at most 112 x 112 px in 14 px patches (at most 64
+    patches, 16 image tokens); transformers 5.x needs the video processor even for images."""
+    sizes = {"patch_size": 14, "merge_size": 2, "temporal_patch_size": 2}
+    return processor_class(
+        image_processor=Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=112 * 112, **sizes),
+        video_processor=Qwen2VLVideoProcessor(**sizes),
+        tokenizer=tokenizer,
+        chat_template=qwen_chat_template("<|vision_start|><|image_pad|><|vision_end|>"),
+    )
