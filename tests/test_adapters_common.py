@@ -277,3 +277,16 @@ def test_adapters_never_ask_for_all_hidden_states() -> None:
 
     for source in Path(package.__file__).parent.glob("*.py"):
         assert "output_hidden_states=True" not in source.read_text(), source.name
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_untrained_llm_changes_the_llm_stages_only(family, load_tiny, images, texts) -> None:
+    adapter = load_tiny(family)
+    trained = adapter.represent(images[1], texts[1])
+    with adapter.untrained_llm(seed=0) as untrained:
+        assert untrained.vision_view == adapter.vision_view and untrained.prompt == adapter.prompt
+        fresh = untrained.represent(images[1], texts[1])
+    for stage in ("vision", "projector"):
+        torch.testing.assert_close(fresh[stage], trained[stage], rtol=0, atol=0)
+    assert not torch.allclose(fresh["joint"], trained["joint"])
+    torch.testing.assert_close(adapter.represent(images[1], texts[1])["joint"], trained["joint"], rtol=0, atol=0)
