@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from mm_align import load_vlm
+from mm_align.metrics import erank
 from mm_align.adapters import (
     STAGES,
     AdapterInputError,
@@ -143,6 +144,8 @@ def test_representation_mapping_and_layers(family, load_tiny, images, texts) -> 
     rep = adapter.represent(images[0], texts[0])
     assert list(rep) == list(STAGES) and len(rep) == 5
     assert rep.layers == (2,)
+    # The tiny checkpoint is random, not degenerate: every stage has a spectrum to measure.
+    assert all(erank(rep[stage]) > 1.5 for stage in STAGES), {stage: rep[stage].shape for stage in STAGES}
     assert all(rep[stage].dtype == torch.float32 and rep[stage].device == adapter.device for stage in STAGES)
     torch.testing.assert_close(rep.layer("joint", -1), rep["joint"])
     with pytest.raises(KeyError, match="not captured"):

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+from torch import nn
 from transformers import (
     Gemma3Config,
     Gemma3ForConditionalGeneration,
@@ -28,7 +30,7 @@ from transformers import (
 from mm_align.adapters.generic import GenericVLMAdapter
 from mm_align.adapters.llava_onevision import tiny_siglip_vision
 from mm_align.adapters.registry import register
-from mm_align.adapters.tiny import build_and_save, build_tiny_tokenizer
+from mm_align.adapters.tiny import build_tiny_tokenizer, save_tiny
 
 __all__ = ["GEMMA_CHAT_TEMPLATE", "Gemma3Adapter", "gemma_text_config", "gemma_tokenizer"]
 
@@ -70,8 +72,8 @@ class Gemma3Adapter(GenericVLMAdapter):
 
     @classmethod
     def build_tiny(cls, directory: str | Path, seed: int = 0) -> Path:
-        """SigLIP (2 layers, width 32, 56 px, 16 patches) pooled to 4 soft tokens + Gemma 3
-        (one sliding-window and one global layer, width 64). Randomly initialised."""
+        """SigLIP (2 layers, width 32, 112 px, 64 patches) pooled 2 x 2 to 16 soft tokens +
+        Gemma 3 (one sliding-window and one global layer, width 64). Randomly initialised."""
         tokenizer, ids = gemma_tokenizer(
             "<start_of_image>", "<end_of_image>", "<image_soft_token>",
             boi_token="<start_of_image>", eoi_token="<end_of_image>", image_token="<image_soft_token>",
@@ -79,16 +81,21 @@ class Gemma3Adapter(GenericVLMAdapter):
         config = Gemma3Config(
             text_config=gemma_text_config(len(tokenizer), ids, query_pre_attn_scalar=16, sliding_window=8,
                                           layer_types=["sliding_attention", "full_attention"]),
-            vision_config=tiny_siglip_vision(),
-            mm_tokens_per_image=4,
+            vision_config=tiny_siglip_vision(image_size=112),
+            mm_tokens_per_image=16,
             boi_token_index=ids["<start_of_image>"],
             eoi_token_index=ids["<end_of_image>"],
             image_token_index=ids["<image_soft_token>"],
         )
         processor = Gemma3Processor(
-            image_processor=Gemma3ImageProcessor(size={"height": 56, "width": 56}),
+            image_processor=Gemma3ImageProcessor(size={"height": 112, "width": 112}),
             tokenizer=tokenizer,
-            image_seq_length=4,
+            image_seq_length=16,
             chat_template=GEMMA_CHAT_TEMPLATE.replace("IMAGE", "<start_of_image>"),
         )
-        return build_and_save(Gemma3ForConditionalGeneration, config, processor, directory, seed)
+        torch.manual_seed(seed)
+        model = Gemma3ForConditionalGeneration(config)
+        # Gemma 3 initialises its projection matrix to zeros: every soft token would be the same
+        # vector and the projector stage would have no spectrum.
+        nn.init.normal_(model.model.multi_modal_projector.mm_input_projection_weight, std=0.02)
+        return save_tiny(model, processor, directory)
