@@ -33,22 +33,26 @@ def features_owner(model: nn.Module) -> nn.Module:
 
 @dataclass(frozen=True)
 class Call:
-    """One recorded call: its first argument and what it returned."""
+    """One recorded call: a copy of its first argument (when asked for) and what it returned."""
 
     first_arg: Any
     returned: Any
 
 
 @contextmanager
-def calls_of(owner: nn.Module, method: str) -> Iterator[list[Call]]:
-    """Yield a list that receives every call of ``owner.<method>`` made inside the block."""
+def calls_of(owner: nn.Module, method: str, *, keep_first_arg: bool = False) -> Iterator[list[Call]]:
+    """Yield a list that receives every call of ``owner.<method>`` made inside the block
+    (``keep_first_arg``: with a copy of the call's first argument)."""
     calls: list[Call] = []
     original = getattr(owner, method)
 
     def recording(*args: Any, **kwargs: Any) -> Any:
         out = original(*args, **kwargs)
-        first = args[0] if args else next(iter(kwargs.values()), None)
-        calls.append(Call(first.detach().clone() if isinstance(first, torch.Tensor) else first, out))
+        first = None
+        if keep_first_arg:
+            first = args[0] if args else next(iter(kwargs.values()), None)
+            first = first.detach().clone() if isinstance(first, torch.Tensor) else first
+        calls.append(Call(first, out))
         return out
 
     shadowed = owner.__dict__.get(method)  # an instance attribute already there (a nested wrap)

@@ -95,7 +95,7 @@ class GenericVLMAdapter(VLMAdapter):
         tap = self._merged_tap() if self.vision_view == "merged" else self._patches_tap()
         with (
             capture({} if method else {"vision": tap}) as got,
-            calls_of(self._features_owner, method) if method else nullcontext([]) as method_calls,
+            calls_of(self._features_owner, method, keep_first_arg=True) if method else nullcontext([]) as method_calls,
             calls_of(self._features_owner, "get_image_features") as feature_calls,
         ):
 
