@@ -32,6 +32,7 @@ CAPTIONS = (
     "An astronaut in a white suit.",
     "A cat looks at the camera.",
     "A cup of coffee on a saucer, seen from above.",
+    "A rocket stands on the launch pad.",
 )
 
 
@@ -69,11 +70,13 @@ def load_tiny(tiny_checkpoints: dict[str, Path]) -> Callable[..., object]:
 
 @pytest.fixture(scope="session")
 def images() -> list[Image.Image]:
-    """Three real photos (skimage) of different aspect ratios, shrunk for speed."""
+    """Four real photos (skimage) of different aspect ratios (one portrait), shrunk for speed."""
     from skimage import data
 
     out = []
-    for array, size in ((data.astronaut(), (112, 112)), (data.chelsea(), (150, 100)), (data.coffee(), (120, 80))):
+    photos = ((data.astronaut(), (112, 112)), (data.chelsea(), (150, 100)), (data.coffee(), (120, 80)),
+              (data.rocket(), (64, 96)))
+    for array, size in photos:
         out.append(Image.fromarray(array).resize(size, Image.Resampling.BICUBIC))
     return out
 

@@ -18,11 +18,11 @@ from mm_align.adapters import (
     adapter_class,
     supported_families,
 )
+from mm_align.metrics import erank
 from tests.conftest import FAMILIES
 
-PROMPTS = ("plain", "chat")
 FP32 = {"rtol": 1e-5, "atol": 1e-5}
-PER_TOKEN = ("input_ids", "attention_mask", "mm_token_type_ids")
+PER_TOKEN = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
 
 
 def hidden_states(adapter, inputs) -> tuple[torch.Tensor, ...]:
@@ -32,11 +32,32 @@ def hidden_states(adapter, inputs) -> tuple[torch.Tensor, ...]:
     return tuple(h[0] for h in out.hidden_states)
 
 
-@pytest.fixture(scope="module", params=[(f, p) for f in FAMILIES for p in PROMPTS], ids=lambda fp: "-".join(fp))
+def image_only_inputs(rep) -> dict[str, torch.Tensor]:
+    """The joint input cut after its last image token: the image seen alone."""
+    cut = int(torch.nonzero(rep.masks["image"]).max()) + 1
+    return {key: value[:, :cut] if key in PER_TOKEN else value for key, value in rep.inputs["joint"].items()}
+
+
+PAIRS = [(f, p) for f in FAMILIES for p in adapter_class(f).prompt_styles]
+_BATCHES: dict[tuple[str, str], tuple] = {}
+
+
+def _represented(load_tiny, images, texts, family: str, prompt: str) -> tuple:
+    """(adapter, its Representations of the 4 photos in one batch), computed once per session."""
+    if (family, prompt) not in _BATCHES:
+        adapter = load_tiny(family, prompt=prompt)
+        _BATCHES[family, prompt] = adapter, adapter.represent_batch(images, texts, layers=[0, 1])
+    return _BATCHES[family, prompt]
+
+
+@pytest.fixture(scope="module", params=PAIRS, ids=lambda fp: "-".join(fp))
 def batch(request, load_tiny, images, texts):
-    family, prompt = request.param
-    adapter = load_tiny(family, prompt=prompt)
-    return adapter, adapter.represent_batch(images, texts, layers=[0, 1])
+    return _represented(load_tiny, images, texts, *request.param)
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def plain_batch(request, load_tiny, images, texts):
+    return _represented(load_tiny, images, texts, request.param, "plain")
 
 
 def test_llm_stages_equal_output_hidden_states(batch) -> None:
@@ -44,10 +65,12 @@ def test_llm_stages_equal_output_hidden_states(batch) -> None:
     for rep in reps:
         joint = hidden_states(adapter, rep.inputs["joint"])
         text = hidden_states(adapter, rep.inputs["text"])
+        image = joint if adapter.image_prefix_is_image_only else hidden_states(adapter, image_only_inputs(rep))
+        image_mask = rep.masks["image"][: image[0].shape[0]]
         assert len(joint) == adapter.num_hidden_states == 3
         assert rep.layers == (0, 1, 2)
         for layer in (0, 1, 2, -1):
-            torch.testing.assert_close(rep.layer("image", layer), joint[layer][rep.masks["image"]], **FP32)
+            torch.testing.assert_close(rep.layer("image", layer), image[layer][image_mask], **FP32)
             torch.testing.assert_close(rep.layer("joint", layer), joint[layer][rep.masks["joint"]], **FP32)
             torch.testing.assert_close(rep.layer("text", layer), text[layer][rep.masks["text"]], **FP32)
         torch.testing.assert_close(rep["joint"], joint[-1][rep.masks["joint"]], **FP32)
@@ -56,14 +79,16 @@ def test_llm_stages_equal_output_hidden_states(batch) -> None:
         torch.testing.assert_close(joint[0][rep.masks["image"]], rep["projector"], **FP32)
 
 
-def test_image_states_equal_an_image_only_forward(batch) -> None:
+def test_image_stage_is_the_image_seen_alone_and_the_declaration_holds(batch) -> None:
     adapter, reps = batch
     for rep in reps:
-        inputs = rep.inputs["joint"]
-        cut = int(torch.nonzero(rep.masks["image"]).max()) + 1  # up to the last image token
-        image_only = {key: value[:, :cut] if key in PER_TOKEN else value for key, value in inputs.items()}
-        states = hidden_states(adapter, image_only)[-1]
-        torch.testing.assert_close(rep["image"], states[rep.masks["image"][:cut]], **FP32)
+        image_only = image_only_inputs(rep)
+        alone = hidden_states(adapter, image_only)[-1][rep.masks["image"][: image_only["input_ids"].shape[1]]]
+        in_joint = hidden_states(adapter, rep.inputs["joint"])[-1][rep.masks["image"]]
+        torch.testing.assert_close(rep["image"], alone, **FP32)
+        # The class attribute says whether the joint pass's image states are the image alone.
+        same = torch.allclose(in_joint, alone, **FP32)
+        assert same == adapter.image_prefix_is_image_only, (adapter.model_type, same)
 
 
 def test_masks(batch, texts) -> None:
@@ -87,8 +112,8 @@ def test_masks(batch, texts) -> None:
         assert rep["image"].shape[1] == rep["text"].shape[1] == rep["joint"].shape[1] == rep["projector"].shape[1]
 
 
-def test_batched_equals_one_at_a_time(batch, images, texts) -> None:
-    adapter, reps = batch
+def test_batch_of_4_equals_one_at_a_time(plain_batch, images, texts) -> None:
+    adapter, reps = plain_batch
     for image, text, batched in zip(images, texts, reps):
         single = adapter.represent(image, text, layers=[0, 1])
         for stage in STAGES:
@@ -119,6 +144,8 @@ def test_representation_mapping_and_layers(family, load_tiny, images, texts) -> 
     rep = adapter.represent(images[0], texts[0])
     assert list(rep) == list(STAGES) and len(rep) == 5
     assert rep.layers == (2,)
+    # The tiny checkpoint is random, not degenerate: every stage has a spectrum to measure.
+    assert all(erank(rep[stage]) > 1.5 for stage in STAGES), {stage: rep[stage].shape for stage in STAGES}
     assert all(rep[stage].dtype == torch.float32 and rep[stage].device == adapter.device for stage in STAGES)
     torch.testing.assert_close(rep.layer("joint", -1), rep["joint"])
     with pytest.raises(KeyError, match="not captured"):
@@ -137,6 +164,9 @@ def test_representation_mapping_and_layers(family, load_tiny, images, texts) -> 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_hooks_are_removed_after_return_and_after_error(family, load_tiny, images, texts, hook_count, monkeypatch):
     adapter = load_tiny(family)
+    # transformers installs its own output-capturing hooks on some vision towers at their first
+    # forward pass, for good: count after one.
+    adapter.represent(images[0], texts[0])
     before = hook_count(adapter.model)
     adapter.represent_batch(images[:2], texts[:2], layers=[0, 1])
     assert hook_count(adapter.model) == before
@@ -148,6 +178,8 @@ def test_hooks_are_removed_after_return_and_after_error(family, load_tiny, image
     with pytest.raises(RuntimeError, match="norm exploded"):
         adapter.represent(images[0], texts[0], layers=[0, 1])
     assert hook_count(adapter.model) == before
+    # get_image_features is recorded through an instance attribute: gone again too.
+    assert not any("get_image_features" in vars(module) for module in adapter.model.modules())
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -165,6 +197,8 @@ def test_bad_inputs_raise_clear_errors(family, load_tiny, images) -> None:
         adapter.represent(np.zeros((0, 10, 3), dtype=np.uint8), "A cat.")
     with pytest.raises(AdapterInputError, match="rejected the image"):
         adapter.represent(np.zeros((10, 10, 7), dtype=np.uint8), "A cat.")
+    with pytest.raises(AdapterInputError, match="2 images in one sample"):
+        adapter.represent([images[0], images[1]], "A cat.")
     with pytest.raises(ValueError, match="2 images but 1 texts"):
         adapter.represent_batch(images[:2], ["A cat."])
     assert adapter.represent_batch([], []) == []
@@ -176,7 +210,7 @@ def test_unknown_model_type_names_supported_families(tmp_path: Path) -> None:
     GPT2Config(n_layer=1, n_embd=8, n_head=2).save_pretrained(tmp_path)
     with pytest.raises(UnsupportedModelError, match="'gpt2' is not supported") as info:
         load_vlm(tmp_path)
-    for family in ("llava", "qwen2_5_vl"):
+    for family in supported_families():
         assert family in str(info.value)
     with pytest.raises(UnsupportedModelError, match="supported families: ") as info:
         adapter_class("nope")
@@ -250,3 +284,16 @@ def test_adapters_never_ask_for_all_hidden_states() -> None:
 
     for source in Path(package.__file__).parent.glob("*.py"):
         assert "output_hidden_states=True" not in source.read_text(), source.name
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_untrained_llm_changes_the_llm_stages_only(family, load_tiny, images, texts) -> None:
+    adapter = load_tiny(family)
+    trained = adapter.represent(images[1], texts[1])
+    with adapter.untrained_llm(seed=0) as untrained:
+        assert untrained.vision_view == adapter.vision_view and untrained.prompt == adapter.prompt
+        fresh = untrained.represent(images[1], texts[1])
+    for stage in ("vision", "projector"):
+        torch.testing.assert_close(fresh[stage], trained[stage], rtol=0, atol=0)
+    assert not torch.allclose(fresh["joint"], trained["joint"])
+    torch.testing.assert_close(adapter.represent(images[1], texts[1])["joint"], trained["joint"], rtol=0, atol=0)

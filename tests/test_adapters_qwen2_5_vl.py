@@ -72,3 +72,14 @@ def test_plain_prompt_wraps_the_image_in_vision_markers(adapter, reps) -> None:
 def test_extreme_aspect_ratio_is_rejected(adapter) -> None:
     with pytest.raises(AdapterInputError, match="aspect ratio"):
         adapter.represent(Image.new("RGB", (1000, 4)), "A very thin line.")
+
+
+def test_merged_view_is_what_the_merger_mlp_sees(adapter, load_tiny, reps, images, texts) -> None:
+    merged = load_tiny("qwen2_5_vl", vision_view="merged")
+    assert merged.vision_view == "merged" and adapter.vision_view == "patches"
+    merger = adapter.model.model.visual.merger
+    for rep, other in zip(reps, merged.represent_batch(images, texts)):
+        with torch.inference_mode():
+            by_hand = merger.ln_q(rep["vision"]).view(-1, 4 * rep["vision"].shape[1])
+        assert other["vision"].shape == (rep["projector"].shape[0], 4 * rep["vision"].shape[1])
+        torch.testing.assert_close(other["vision"], by_hand, **FP32)

@@ -7,6 +7,7 @@ from mm_align.adapters.base import AdapterInputError, VLMAdapter
 from mm_align.adapters.registry import (
     UnsupportedModelError,
     adapter_class,
+    disabled_families,
     load_vlm,
     register,
     supported_families,
@@ -22,6 +23,7 @@ __all__ = [
     "UnsupportedModelError",
     "VLMAdapter",
     "adapter_class",
+    "disabled_families",
     "load_vlm",
     "normalize_layers",
     "register",

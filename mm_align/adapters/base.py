@@ -1,17 +1,16 @@
 """What every VLM adapter shares: prompts, token masks, right-padded batching, layer indices,
 hook capture of the LLM decoder, and the :class:`Representation` it returns.
 
-A family file (``llava.py``, ``qwen2_5_vl.py``) only says where its vision stages live
-(:meth:`VLMAdapter._vision_taps`), how to cut them per sample
-(:meth:`VLMAdapter._split_vision`), what stands for the image in a plain prompt
-(:meth:`VLMAdapter._image_prefix`), and how to build a tiny random checkpoint.
+How the vision stages are found is :mod:`~mm_align.adapters.generic`'s job (probing the
+connector and ``get_image_features``); a family file says what is truly its own: module
+paths, its vision cut, what stands for the image in a plain prompt, a tiny checkpoint.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -22,17 +21,25 @@ from PIL import Image
 from torch import nn
 from transformers import AutoProcessor, PreTrainedModel
 
-from mm_align.adapters.batching import collate
-from mm_align.adapters.modules import DTYPE_KWARG, HUB_KWARGS, probe_module, resolve_dtype, seeded_init
+from mm_align.adapters.batching import SEQUENCE_KEYS, collate
+from mm_align.adapters.modules import (
+    DTYPE_KWARG,
+    HUB_KWARGS,
+    probe_module,
+    resolve_dtype,
+    seeded_init,
+)
 from mm_align.adapters.representation import Representation, normalize_layers
 from mm_align.capture import Captured, Tap, capture, input_of, output_of
 from mm_align.stages import LLM_STAGES
 from mm_align.warn import warn
 
-__all__ = ["AdapterInputError", "PromptStyle", "VLMAdapter"]
+__all__ = ["VISION_VIEWS", "AdapterInputError", "Encoded", "PromptStyle", "VLMAdapter", "VisionView"]
 
 
 PromptStyle = Literal["plain", "chat"]
+VisionView = Literal["patches", "merged"]
+VISION_VIEWS: tuple[str, ...] = ("patches", "merged")
 
 # Stands in for the user text while rendering a chat template, to find where the text goes.
 _TEXT_SENTINEL = "\u2063mm_align_user_text\u2063"
@@ -43,7 +50,7 @@ class AdapterInputError(ValueError):
 
 
 @dataclass(frozen=True)
-class _Encoded:
+class Encoded:
     """One sample's processed input (batch dim 1, unpadded, on CPU) and its token masks:
     ``image`` = image placeholder tokens, ``text`` = tokens overlapping the user text."""
 
@@ -54,6 +61,16 @@ class _Encoded:
     @property
     def length(self) -> int:
         return int(self.inputs["input_ids"].shape[1])
+
+    def image_prefix(self) -> Encoded:
+        """This input cut after its last image token: the image seen without the text."""
+        cut = int(torch.nonzero(self.image).max()) + 1
+        inputs = {key: value[:, :cut] if key in SEQUENCE_KEYS else value for key, value in self.inputs.items()}
+        return Encoded(inputs, self.image[:cut], self.text[:cut])
+
+
+VisionSplit = Callable[[Sequence[Encoded]], list[tuple[torch.Tensor, torch.Tensor]]]
+"""Called after a joint pass: per sample, its (vision, projector) rows, each (tokens x dim)."""
 
 
 class VLMAdapter:
@@ -72,11 +89,15 @@ class VLMAdapter:
     - ``"chat"``: the processor's chat template with one user turn ``[image, text]`` (text-only
       pass: ``[text]``), no generation prompt.
 
-    Masks: ``"image"`` = the image placeholder tokens (always exactly those: one per projector
-    row); ``"text"`` / ``"joint"`` = the tokens whose characters overlap the user text (joint:
-    plus the image tokens). BOS, vision start/end markers and template markup are left out,
-    unless ``include_special=True``, which makes ``"text"`` and ``"joint"`` cover every token
-    of their input.
+    Masks: ``"image"`` = the image placeholder tokens (always exactly those: one per row of
+    what ``get_image_features`` returns); ``"text"`` / ``"joint"`` = the tokens whose characters
+    overlap the user text (joint: plus the image tokens). BOS, vision start/end markers, tile
+    and row markers and template markup are left out, unless ``include_special=True``, which
+    makes ``"text"`` and ``"joint"`` cover every token of their input.
+
+    ``vision_view`` (``"patches"`` or ``"merged"``): the rows of the ``"vision"`` stage, one per
+    vision-encoder patch, or as the connector's first learned map sees them after it groups
+    patches (see :mod:`~mm_align.adapters.generic`).
     """
 
     model_type: ClassVar[str] = ""
@@ -86,6 +107,19 @@ class VLMAdapter:
     """Candidate paths of the LLM (newest layout first); a CausalLM there is unwrapped."""
     projector_paths: ClassVar[tuple[str, ...]] = ()
     """Candidate paths of the connector (projector) between vision tower and LLM."""
+    image_prefix_is_image_only: ClassVar[bool] = True
+    """Whether the joint pass's states at the image tokens equal those of the image seen alone
+    (the image tokens never attend to the text). When False (prefix-LM attention, as in
+    PaliGemma), the ``"image"`` stage comes from a pass of its own over the image prefix."""
+    vision_views: ClassVar[tuple[str, ...]] = ("patches",)
+    """The values of ``vision_view`` this family offers; the first is its default."""
+    prompt_styles: ClassVar[tuple[str, ...]] = ("plain", "chat")
+    """The prompt styles this family offers (``chat`` needs a chat template)."""
+    max_images_per_sample: ClassVar[int] = 1
+    example_id: ClassVar[str] = ""
+    """A hub checkpoint of this family, for ``mm-align families``."""
+    prompt_tail: ClassVar[str] = ""
+    """What the processor appends after the prompt (PaliGemma: a newline)."""
 
     def __init__(
         self,
@@ -94,25 +128,35 @@ class VLMAdapter:
         *,
         prompt: PromptStyle = "plain",
         include_special: bool = False,
+        vision_view: VisionView | None = None,
     ) -> None:
         if prompt not in ("plain", "chat"):
             raise ValueError(f"prompt must be 'plain' or 'chat', not {prompt!r}")
+        if prompt not in self.prompt_styles:
+            raise ValueError(f"{self.model_type} offers the prompt styles {list(self.prompt_styles)}, not {prompt!r}")
+        view: str = vision_view or self.vision_views[0]
+        if view not in self.vision_views:
+            raise ValueError(
+                f"vision_view {view!r} is not offered by {self.model_type or type(self).__name__}; "
+                f"it offers {list(self.vision_views)}"
+            )
         self.model = model.eval()
         self.processor = processor
         self.prompt = prompt
         self.include_special = include_special
+        self.vision_view: str = view
         config = model.config
         if getattr(config, "mm_align_tiny", None):
             warn(f"{config.mm_align_tiny}: this checkpoint was built by `mm-align tiny`")
-        self.projector: nn.Module = probe_module(model, self.projector_paths, "projector")
-        """The connector module: its output is the ``"projector"`` stage."""
-        text_model = probe_module(model, self.text_model_paths, "language model")
+        self.projector: Any = probe_module(model, self.projector_paths, "projector")
+        """The connector module: what it makes of the vision rows is the ``"projector"`` stage."""
+        text_model: Any = probe_module(model, self.text_model_paths, "language model")
         if not hasattr(text_model, "layers") and hasattr(text_model, "model"):
             text_model = text_model.model  # 4.5x LLaVA keeps a whole CausalLM here
         self.language_model: nn.Module = text_model
         """The LLM's decoder stack (embeddings, layers, final norm), without the LM head."""
-        self._decoder_layers: Sequence[nn.Module] = probe_module(text_model, ("layers",), "decoder layers")
-        self._final_norm = probe_module(text_model, ("norm", "final_layernorm"), "final norm")
+        self._decoder_layers: Any = probe_module(text_model, ("layers",), "decoder layers")
+        self._final_norm = probe_module(text_model, ("norm", "final_layernorm", "embedding_norm"), "final norm")
         # Older configs call it image_token_index.
         token_id = getattr(config, "image_token_id", None)
         self.image_token_id = int(token_id if token_id is not None else config.image_token_index)
@@ -120,6 +164,17 @@ class VLMAdapter:
         tokenizer = processor.tokenizer
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._pad_id = int(pad_id or 0)  # padded positions are masked out, any id will do
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The keyword options this adapter was built with (to build another one alike)."""
+        return {"prompt": self.prompt, "include_special": self.include_special, "vision_view": self.vision_view}
+
+    @classmethod
+    def taps(cls) -> dict[str, str]:
+        """Where each stage is read, in words (``vision``, ``projector``; ``merged`` when that
+        view is offered), for ``mm-align families``."""
+        return {"vision": "(family-defined)", "projector": "(family-defined)"}
 
     # ---- construction -------------------------------------------------------------------
 
@@ -149,8 +204,7 @@ class VLMAdapter:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the random-weights note was given already
-                yield type(self)(self.model, self.processor, prompt=self.prompt,
-                                 include_special=self.include_special)
+                yield type(self)(self.model, self.processor, **self.options)
         finally:
             setattr(parent, attr, trained)
 
@@ -163,6 +217,7 @@ class VLMAdapter:
         dtype: str | torch.dtype = "float32",
         prompt: PromptStyle = "plain",
         include_special: bool = False,
+        vision_view: VisionView | None = None,
         **hf_kwargs: Any,
     ) -> VLMAdapter:
         """Load model and processor with the family's real classes (``from_pretrained``).
@@ -176,7 +231,7 @@ class VLMAdapter:
         if "device_map" not in hf_kwargs:
             model = model.to(device)
         processor = AutoProcessor.from_pretrained(path_or_id, **shared)
-        return cls(model, processor, prompt=prompt, include_special=include_special)
+        return cls(model, processor, prompt=prompt, include_special=include_special, vision_view=vision_view)
 
     @classmethod
     def build_tiny(cls, directory: str | Path, seed: int = 0) -> Path:
@@ -188,16 +243,11 @@ class VLMAdapter:
 
     def _image_prefix(self) -> str:
         """The text that stands for one image in a plain prompt (expanded by the processor)."""
-        raise NotImplementedError
+        return self.image_token
 
-    def _vision_taps(self) -> dict[str, Tap]:
-        """Taps named ``"vision"`` and ``"projector"`` hit once per joint forward pass."""
-        raise NotImplementedError
-
-    def _split_vision(
-        self, got: Captured, batch: Mapping[str, torch.Tensor]
-    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per sample of ``batch``: its (vision, projector) rows, each (tokens x dim)."""
+    def _vision_capture(self) -> AbstractContextManager[VisionSplit]:
+        """A context in which one joint forward pass records the vision stages; it yields the
+        function that cuts them per sample afterwards."""
         raise NotImplementedError
 
     # ---- public API ---------------------------------------------------------------------
@@ -238,47 +288,79 @@ class VLMAdapter:
             return []
         wanted = normalize_layers(layers, self.num_hidden_states)
         for index, (image, text) in enumerate(zip(images, texts)):
-            _check_image(image, index)
+            self._check_image(image, index)
             self._check_text(text, index)
         joint = [self._encode(text, image, index) for index, (image, text) in enumerate(zip(images, texts))]
         text_only = [self._encode(text, None, index) for index, text in enumerate(texts)]
 
-        joint_batch = self._collate([sample.inputs for sample in joint])
-        joint_got = self._forward(joint_batch, wanted, self._vision_taps())
-        text_got = self._forward(self._collate([sample.inputs for sample in text_only]), wanted, {})
-        vision = self._split_vision(joint_got, joint_batch)
+        with self._vision_capture() as split_vision:
+            joint_got = self._forward(self._collate([sample.inputs for sample in joint]), wanted)
+        vision = split_vision(joint)
+        text_got = self._forward(self._collate([sample.inputs for sample in text_only]), wanted)
+        image_got = joint_got
+        if not self.image_prefix_is_image_only:
+            # Image tokens that see the text: the image alone needs a pass of its own.
+            image_got = self._forward(self._collate([sample.image_prefix().inputs for sample in joint]), wanted)
 
         reps = []
         for b, (j, t, (vision_rows, projector_rows)) in enumerate(zip(joint, text_only, vision)):
-            image_mask = j.image.to(self.device)
-            joint_mask = (torch.ones_like(j.text) if self.include_special else j.image | j.text).to(self.device)
-            text_mask = (torch.ones_like(t.text) if self.include_special else t.text).to(self.device)
-            if int(image_mask.sum()) != projector_rows.shape[0]:
+            masks = self._masks(j, t)
+            if int(masks["image"].sum()) != projector_rows.shape[0]:
                 raise RuntimeError(
-                    f"sample {b}: {int(image_mask.sum())} image tokens but {projector_rows.shape[0]} "
+                    f"sample {b}: {int(masks['image'].sum())} image tokens but {projector_rows.shape[0]} "
                     "projector rows; the adapter does not match this model"
                 )
             llm: dict[str, dict[int, torch.Tensor]] = {stage: {} for stage in LLM_STAGES}
             for layer in wanted:
-                # With a device_map, layers live on different GPUs: index each where it is.
-                joint_states = joint_got[_layer_key(layer)][b, : j.length]
-                text_states = text_got[_layer_key(layer)][b, : t.length]
-                llm["image"][layer] = joint_states[image_mask.to(joint_states.device)]
-                llm["joint"][layer] = joint_states[joint_mask.to(joint_states.device)]
-                llm["text"][layer] = text_states[text_mask.to(text_states.device)]
+                for stage, got, length, mask in (
+                    ("image", image_got, j.length, masks["image"]),
+                    ("joint", joint_got, j.length, masks["joint"]),
+                    ("text", text_got, t.length, masks["text"]),
+                ):
+                    states = got[_layer_key(layer)][b, :length]
+                    # With a device_map, layers live on different GPUs: index each where it is.
+                    mask = mask[: states.shape[0]].to(states.device)
+                    llm[stage][layer] = states[mask]
             reps.append(
                 Representation(
                     vision=vision_rows,
                     projector=projector_rows,
                     llm=llm,
                     num_hidden_states=self.num_hidden_states,
-                    masks={"image": image_mask, "joint": joint_mask, "text": text_mask},
+                    masks=masks,
                     inputs={"joint": self._to_model(j.inputs), "text": self._to_model(t.inputs)},
                 )
             )
         return reps
 
+    def _masks(self, joint: Encoded, text: Encoded) -> dict[str, torch.Tensor]:
+        """The ``image``, ``joint`` and ``text`` token masks of one sample, on the model's device."""
+        if self.include_special:
+            joint_mask, text_mask = torch.ones_like(joint.text), torch.ones_like(text.text)
+        else:
+            joint_mask, text_mask = joint.image | joint.text, text.text
+        return {"image": joint.image.to(self.device), "joint": joint_mask.to(self.device),
+                "text": text_mask.to(self.device)}
+
     # ---- internals ----------------------------------------------------------------------
+
+    def _check_image(self, image: Any, index: int) -> None:
+        if isinstance(image, (list, tuple)):
+            raise AdapterInputError(
+                f"sample {index}: {len(image)} images in one sample; the {self.model_type} adapter "
+                f"takes at most {self.max_images_per_sample} image per sample"
+            )
+        # Processors treat a str as a path or URL and would fetch it: loading is the data layer's job.
+        if not isinstance(image, (Image.Image, np.ndarray, torch.Tensor)):
+            raise AdapterInputError(
+                f"sample {index}: images must be PIL images, numpy arrays or tensors, not {type(image).__name__}"
+            )
+        if isinstance(image, Image.Image):
+            empty = 0 in image.size
+        else:
+            empty = image.ndim < 2 or 0 in tuple(image.shape)
+        if empty:
+            raise AdapterInputError(f"sample {index}: the image is empty ({_describe(image)})")
 
     def _check_text(self, text: str, index: int) -> None:
         if not isinstance(text, str):
@@ -309,37 +391,42 @@ class VLMAdapter:
             raise RuntimeError("the chat template does not insert the user text verbatim; use prompt='plain'")
         return prompt, len(parts[0])
 
-    def _encode(self, text: str, image: Any | None, index: int) -> _Encoded:
+    def _process(self, prompt: str, image: Any | None) -> dict[str, torch.Tensor]:
+        """The processor's output for one prompt (``image=None``: text only), with offsets."""
+        kwargs: dict[str, Any] = {"text": [prompt], "return_tensors": "pt", "return_offsets_mapping": True}
+        if image is not None:
+            kwargs["images"] = [image]
+        return dict(self.processor(**kwargs))
+
+    def _encode(self, text: str, image: Any | None, index: int) -> Encoded:
         """Process one sample (``image=None``: text only) and find its image and text tokens."""
         prompt, start = self._prompt(text, image is not None)
-        kwargs: dict[str, Any] = {"text": [prompt], "return_tensors": "pt", "return_offsets_mapping": True}
-        if image is None:
-            encoded = self.processor(**kwargs)
-        else:
-            try:
-                encoded = self.processor(images=[image], **kwargs)
-            except Exception as exc:  # whatever the processor trips on, it is this image
-                raise AdapterInputError(
-                    f"sample {index}: the {self.model_type} processor rejected the image "
-                    f"({_describe(image)}): {exc}"
-                ) from exc
-        inputs = dict(encoded)
+        try:
+            inputs = self._process(prompt, image)
+        except Exception as exc:  # whatever the processor trips on, it is this image
+            if image is None:
+                raise
+            raise AdapterInputError(
+                f"sample {index}: the {self.model_type} processor rejected the image "
+                f"({_describe(image)}): {exc}"
+            ) from exc
         offsets = inputs.pop("offset_mapping")[0]
+        inputs.pop("labels", None)  # training targets some processors add (PaliGemma)
         ids = inputs["input_ids"][0]
         is_image = ids == self.image_token_id
-        if image is not None:
-            if not bool(is_image.any()):
-                raise RuntimeError(f"sample {index}: the processor inserted no image tokens")
-            # The processor expands the one image placeholder (which precedes the text) to one
-            # copy per image token; the characters after it shift by the added copies.
-            start += (int(is_image.sum()) - 1) * len(self.image_token)
-        end = start + len(text)
+        if image is not None and not bool(is_image.any()):
+            raise RuntimeError(f"sample {index}: the processor inserted no image tokens")
+        # The processor expands the image placeholder (before the text) into image tokens and
+        # markers, so the text is found from the end: only the template's suffix and the
+        # processor's own tail follow it.
+        end = int(offsets[:, 1].max()) - (len(prompt) - start - len(text)) - len(self.prompt_tail)
+        start = end - len(text)
         # A token belongs to the text when its characters overlap the text (zero-width BOS and
         # template markup around the text do not).
         in_text = (offsets[:, 0] < end) & (offsets[:, 1] > start) & ~is_image
         if not bool(in_text.any()):
             raise AdapterInputError(f"sample {index}: the text {text!r} produced no tokens")
-        return _Encoded(inputs, is_image, in_text)
+        return Encoded(inputs, is_image, in_text)
 
     def _to_model(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Inputs on the model's device; floating ones (pixels) in the model's dtype."""
@@ -361,10 +448,10 @@ class VLMAdapter:
             return output_of(self._final_norm)
         return output_of(self._decoder_layers[layer - 1])
 
-    def _forward(self, batch: Mapping[str, torch.Tensor], layers: Sequence[int], taps: Mapping[str, Tap]) -> Captured:
-        """One forward pass of ``batch`` with the LLM ``layers`` and ``taps`` captured."""
-        all_taps = {**taps, **{_layer_key(layer): self._layer_tap(layer) for layer in layers}}
-        with torch.inference_mode(), capture(all_taps) as got:
+    def _forward(self, batch: Mapping[str, torch.Tensor], layers: Sequence[int]) -> Captured:
+        """One forward pass of ``batch`` with the LLM ``layers`` captured."""
+        taps = {_layer_key(layer): self._layer_tap(layer) for layer in layers}
+        with torch.inference_mode(), capture(taps) as got:
             # logits_to_keep=1: the LM head runs on one position only; we never need logits.
             self.model(**batch, use_cache=False, logits_to_keep=1)
         return got
@@ -372,20 +459,6 @@ class VLMAdapter:
 
 def _layer_key(layer: int) -> str:
     return f"llm_layer_{layer}"
-
-
-def _check_image(image: Any, index: int) -> None:
-    # Processors treat a str as a path or URL and would fetch it: loading is the data layer's job.
-    if not isinstance(image, (Image.Image, np.ndarray, torch.Tensor)):
-        raise AdapterInputError(
-            f"sample {index}: images must be PIL images, numpy arrays or tensors, not {type(image).__name__}"
-        )
-    if isinstance(image, Image.Image):
-        empty = 0 in image.size
-    else:
-        empty = image.ndim < 2 or 0 in tuple(image.shape)
-    if empty:
-        raise AdapterInputError(f"sample {index}: the image is empty ({_describe(image)})")
 
 
 def _describe(image: Any) -> str:

@@ -2,25 +2,42 @@
 
 A family registers itself with ``@register("model_type")`` in its own module under
 ``mm_align/adapters/``; every module there is imported on first lookup, so adding a family is
-adding one file."""
+adding one file. Families outside this package register through the Python entry point group
+``mm_align.adapters`` (each entry point names a module or an adapter class; loading it runs
+its ``@register``), so a lab can plug in its own model without forking.
+
+A module that fails to import (a transformers release without that model) disables its
+families only: :func:`disabled_families` gives the reason, the others keep working."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import pkgutil
 from collections.abc import Callable
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
 from transformers import AutoConfig
 
-from mm_align.adapters.base import PromptStyle, VLMAdapter
+from mm_align.adapters.base import PromptStyle, VisionView, VLMAdapter
 from mm_align.adapters.modules import HUB_KWARGS
 
-__all__ = ["UnsupportedModelError", "adapter_class", "load_vlm", "register", "supported_families"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "UnsupportedModelError",
+    "adapter_class",
+    "disabled_families",
+    "load_vlm",
+    "register",
+    "supported_families",
+]
 
+ENTRY_POINT_GROUP = "mm_align.adapters"
 _ADAPTERS: dict[str, type[VLMAdapter]] = {}
+_DISABLED: dict[str, str] = {}  # module or entry point name -> why it could not be imported
 _A = TypeVar("_A", bound=type[VLMAdapter])
 
 
@@ -41,10 +58,28 @@ def register(model_type: str) -> Callable[[_A], _A]:
     return decorate
 
 
+@functools.cache  # once per process
 def _import_families() -> None:
+    """Import every module of this package and every ``mm_align.adapters`` entry point once;
+    a failure is recorded against its name instead of raised."""
     package = importlib.import_module("mm_align.adapters")
     for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"mm_align.adapters.{module.name}")
+        _try(module.name, functools.partial(importlib.import_module, f"mm_align.adapters.{module.name}"))
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        _try(point.name, point.load)
+
+
+def _try(name: str, load: Callable[[], Any]) -> None:
+    try:
+        load()
+    except Exception as exc:
+        _DISABLED[name] = f"{type(exc).__name__}: {exc}"
+
+
+def disabled_families() -> dict[str, str]:
+    """Family modules (or entry points) that could not be imported, with the reason."""
+    _import_families()
+    return dict(sorted(_DISABLED.items()))
 
 
 def supported_families() -> tuple[str, ...]:
@@ -58,8 +93,9 @@ def adapter_class(model_type: str) -> type[VLMAdapter]:
     families when there is none."""
     families = supported_families()
     if model_type not in _ADAPTERS:
+        why = f" ({_DISABLED[model_type]})" if model_type in _DISABLED else ""
         raise UnsupportedModelError(
-            f"model type {model_type!r} is not supported; supported families: {', '.join(families)}"
+            f"model type {model_type!r} is not supported{why}; supported families: {', '.join(families)}"
         )
     return _ADAPTERS[model_type]
 
@@ -70,6 +106,7 @@ def load_vlm(
     dtype: str | torch.dtype = "float32",
     prompt: PromptStyle = "plain",
     include_special: bool = False,
+    vision_view: VisionView | None = None,
     **hf_kwargs: Any,
 ) -> VLMAdapter:
     """Load a vision-language model and wrap it in its family's adapter.
@@ -78,7 +115,9 @@ def load_vlm(
     adapter (:func:`supported_families`), which loads the model with the family's real
     transformers class. ``trust_remote_code`` is off unless passed in ``hf_kwargs``.
     ``dtype``: ``"float32"``, ``"bfloat16"``, ``"float16"`` or a ``torch.dtype``. See
-    :class:`~mm_align.adapters.base.VLMAdapter` for ``prompt`` and ``include_special``."""
+    :class:`~mm_align.adapters.base.VLMAdapter` for ``prompt`` and ``include_special``;
+    ``vision_view`` (``"patches"`` or ``"merged"``, default: the family's first, ``"patches"``)
+    picks the rows of the ``"vision"`` stage (:mod:`~mm_align.adapters.generic`)."""
     name = str(path_or_id)
     # A hub id is "owner/name"; anything else that does not exist is a mistyped local path,
     # which deserves a plainer error than the hub client's repo-id validation.
@@ -95,6 +134,7 @@ def load_vlm(
         dtype=dtype,
         prompt=prompt,
         include_special=include_special,
+        vision_view=vision_view,
         config=config,
         **hf_kwargs,
     )

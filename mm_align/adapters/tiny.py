@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     PreTrainedModel,
@@ -69,6 +71,14 @@ def build_tiny_tokenizer(
 
 
 TINY_NOTE = "RANDOM WEIGHTS - for smoke tests only"
+
+
+def build_and_save(
+    model_class: type[PreTrainedModel], config: Any, processor: ProcessorMixin, directory: str | Path, seed: int
+) -> Path:
+    """``model_class(config)`` initialised under ``seed``, saved with ``processor`` by :func:`save_tiny`."""
+    torch.manual_seed(seed)
+    return save_tiny(model_class(config), processor, directory)
 
 
 def save_tiny(

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import mm_align
 
 # Order here is the order in `mm-align --help`.
-_COMMANDS = ("score", "diff_erank", "tiny", "report", "compare", "export", "scaling", "info_gain",
-             "attribution")
+_COMMANDS = ("score", "diff_erank", "tiny", "families", "report", "compare", "export", "scaling",
+             "info_gain", "attribution")
 
 
 def build_parser() -> argparse.ArgumentParser:

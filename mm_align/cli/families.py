@@ -1,0 +1,57 @@
+"""``mm-align families``: every served model family, where its stages are read, whether its
+image tokens are a causal prefix, its prompt styles and vision views, and a hub checkpoint;
+then the families that could not be loaded, with the reason. docs/FAMILIES.md holds the same
+table (a test keeps them equal)."""
+
+from __future__ import annotations
+
+import argparse
+
+from mm_align.adapters import adapter_class, disabled_families, supported_families
+
+_HEADER = ("model_type", "vision tap (patches)", "merged view", "projector tap", "causal prefix", "prompts",
+           "example")
+
+
+def family_rows() -> list[tuple[str, ...]]:
+    """One row per served family, in :data:`_HEADER`'s columns."""
+    rows: list[tuple[str, ...]] = []
+    for family in supported_families():
+        cls = adapter_class(family)
+        taps = cls.taps()
+        prefix = "yes" if cls.image_prefix_is_image_only else "no: image-only pass"
+        rows.append((family, taps["vision"], taps.get("merged", "-"), taps["projector"], prefix,
+                     ", ".join(cls.prompt_styles), cls.example_id or "-"))
+    return rows
+
+
+def families_table() -> str:
+    """The served families as a Markdown table."""
+    lines = ["| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
+    lines += ["| " + " | ".join(f"`{cell}`" if i in (0, 6) else cell for i, cell in enumerate(row)) + " |"
+              for row in family_rows()]
+    return "\n".join(lines)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "families",
+        help="list the served model families and where each stage is read",
+        description=(
+            "List every served model_type: where the vision and projector stages are read, "
+            "whether the image tokens are a causal prefix (else the image stage comes from an "
+            "image-only pass), prompt styles and an example checkpoint; then the families that "
+            "could not be loaded, with the reason."
+        ),
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    print(families_table())
+    disabled = disabled_families()
+    if disabled:
+        print("\nnot available:")
+        for name, reason in disabled.items():
+            print(f"- {name}: {reason}")
+    return 0

@@ -1,0 +1,85 @@
+"""The registry: third-party families through the ``mm_align.adapters`` entry point group, a
+family that fails to import disabled alone with its reason, and ``mm-align families``."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import sys
+from pathlib import Path
+
+import pytest
+
+from mm_align.adapters import (
+    UnsupportedModelError,
+    adapter_class,
+    disabled_families,
+    registry,
+    supported_families,
+)
+from mm_align.cli import main
+from mm_align.cli.families import families_table
+
+PLUGIN = '''
+from mm_align.adapters import register
+from mm_align.adapters.llava import LlavaAdapter
+
+
+@register("toy_llava")
+class ToyLlava(LlavaAdapter):
+    example_id = "lab/toy-llava"
+'''
+
+
+@pytest.fixture
+def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An installed distribution with two ``mm_align.adapters`` entry points: a working
+    family module and one whose import fails; the registry reloads with them."""
+    (tmp_path / "toy_family.py").write_text(PLUGIN)
+    info = tmp_path / "toy_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[mm_align.adapters]\ntoy_llava = toy_family\nbroken_family = toy_missing_module\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "toy_family", raising=False)  # imported afresh: registers again
+    importlib.invalidate_caches()
+    monkeypatch.setattr(registry, "_ADAPTERS", dict(registry._ADAPTERS))
+    monkeypatch.setattr(registry, "_DISABLED", {})
+    monkeypatch.setattr(registry, "_LOADED", False)
+    return tmp_path
+
+
+def test_entry_point_family_is_served_and_a_broken_one_is_disabled_alone(plugins) -> None:
+    assert any(point.name == "toy_llava" for point in importlib.metadata.entry_points(group="mm_align.adapters"))
+    families = supported_families()
+    assert "toy_llava" in families and "llava" in families and "qwen2_5_vl" in families
+    assert adapter_class("toy_llava").example_id == "lab/toy-llava"
+    reasons = disabled_families()
+    assert list(reasons) == ["broken_family"]
+    assert "toy_missing_module" in reasons["broken_family"]
+    with pytest.raises(UnsupportedModelError, match="not supported \\(ModuleNotFoundError"):
+        adapter_class("broken_family")
+
+
+def test_families_command_lists_served_and_disabled(plugins, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["families"]) == 0
+    out = capsys.readouterr().out
+    for family in supported_families():
+        assert f"| `{family}` |" in out
+    assert "`lab/toy-llava`" in out
+    assert "not available:\n- broken_family: ModuleNotFoundError" in out
+
+
+def test_families_table_is_in_the_docs() -> None:
+    docs = Path(__file__).resolve().parents[1] / "docs" / "FAMILIES.md"
+    assert families_table() in docs.read_text()
+
+
+def test_every_family_says_where_its_stages_are_read() -> None:
+    for family in supported_families():
+        cls = adapter_class(family)
+        taps = cls.taps()
+        assert taps["projector"] == "get_image_features output"
+        assert ("merged" in taps) == ("merged" in cls.vision_views)
+        assert cls.example_id.count("/") == 1
