@@ -49,6 +49,7 @@ OWN_MODEL_ARGS = {"revision": "--revision", "trust_remote_code": "--trust-remote
                   "torch_dtype": "--dtype", "device_map": "--device-map"}
 PAPER_SAMPLE_SEED = 123  # the official Diff-eRank script draws its 10,000 texts with seed 123
 PROMPTS = ("plain", "chat")
+VISION_VIEWS = ("patches", "merged")
 DEFAULT_MAX_PIXELS = 50_000_000  # equal to mm_align.data.images.DEFAULT_MAX_PIXELS (tested)
 DEFAULT_MAX_ASPECT_RATIO = 200.0  # equal to mm_align.data.images.DEFAULT_MAX_ASPECT_RATIO (tested)
 TEXT_OVERFLOWS = ("refuse", "truncate")
@@ -275,6 +276,10 @@ class ScoreConfig(RunConfig):
                                      "more than this many times the shorter (processors scale the "
                                      "short side up: a thin strip costs gigabytes)", "Data",
                                      identity=True, type=float, metavar="K")
+    vision_view: Literal["patches", "merged"] = option("patches", "eRank1's rows: patches (the vision encoder's output rows) "
+                              "or merged (the rows the connector's first layer takes, e.g. Qwen's "
+                              "2x2 groups); see docs/CHOICES.md", "Model", identity=True,
+                              choices=VISION_VIEWS)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -288,6 +293,7 @@ class ScoreConfig(RunConfig):
         _at_least("max_pixels", self.max_pixels, 1)
         _at_least("max_text_tokens", self.max_text_tokens, 1)
         _one_of("text_overflow", self.text_overflow, TEXT_OVERFLOWS)
+        _one_of("vision_view", self.vision_view, VISION_VIEWS)
         if not self.max_aspect_ratio >= 1:  # also refuses NaN
             raise ValueError(f"max_aspect_ratio must be >= 1, got {self.max_aspect_ratio}")
 

@@ -124,3 +124,19 @@ def test_cli_logs_resume_by_default(tmp_path, tiny_checkpoints, capsys) -> None:
     assert "score: resuming, 2 of 3 samples already done" in capsys.readouterr().err
     assert main(["-q", *argv, "--limit", "3", "--resume"]) == 0
     assert "resuming" not in capsys.readouterr().err
+
+
+def test_vision_view_reaches_the_adapter_and_the_run(tiny_checkpoints, tmp_path) -> None:
+    """Qwen's merged view: one vision row per projector row (the merger's 2x2 groups)."""
+    common = {"limit": 2, "progress": False, "n_boot": 10}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        merged = mm_align.score(str(tiny_checkpoints["qwen2_5_vl"]), SAMPLE, tmp_path / "m",
+                                vision_view="merged", **common)
+        patches = mm_align.score(str(tiny_checkpoints["qwen2_5_vl"]), SAMPLE, **common)
+    assert merged.summary["provenance"]["vision_view"] == "merged"
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["identity"]["vision_view"] == "merged"
+    for m, p in zip(merged.results, patches.results, strict=True):
+        assert m["tokens"]["vision"] == m["tokens"]["projector"] == p["tokens"]["projector"]
+        assert p["tokens"]["vision"] == 4 * p["tokens"]["projector"]

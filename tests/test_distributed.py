@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,14 +16,23 @@ import pytest
 from mm_align import score
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+
+
+def _free_port() -> str:
+    """A port nothing listens on now (a fixed one collides with other runs on the machine)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
 LAUNCHERS = {
     "torchrun": [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                 "--master-port", "29517"],
+                 "--master-port", _free_port()],
     # accelerate's --cpu means ONE process (multi-CPU goes through mpirun); --multi_gpu is its
     # torchrun-style launcher, and it starts 2 CPU processes here since --device is cpu.
     "accelerate": [shutil.which("accelerate") or "accelerate", "launch", "--multi_gpu",
                    "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
-                   "--dynamo_backend", "no", "--main_process_port", "29518"],
+                   "--dynamo_backend", "no", "--main_process_port", _free_port()],
 }
 
 

@@ -188,7 +188,8 @@ def _load(config: ScoreConfig, model: Any, workers: Workers,
     if isinstance(model, str | Path):
         options = load_kwargs(config)
         adapter = load_vlm(str(model), **{**options, "device": workers.device(options["device"])},
-                           prompt=config.prompt, include_special=config.include_special)
+                           prompt=config.prompt, include_special=config.include_special,
+                           vision_view=config.vision_view)
     else:
         adapter = model
     return adapter, swap_projector(adapter, config.projector, projector) if config.projector else None
@@ -327,7 +328,8 @@ def _provenance(config: ScoreConfig, adapter: Any, chosen: Any, source: SampleSo
         "data": {"path": str(Path(config.data).resolve()) if Path(config.data).exists() else config.data,
                  "description": source.describe(), "fingerprint": source.fingerprint()},
         "dtype": str(adapter.dtype).removeprefix("torch."), "prompt": adapter.prompt,
-        "include_special": adapter.include_special, "layers": resolve_layers(config.layers, adapter.num_hidden_states),
+        "include_special": adapter.include_special, "vision_view": adapter.vision_view,
+        "layers": resolve_layers(config.layers, adapter.num_hidden_states),
         "seed": config.seed, "device": str(adapter.device), "n_requested": n_total,
         "max_text_tokens": config.max_text_tokens or context_length(adapter),
         "selection": chosen.description,
