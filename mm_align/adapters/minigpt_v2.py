@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -45,13 +46,13 @@ from transformers import (
     PreTrainedConfig,
 )
 
-from mm_align.adapters.base import VLMAdapter
+from mm_align.adapters.base import VisionSplit, VLMAdapter
 from mm_align.adapters.batching import collate
 from mm_align.adapters.eva_vit import EvaViT, EvaViTConfig, FP32LayerNorm, interpolate_pos_embed
 from mm_align.adapters.modules import DTYPE_KWARG, resolve_dtype
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import TINY_NOTE, build_tiny_tokenizer
-from mm_align.capture import Captured, Tap, input_of, output_of
+from mm_align.capture import Captured, capture, input_of, output_of
 
 __all__ = ["CheckpointKeyError", "MiniGPTv2", "MiniGPTv2Adapter", "MiniGPTv2Config", "MiniGPTv2Processor"]
 
@@ -380,20 +381,30 @@ class MiniGPTv2Adapter(VLMAdapter):
     model_class = MiniGPTv2
     projector_paths = ("llama_proj",)
     text_model_paths = ("llama_model",)
+    vision_views = ("patches", "merged")
+    example_id = "Vision-CAIR/MiniGPT-4"  # the official files; a local folder names them
+
+    @classmethod
+    def taps(cls) -> dict[str, str]:
+        return {"vision": "llama_proj input, 4-row groups undone (EVA rows after ln_vision)",
+                "merged": "llama_proj input (4 adjacent rows concatenated)",
+                "projector": "llama_proj output"}
 
     def _image_prefix(self) -> str:
         return self.image_token
 
-    def _vision_taps(self) -> dict[str, Tap]:
-        return {"vision": input_of(self.projector), "projector": output_of(self.projector)}
+    @contextmanager
+    def _vision_capture(self) -> Iterator[VisionSplit]:
+        taps = {"vision": input_of(self.projector), "projector": output_of(self.projector)}
+        with capture(taps) as got:
+            yield lambda samples: self._split_vision(got)
 
-    def _split_vision(
-        self, got: Captured, batch: Mapping[str, torch.Tensor]
-    ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _split_vision(self, got: Captured) -> list[tuple[torch.Tensor, torch.Tensor]]:
         # llama_proj sees (B, grid**2 / 4, 4 * width): raster-order rows concatenated 4 by 4, so
-        # a reshape gives back exactly the ln_vision patch rows.
-        width = self.model.config.vision_width
-        return [(rows.reshape(-1, width), tokens) for rows, tokens in zip(got["vision"], got["projector"])]
+        # a reshape gives back exactly the ln_vision patch rows (the "patches" view).
+        width = self.model.config.vision_width if self.vision_view == "patches" else -1
+        return [(rows.reshape(-1, width) if width > 0 else rows, tokens)
+                for rows, tokens in zip(got["vision"], got["projector"])]
 
     @classmethod
     def build_tiny(cls, directory: str | Path, seed: int = 0) -> Path:
