@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import argparse
 
-from mm_align.adapters import adapter_class, disabled_families, supported_families
-
 _HEADER = ("model_type", "vision tap (patches)", "merged view", "projector tap", "causal prefix", "prompts",
            "example")
 
 
 def family_rows() -> list[tuple[str, ...]]:
     """One row per served family, in :data:`_HEADER`'s columns."""
+    from mm_align.adapters import adapter_class, supported_families  # heavy: when listing only
+
     rows: list[tuple[str, ...]] = []
     for family in supported_families():
         cls = adapter_class(family)
@@ -48,6 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from mm_align.adapters import disabled_families
+
     print(families_table())
     disabled = disabled_families()
     if disabled:
