@@ -276,6 +276,9 @@ class ScoreConfig(RunConfig):
                                      "more than this many times the shorter (processors scale the "
                                      "short side up: a thin strip costs gigabytes)", "Data",
                                      identity=True, type=float, metavar="K")
+    num_workers: int = option(0, "threads that load and decode images while the model runs "
+                              "(0: in the main thread); results do not depend on it", "Run",
+                              type=int, metavar="N")
     vision_view: Literal["patches", "merged"] = option("patches", "eRank1's rows: patches (the vision encoder's output rows) "
                               "or merged (the rows the connector's first layer takes, e.g. Qwen's "
                               "2x2 groups); see docs/CHOICES.md", "Model", identity=True,
@@ -294,6 +297,7 @@ class ScoreConfig(RunConfig):
         _at_least("max_text_tokens", self.max_text_tokens, 1)
         _one_of("text_overflow", self.text_overflow, TEXT_OVERFLOWS)
         _one_of("vision_view", self.vision_view, VISION_VIEWS)
+        _at_least("num_workers", self.num_workers, 0)
         if not self.max_aspect_ratio >= 1:  # also refuses NaN
             raise ValueError(f"max_aspect_ratio must be >= 1, got {self.max_aspect_ratio}")
 

@@ -140,3 +140,11 @@ def test_vision_view_reaches_the_adapter_and_the_run(tiny_checkpoints, tmp_path)
     for m, p in zip(merged.results, patches.results, strict=True):
         assert m["tokens"]["vision"] == m["tokens"]["projector"] == p["tokens"]["projector"]
         assert p["tokens"]["vision"] == 4 * p["tokens"]["projector"]
+
+
+def test_loading_threads_change_no_number(load_tiny) -> None:
+    result = mm_align.score(load_tiny("qwen2_5_vl"), SAMPLE, limit=8, num_workers=3, progress=False)
+    assert [r["index"] for r in result.results] == list(range(8))  # in order
+    by_id = {r["id"]: {s: r[f"entropy_{s}"] for s in STAGES} for r in result.results}
+    assert len(by_id) == 8
+    assert_close(by_id, {k: PINNED["per_sample_entropy"][k] for k in by_id})

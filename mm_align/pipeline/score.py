@@ -216,7 +216,7 @@ def _score_all(config: ScoreConfig, adapter: Any, source: Sequence[Sample], stor
         view = adapter.untrained_llm(config.seed) if name and name == config.baseline else nullcontext(adapter)
         with view as scored:
             task = VLMTask(scored, sweep, transform, images, text_limit)
-            score_into(Scorer(task, config.strict), my_samples, store,
+            score_into(Scorer(task, config.strict, config.num_workers), my_samples, store,
                        owns=mine, n_samples=n_mine, batch_size=config.batch_size,
                        progress=config.progress, desc=name or "score")
 

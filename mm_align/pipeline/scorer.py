@@ -54,10 +54,23 @@ class Task(Protocol):
 
 class Scorer:
     """Runs batches through a :class:`Task`; ``strict`` turns the first failure into
-    :class:`ScoreError`."""
+    :class:`ScoreError`; ``num_workers`` threads prepare a batch's samples (image decoding
+    releases the GIL), in order."""
 
-    def __init__(self, task: Task, strict: bool = False) -> None:
+    def __init__(self, task: Task, strict: bool = False, num_workers: int = 0) -> None:
         self.task, self.strict = task, strict
+        self._pool = ThreadPoolExecutor(num_workers, thread_name_prefix="mm-align-load") if num_workers else None
+
+    def close(self) -> None:
+        """Stop the loading threads (when the scorer has them)."""
+        if self._pool:
+            self._pool.shutdown()
+
+    def _prepared(self, sample: Sample) -> tuple[Sample, Any, BaseException | None]:
+        try:
+            return sample, self.task.prepare(sample), None
+        except (BadSampleError, MetricError) as err:
+            return sample, None, err
 
     def _fail(self, sample: Sample, stage: str, reason: str) -> dict[str, Any]:
         if self.strict:
@@ -87,13 +100,14 @@ class Scorer:
     def forward(self, samples: Sequence[Sample]) -> Pending:
         """The model's part of a batch: samples prepared and represented."""
         ready, errors = [], []
-        for sample in samples:
-            try:
-                ready.append((sample, self.task.prepare(sample)))
-            except BadSampleError as err:
+        prepared = self._pool.map(self._prepared, samples) if self._pool else map(self._prepared, samples)
+        for sample, item, err in prepared:
+            if isinstance(err, BadSampleError):
                 errors.append(self._fail(sample, "load", err.reason))
-            except MetricError as err:
+            elif err is not None:
                 errors.append(self._fail(sample, "metric", str(err)))
+            else:
+                ready.append((sample, item))
         represented, failed = self._represent(ready) if ready else ([], [])
         return Pending(represented, errors + failed, len(samples))
 
@@ -166,4 +180,5 @@ def score_into(
                 inflight = metrics.submit(scorer.finish, pending)
         finally:  # a failure in batch k+1 still keeps batch k's records
             previous, inflight = inflight, None
+            scorer.close()
             _drain(previous, store, bar)
