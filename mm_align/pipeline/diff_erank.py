@@ -33,7 +33,6 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,14 +42,10 @@ from mm_align.config import DiffErankConfig
 from mm_align.data import Sample
 from mm_align.metrics import aggregate_erank, matrix_entropy
 from mm_align.metrics.bootstrap import percentile_interval, resample_indices
-from mm_align.pipeline.loading import config_kwargs, hf_kwargs, load_kwargs
-from mm_align.pipeline.provenance import model_identity, model_provenance, software_versions
+from mm_align.pipeline.loading import load_kwargs
 from mm_align.pipeline.reduce import MetricError
 from mm_align.pipeline.result import ScoreResult
-from mm_align.pipeline.scorer import ScoreError, Scorer, score_into
-from mm_align.pipeline.selection import select
-from mm_align.pipeline.texts import open_texts
-from mm_align.rundir import MemoryRun, RunFiles
+from mm_align.pipeline.text_run import open_text_data, run_text_task
 
 __all__ = ["MODELS", "format_diff_erank", "run_diff_erank", "summarize_diff_erank"]
 
@@ -197,45 +192,15 @@ def run_diff_erank(config: DiffErankConfig, model: TextAdapter | None = None) ->
         ScoreError: no text could be scored, or ``strict`` and a text failed.
         ManifestError: the data set is malformed.
     """
-    source = open_texts(config.data, text_column=config.text_column)
-    samples = select(source, config.limit, config.sample, config.sample_seed)
-    if not samples:
-        raise ValueError(f"the data set {config.data} has no texts: nothing to score")
-    store = MemoryRun() if config.out is None else RunFiles(config.out)
-    with store.locked():  # one process owns the run directory until the run is written
-        identity = {**config.identity(),
-                    "model": model_identity(model or config.model, **config_kwargs(hf_kwargs(config))),
-                    "data": source.fingerprint()}
-        store.check({"identity": identity}, config.resume)  # before the weights load: cheap refusal
-        trained = model or TextAdapter.from_pretrained(config.model, max_length=config.max_length,
-                                                       **load_kwargs(config))
-        store.open({"command": "diff-erank", "config": config.to_dict(), "identity": identity})
-        task = TextTask({"trained": trained, "untrained": trained.untrained(config.seed)})
-        score_into(Scorer(task, config.strict), lambda: iter(samples), store, owns=lambda _: True,
-                   n_samples=len(samples), batch_size=config.batch_size, progress=config.progress,
-                   desc="diff-erank")
-        return _finish(config, store, _provenance(config, trained, source, samples))
+    def load() -> TextAdapter:
+        return model or TextAdapter.from_pretrained(config.model, max_length=config.max_length,
+                                                    **load_kwargs(config))
 
+    def summarize(results: list[dict[str, Any]], n_errors: int, provenance: dict[str, Any]) -> dict[str, Any]:
+        return summarize_diff_erank(results, n_errors, provenance, n_boot=config.n_boot, seed=config.seed)
 
-def _provenance(config: DiffErankConfig, trained: TextAdapter, source: Any, samples: Any) -> dict[str, Any]:
-    """What produced the run, for its summary."""
-    return {
-        "model": model_provenance(str(config.model), trained.config),
-        "data": {"path": str(Path(config.data).resolve()) if Path(config.data).exists() else config.data,
-                 "description": source.describe(), "fingerprint": source.fingerprint()},
-        "max_length": config.max_length, "dtype": str(trained.dtype).removeprefix("torch."),
-        "seed": config.seed, "untrained": "AutoModel.from_config(config) under torch.manual_seed(seed)",
-        "device": str(trained.device), "n_requested": len(samples), "selection": samples.description,
-        "versions": software_versions(),
-    }
-
-
-def _finish(config: DiffErankConfig, store: Any, provenance: dict[str, Any]) -> ScoreResult:
-    """Summary written, result returned; no text scored is an error."""
-    results, errors = store.results(), store.errors()
-    summary = summarize_diff_erank(results, len(errors), provenance, n_boot=config.n_boot, seed=config.seed)
-    store.write_summary(summary)
-    if summary["n_samples"] == 0:
-        where = f"; see {Path(config.out) / 'errors.jsonl'}" if config.out else ""
-        raise ScoreError(f"none of the {provenance['n_requested']} texts could be scored{where}")
-    return ScoreResult(summary, results, errors, out=Path(config.out) if config.out else None)
+    return run_text_task(
+        config, open_text_data(config), load=load, summarize=summarize,
+        task=lambda trained: TextTask({"trained": trained, "untrained": trained.untrained(config.seed)}),
+        settings={"untrained": "AutoModel.from_config(config) under torch.manual_seed(seed)"},
+    )
