@@ -54,12 +54,24 @@ def score(
     from mm_align.pipeline.score import run_score
 
     fields = {"model": _name(model) or getattr(getattr(model, "model", None), "name_or_path", "adapter"),
-              "data": _name(data) or IN_MEMORY_DATA, "out": None if out is None else str(out), **options}
+              "data": _name(data) or IN_MEMORY_DATA, "out": None if out is None else str(out),
+              **_adapter_options(model, options), **options}
     cfg = config.replace(**fields) if config else ScoreConfig.from_options(**fields)
     result = run_score(cfg, model=None if _name(model) else model, data=None if _name(data) else data)
     if cfg.out is not None and Workers.from_env().is_main:
         _report_quietly(cfg.out)
     return result
+
+
+def _adapter_options(model: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """A loaded adapter's own prompt, special-token and vision-view options, so that the run
+    records what the adapter does; asking for others is an error, not a silent mismatch."""
+    own = dict(getattr(model, "options", {})) if not _name(model) else {}
+    for key, value in own.items():
+        if key in options and options[key] != value:
+            raise ValueError(f"{key}={options[key]!r} differs from the loaded adapter's {value!r}; "
+                             f"load it with mm_align.load_vlm(..., {key}={options[key]!r})")
+    return own
 
 
 def _report_quietly(out: str | Path | None) -> None:

@@ -148,3 +148,12 @@ def test_loading_threads_change_no_number(load_tiny) -> None:
     by_id = {r["id"]: {s: r[f"entropy_{s}"] for s in STAGES} for r in result.results}
     assert len(by_id) == 8
     assert_close(by_id, {k: PINNED["per_sample_entropy"][k] for k in by_id})
+
+
+def test_a_loaded_adapter_sets_the_runs_model_options(load_tiny, tmp_path) -> None:
+    adapter = load_tiny("llava", prompt="chat")
+    result = mm_align.score(adapter, SAMPLE, tmp_path / "run", limit=2, n_boot=10, progress=False)
+    identity = json.loads((tmp_path / "run" / "config.json").read_text())["identity"]
+    assert identity["prompt"] == "chat" and result.summary["provenance"]["prompt"] == "chat"
+    with pytest.raises(ValueError, match="prompt='plain' differs from the loaded adapter's 'chat'"):
+        mm_align.score(adapter, SAMPLE, limit=2, prompt="plain")

@@ -170,9 +170,21 @@ def _identity(config: ScoreConfig, model: Any, source: SampleSource) -> dict[str
     }
 
 
+def _extra_runs(config: ScoreConfig) -> list[str]:
+    """The runs scored next to the real one: controls, perturbations and the baseline."""
+    return [*config.controls, *([config.baseline] if config.baseline else [])]
+
+
+def _with_controls(results: dict[str | None, ScoreResult]) -> ScoreResult:
+    """The real run's result, holding the others as its ``controls``."""
+    main = results.pop(None)
+    main.controls = {name: result for name, result in results.items() if name is not None}
+    return main
+
+
 def _stores(config: ScoreConfig, workers: Workers) -> dict[str | None, Any]:
     """Run name (None = the real run) -> where its records go."""
-    names = [*config.controls, *([config.baseline] if config.baseline else [])]
+    names = _extra_runs(config)
     if config.out is None:
         if workers.world_size > 1:
             raise ValueError("a data-parallel run needs a run directory (out / --out)")
@@ -246,21 +258,15 @@ def _summaries(config: ScoreConfig, stores: dict, provenance: dict[str, Any]) ->
             summary.update(_against_real(config, records))
         store.write_summary(summary)
         out[name] = ScoreResult(summary, records[name], errors, out=getattr(store, "root", None))
-    main = out.pop(None)
-    main.controls = {name: result for name, result in out.items() if name is not None}
-    return main
+    return _with_controls(out)
 
 
 def _reread(config: ScoreConfig) -> ScoreResult:
     """The merged run as the main process wrote it (the other data-parallel workers)."""
     root = Path(config.out)  # type: ignore[arg-type]  # data-parallel runs always have one
-    names = [*config.controls, *([config.baseline] if config.baseline else [])]
-    runs = {name: RunFiles(root / "controls" / name if name else root) for name in [None, *names]}
-    results = {name: ScoreResult(files.read_summary(), files.results(), files.errors(), out=files.root)
-               for name, files in runs.items()}
-    main = results.pop(None)
-    main.controls = {name: r for name, r in results.items() if name is not None}
-    return main
+    runs = {name: RunFiles(root / "controls" / name if name else root) for name in [None, *_extra_runs(config)]}
+    return _with_controls({name: ScoreResult(files.read_summary(), files.results(), files.errors(), out=files.root)
+                           for name, files in runs.items()})
 
 
 def run_score(config: ScoreConfig, model: Any = None, data: Any = None) -> ScoreResult:
