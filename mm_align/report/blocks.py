@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from mm_align.report import plots
-from mm_align.report.fmt import METRIC_LABELS, interval, num
+from mm_align.report.fmt import METRIC_LABELS, interval, num, p_value
 from mm_align.report.html import Markup, figure, join, table, tag
 from mm_align.rundir import Run
 from mm_align.stages import LLM_STAGES, METRICS, STAGES
@@ -139,3 +140,19 @@ def layer_figure(runs: Mapping[str, Run]) -> Markup:
         "per-layer eRank and alignment curves",
         " ".join(notes),
     )
+
+
+def difference_cell(d: Any, values: bool = False) -> Markup | str:
+    """One paired or unpaired difference (``Difference``: ``a``, ``b``, ``diff``, ``ci95``,
+    ``p_value``) as a table cell; with ``values`` also ``a → b``. ``–`` when there is none."""
+    if not isinstance(d, Mapping):
+        return "–"
+    head = [tag("small", f"{num(d['a'])} → {num(d['b'])}"), Markup("<br>")] if values else []
+    return join([*head, num(d["diff"]), Markup("<br>"), tag("small", interval(d["ci95"])),
+                 Markup("<br>"), tag("small", p_value(d["p_value"]))])
+
+
+def difference_rows(columns: Sequence[Mapping[str, Any]], values: bool = False) -> list[list[Any]]:
+    """One row per metric that any column holds: its label, then each column's cell."""
+    return [[metric_label(key), *(difference_cell(c.get(key), values) for c in columns)]
+            for key in METRICS if any(key in c for c in columns)]

@@ -7,44 +7,20 @@ from typing import Any
 
 import mm_align
 from mm_align.report.blocks import (
+    difference_rows,
     layer_figure,
     metric_figures,
-    metric_label,
     metric_table,
 )
-from mm_align.report.fmt import interval, num, p_value
 from mm_align.report.html import Markup, join, kv_table, note, page, section, table, tag
 from mm_align.report.provenance import provenance_diff_block
 from mm_align.rundir import Run
-from mm_align.stages import METRICS
 
 __all__ = ["render_compare"]
 
 
 def _differences_table(baseline: str, diffs: Sequence[dict[str, Any]]) -> Markup:
-    rows = []
-    for key in METRICS:
-        if not any(key in d["metrics"] for d in diffs):
-            continue
-        cells = []
-        for d in diffs:
-            m = d["metrics"].get(key)
-            cells.append(
-                "–"
-                if m is None
-                else join(
-                    [
-                        tag("small", f"{num(m['a'])} → {num(m['b'])}"),
-                        Markup("<br>"),
-                        num(m["diff"]),
-                        Markup("<br>"),
-                        tag("small", interval(m["ci95"])),
-                        Markup("<br>"),
-                        tag("small", p_value(m["p_value"])),
-                    ]
-                )
-            )
-        rows.append([metric_label(key), *cells])
+    rows = difference_rows([d["metrics"] for d in diffs], values=True)
     headers = ["Metric", *(f"{d['label']} − {baseline} ({d['mode']})" for d in diffs)]
     return table(
         headers,

@@ -6,10 +6,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from mm_align.report.blocks import metric_label
-from mm_align.report.fmt import interval, num, p_value
+from mm_align.report.blocks import difference_rows
 from mm_align.report.html import Markup, join, table, tag
-from mm_align.stages import METRICS
 
 __all__ = ["control_differences_block"]
 
@@ -20,17 +18,7 @@ def control_differences_block(summary: Mapping[str, Any]) -> Markup:
     controls = summary.get("controls")
     if not isinstance(controls, Mapping) or not controls:
         return Markup("")
-    rows = []
-    for key in METRICS:
-        if not any(key in diffs for diffs in controls.values()):
-            continue
-        cells = [
-            join([num(d["diff"]), Markup("<br>"), tag("small", interval(d["ci95"])),
-                  Markup("<br>"), tag("small", p_value(d["p_value"]))])
-            if isinstance(d := diffs.get(key), Mapping) else "–"
-            for diffs in controls.values()
-        ]
-        rows.append([metric_label(key), *cells])
+    rows = difference_rows(list(controls.values()))
     return join([
         tag("h3", "Controls: difference from the real run"),
         table(["Metric", *(f"{name} − real" for name in controls)], rows,
