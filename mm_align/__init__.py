@@ -23,8 +23,10 @@ _EXPORTS = {
     "scaling": "mm_align.api",
     "info_gain": "mm_align.api",
     "attribution": "mm_align.api",
+    "sweep": "mm_align.api",
     "ScoreConfig": "mm_align.config",
     "DiffErankConfig": "mm_align.config",
+    "SweepConfig": "mm_align.config",
     "ScoreResult": "mm_align.pipeline.result",
     "load_vlm": "mm_align.adapters",
     "VanishingRowsWarning": "mm_align.metrics",
@@ -39,7 +41,7 @@ _EXPORTS = {
 __all__ = [  # noqa: RUF022 - grouped like _EXPORTS
     "__version__",
     "score", "diff_erank", "compare", "export", "write_report", "scaling", "info_gain", "attribution",
-    "ScoreConfig", "DiffErankConfig", "ScoreResult", "load_vlm",
+    "sweep", "ScoreConfig", "SweepConfig", "DiffErankConfig", "ScoreResult", "load_vlm",
     "VanishingRowsWarning", "aggregate_erank", "erank", "image_reduction_ratio",
     "image_text_alignment", "matrix_entropy", "spectrum",
 ]
@@ -54,9 +56,10 @@ if TYPE_CHECKING:
         info_gain,
         scaling,
         score,
+        sweep,
         write_report,
     )
-    from mm_align.config import DiffErankConfig, ScoreConfig
+    from mm_align.config import DiffErankConfig, ScoreConfig, SweepConfig
     from mm_align.metrics import (
         VanishingRowsWarning,
         aggregate_erank,

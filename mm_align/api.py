@@ -19,7 +19,7 @@ from typing import Any
 from mm_align.config import DiffErankConfig, RunConfig, ScoreConfig
 from mm_align.pipeline.result import ScoreResult
 
-__all__ = ["compare", "diff_erank", "export", "score", "write_comparison", "write_report"]
+__all__ = ["compare", "diff_erank", "export", "score", "sweep", "write_comparison", "write_report"]
 
 log = logging.getLogger(__name__)
 
@@ -217,3 +217,27 @@ def attribution(
     result = run_attribution(_geometry_config(AttributionConfig, config, fields))
     _report_quietly(out)
     return result
+
+
+def sweep(
+    models: str | Path | Sequence[str | Path], data: str | Path, out: str | Path, *,
+    projectors: Sequence[str | Path] = (), config: Any = None, **options: Any,
+) -> dict[str, Any]:
+    """Score a series of VLMs on one data set; ``mm-align sweep``.
+
+    ``models``: checkpoint folders, globs (``"runs/ckpt-*"``) or hub ids (``"org/name@rev"``);
+    with ``projectors`` (files), one base model that each projector is swapped into.
+    ``options``: any :class:`~mm_align.config.SweepConfig` field (every ``score`` option,
+    ``reuse_vision``, ``feature_cache``, ``name``...). Writes ``OUT/members/NAME/`` (one
+    ``score`` run each), ``OUT/sweep.json`` and ``OUT/report.html``; returns the
+    ``sweep.json`` document (see :mod:`mm_align.pipeline.sweep`).
+    """
+    from mm_align.config import SweepConfig
+    from mm_align.pipeline.sweep import run_sweep
+
+    listed = [models] if isinstance(models, str | Path) else list(models)
+    fields = {"models": tuple(str(m) for m in listed), "projectors": tuple(str(p) for p in projectors),
+              "data": str(data), "out": str(out), **options}
+    doc = run_sweep(_geometry_config(SweepConfig, config, fields))
+    _report_quietly(out)
+    return doc

@@ -33,6 +33,7 @@ __all__ = [
     "DiffErankConfig",
     "RunConfig",
     "ScoreConfig",
+    "SweepConfig",
     "add_arguments",
     "parse_layers",
     "parse_model_args",
@@ -455,3 +456,40 @@ class AttributionConfig(DiffErankConfig):
             raise ValueError(f"alpha_ratio must be in (0, 1), got {self.alpha_ratio}")
         _at_least("random_draws", self.random_draws, 1)
         _one_of("intervention", self.intervention, INTERVENTIONS)
+
+
+# ---- Series of VLMs: checkpoints or projectors (``mm-align sweep``) --------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepConfig(ScoreConfig):
+    """``mm-align sweep``: one data set scored by many checkpoints, or by one base model with
+    many projector files, each member into ``OUT/members/NAME``, with a trend report.
+
+    ``models``: checkpoint folders, globs (``ckpt-*``) or hub ids (``org/name@revision``);
+    with ``projectors``, exactly one model: the base every projector is swapped into. Every
+    other field is the members' :class:`ScoreConfig`."""
+
+    command: ClassVar[str] = "sweep"
+
+    model: str = option("sweep", "name of the sweep, shown in the report", "Model", flags=("--name",))
+    models: tuple[str, ...] = option((), "a checkpoint of the series; repeat --model", "Model", flags=())
+    projectors: tuple[str, ...] = option((), "a projector file; repeat --projector", "Model", flags=())
+    projector: str | None = option(None, "(one per member: see projectors)", "Model", flags=())
+    reuse_vision: bool = option(True, "run the vision tower for every member instead of replaying "
+                                "its cached output (see docs/CHOICES.md)", "Analyses",
+                                flags=("--no-reuse-vision",))
+    feature_cache: str | None = option(None, "folder of the cached vision features (default: "
+                                       "OUT/features); share it between sweeps of one vision tower",
+                                       "Analyses", metavar="DIR")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "models", tuple(str(m) for m in self.models))
+        object.__setattr__(self, "projectors", tuple(str(p) for p in self.projectors))
+        if not self.models:
+            raise ValueError("a sweep needs at least one --model")
+        if self.projectors and len(self.models) != 1:
+            raise ValueError(f"a projector sweep takes one base --model, got {len(self.models)}")
+        if self.projector is not None:
+            raise ValueError("a sweep takes its projector files as projectors=[...] (--projector, repeated)")

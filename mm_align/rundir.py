@@ -649,11 +649,40 @@ def read_scaling(root: str | Path) -> dict[str, Any]:
     Raises:
         RunDirError: no such file, or not a JSON object.
     """
-    path = Path(root) / SCALING
+    return _read_series(Path(root) / SCALING, "scaling series")
+
+
+def _read_series(path: Path, what: str) -> dict[str, Any]:
     try:
         doc = _read_json(path)
     except (OSError, json.JSONDecodeError) as err:
-        raise RunDirError(f"{path}: not a finished scaling series ({err})") from None
+        raise RunDirError(f"{path}: not a finished {what} ({err})") from None
     if not isinstance(doc, dict):
         raise RunDirError(f"{path} must hold a JSON object")
     return doc
+
+
+# ---- A sweep over checkpoints or projectors (``mm-align sweep``) ---------------------------
+
+SWEEP = "sweep.json"
+
+
+def is_sweep(root: str | Path) -> bool:
+    """Whether ``root`` is the directory of a finished sweep (``sweep.json``)."""
+    return (Path(root) / SWEEP).is_file()
+
+
+def write_sweep(root: str | Path, doc: Mapping[str, Any]) -> Path:
+    """Write ``ROOT/sweep.json`` (atomically) and return its path."""
+    path = Path(root) / SWEEP
+    _write_json(path, dict(doc))
+    return path
+
+
+def read_sweep(root: str | Path) -> dict[str, Any]:
+    """``ROOT/sweep.json`` of a finished sweep.
+
+    Raises:
+        RunDirError: no such file, or not a JSON object.
+    """
+    return _read_series(Path(root) / SWEEP, "sweep")

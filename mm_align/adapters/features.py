@@ -9,7 +9,7 @@ hooks cannot see it; :func:`calls_of` wraps a method on the instance for the dur
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["Call", "calls_of", "feature_rows", "features_owner"]
+__all__ = ["Call", "calls_of", "feature_rows", "features_owner", "shadowing"]
 
 
 def features_owner(model: nn.Module) -> nn.Module:
@@ -40,6 +40,22 @@ class Call:
 
 
 @contextmanager
+def shadowing(owner: nn.Module, method: str, replacement: Callable[..., Any]) -> Iterator[None]:
+    """Call ``replacement`` instead of ``owner.<method>`` inside the block, for this object
+    only (an instance attribute shadows the class's method); put back on exit, also when the
+    body raises, and nested shadows unwind in order."""
+    shadowed = owner.__dict__.get(method)  # an instance attribute already there (a nested wrap)
+    object.__setattr__(owner, method, replacement)
+    try:
+        yield
+    finally:
+        if shadowed is None:
+            object.__delattr__(owner, method)
+        else:
+            object.__setattr__(owner, method, shadowed)
+
+
+@contextmanager
 def calls_of(owner: nn.Module, method: str, *, keep_first_arg: bool = False) -> Iterator[list[Call]]:
     """Yield a list that receives every call of ``owner.<method>`` made inside the block
     (``keep_first_arg``: with a copy of the call's first argument)."""
@@ -55,16 +71,8 @@ def calls_of(owner: nn.Module, method: str, *, keep_first_arg: bool = False) -> 
         calls.append(Call(first, out))
         return out
 
-    shadowed = owner.__dict__.get(method)  # an instance attribute already there (a nested wrap)
-    # An instance attribute shadows the class's method for this object only.
-    object.__setattr__(owner, method, recording)
-    try:
+    with shadowing(owner, method, recording):
         yield calls
-    finally:
-        if shadowed is None:
-            object.__delattr__(owner, method)
-        else:
-            object.__setattr__(owner, method, shadowed)
 
 
 def feature_rows(returned: Any) -> torch.Tensor:

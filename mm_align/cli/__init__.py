@@ -16,7 +16,7 @@ import mm_align
 
 # Order here is the order in `mm-align --help`.
 _COMMANDS = ("score", "diff_erank", "tiny", "families", "report", "compare", "export", "scaling",
-             "info_gain", "attribution")
+             "info_gain", "attribution", "sweep")
 
 
 def build_parser() -> argparse.ArgumentParser:

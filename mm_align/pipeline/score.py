@@ -41,7 +41,7 @@ from mm_align.pipeline.selection import select
 from mm_align.pipeline.summary import control_differences, diff_erank_summary, summarize
 from mm_align.rundir import MemoryRun, RunFiles
 
-__all__ = ["ScoreError", "open_source", "resolve_layers", "run_score"]
+__all__ = ["ScoreError", "load_adapter", "open_source", "resolve_layers", "run_score"]
 
 log = logging.getLogger(__name__)
 
@@ -194,14 +194,22 @@ def _stores(config: ScoreConfig, workers: Workers) -> dict[str | None, Any]:
             **{name: RunFiles(root / "controls" / name, workers.shard) for name in names}}
 
 
+def load_adapter(config: ScoreConfig, workers: Workers | None = None) -> Any:
+    """The adapter of ``config.model`` loaded with the run's options (device, dtype, hub
+    options, prompt, special tokens, vision view); ``workers``: a bare ``cuda`` is then this
+    data-parallel process's own GPU."""
+    options = load_kwargs(config)
+    device = workers.device(options["device"]) if workers else options["device"]
+    return load_vlm(str(config.model), **{**options, "device": device},
+                    prompt=config.prompt, include_special=config.include_special,
+                    vision_view=config.vision_view)
+
+
 def _load(config: ScoreConfig, model: Any, workers: Workers,
           projector: dict | None) -> tuple[Any, dict | None]:
     """The adapter (loaded unless given) with the projector file's weights swapped in."""
     if isinstance(model, str | Path):
-        options = load_kwargs(config)
-        adapter = load_vlm(str(model), **{**options, "device": workers.device(options["device"])},
-                           prompt=config.prompt, include_special=config.include_special,
-                           vision_view=config.vision_view)
+        adapter = load_adapter(config.replace(model=str(model)), workers)
     else:
         adapter = model
     return adapter, swap_projector(adapter, config.projector, projector) if config.projector else None

@@ -16,10 +16,10 @@ from mm_align.report.html import Markup, join, kv_table, note, page, section, ta
 from mm_align.report.provenance import provenance_diff_block
 from mm_align.rundir import Run
 
-__all__ = ["render_compare"]
+__all__ = ["differences_table", "render_compare"]
 
 
-def _differences_table(baseline: str, diffs: Sequence[dict[str, Any]]) -> Markup:
+def differences_table(baseline: str, diffs: Sequence[dict[str, Any]]) -> Markup:
     rows = difference_rows([d["metrics"] for d in diffs], values=True)
     headers = ["Metric", *(f"{d['label']} − {baseline} ({d['mode']})" for d in diffs)]
     return table(
@@ -54,7 +54,7 @@ def render_compare(doc: dict[str, Any], runs: dict[str, Run]) -> str:
                 section(
                     f"Differences to the baseline ({baseline})",
                     join(notes),
-                    _differences_table(baseline, diffs),
+                    differences_table(baseline, diffs),
                     note(
                         "Each interval is a percentile bootstrap of metric(run) − metric(baseline) "
                         f"({doc['n_boot']} replicates, seed {doc['seed']}); paired comparisons resample "

@@ -10,7 +10,8 @@ from mm_align.report.geometry_page import render_geometry_page
 from mm_align.report.html import save_page
 from mm_align.report.run_page import render_report
 from mm_align.report.scaling_page import render_scaling
-from mm_align.rundir import Run, is_scaling_series, load_run, read_scaling
+from mm_align.report.sweep_page import render_sweep
+from mm_align.rundir import Run, is_scaling_series, is_sweep, load_run, read_scaling, read_sweep
 
 __all__ = ["write_report"]
 
@@ -25,7 +26,7 @@ def _renderer(run: Run) -> Callable[[Run], str]:
 
 def write_report(run_dir: str | Path) -> Path:
     """Write ``RUN_DIR/report.html`` from the run's files and return its path: a score run's
-    report, a diff-erank run's, an info-gain or attribution run's, or a scaling series'.
+    report, a diff-erank run's, an info-gain or attribution run's, or a scaling series', or a sweep's.
 
     Raises:
         RunDirError: ``run_dir`` holds no finished run.
@@ -33,5 +34,7 @@ def write_report(run_dir: str | Path) -> Path:
     root = Path(run_dir)
     if is_scaling_series(root):
         return save_page(root / "report.html", render_scaling(read_scaling(root)))
+    if is_sweep(root):
+        return save_page(root / "report.html", render_sweep(read_sweep(root)))
     run = load_run(root)
     return save_page(run.path / "report.html", _renderer(run)(run))

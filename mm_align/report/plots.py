@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 import re
 from collections.abc import Mapping, Sequence
 from html import escape
@@ -46,6 +47,7 @@ __all__ = [
     "spectrum_limits",
     "to_data_uri",
     "to_inline_svg",
+    "trend_figure",
 ]
 
 _DPI = 110
@@ -430,4 +432,43 @@ def sample_scatter(
     ax.set_axisbelow(True)
     if known.any():
         fig.colorbar(ScalarMappable(norm, cmap), ax=ax, label=labels[2])
+    return fig
+
+
+def trend_figure(
+    x: Sequence[float],
+    ticks: Sequence[str] | None,
+    series: Mapping[str, Sequence[float | None]],
+    intervals: Mapping[str, Sequence[tuple[float, float] | None]],
+    xlabel: str,
+) -> Figure:
+    """One panel per metric: its value for each member of a series against ``x`` (step or
+    position), with 95 % intervals as error bars.
+
+    Args:
+        x: the members' positions on the x axis. ticks: their labels (None: the numbers).
+        series: metric key -> one value per member (None where a member has none).
+        intervals: metric key -> one ``(low, high)`` per member, or None.
+    """
+    keys = list(series)
+    cols = min(4, len(keys))
+    fig = Figure(figsize=(3.2 * cols, 2.9 * math.ceil(len(keys) / cols)), layout="constrained")
+    axes = fig.subplots(math.ceil(len(keys) / cols), cols, squeeze=False).ravel()
+    for ax, key in zip(axes, keys):
+        points = [(xi, v, ci) for xi, v, ci in zip(x, series[key], intervals.get(key, [None] * len(x)))
+                  if v is not None]
+        xs, ys = [p[0] for p in points], [p[1] for p in points]
+        err = np.array([[y - ci[0], ci[1] - y] if ci else [0.0, 0.0] for _, y, ci in points]).T
+        stage = key.removeprefix("erank_")
+        colour = STAGE_COLOURS.get(stage, RUN_COLOURS[0])
+        ax.errorbar(xs, ys, yerr=err if points else None, fmt="-o", ms=4, capsize=3, color=colour)
+        ax.set_title(METRIC_LABELS.get(key, key), fontsize=9)
+        if ticks is not None:
+            ax.set_xticks(list(x), list(ticks), rotation=30, ha="right", fontsize=7)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(keys):]:
+        ax.set_visible(False)
     return fig

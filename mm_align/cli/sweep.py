@@ -1,0 +1,49 @@
+"""``mm-align sweep``: a series of checkpoints, or of projectors on one base model."""
+
+from __future__ import annotations
+
+import argparse
+
+from mm_align.config import SweepConfig, add_arguments
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "sweep",
+        help="score a series of checkpoints or projector files on one data set, with a trend report",
+        description=(
+            "Scores every member on the same data, each into OUT/members/NAME as `score` would "
+            "(resumable member by member): the checkpoints given by --model (folders, globs such "
+            "as 'runs/ckpt-*' in natural order, hub ids as org/name@revision), or one base --model "
+            "with each --projector file swapped in. The vision tower runs once per batch: what the "
+            "connector takes is cached in OUT/features (safetensors, keyed by pixels and vision "
+            "tower) and replayed for every other member with the same tower, after a check that "
+            "replay reproduces the real numbers. Writes OUT/sweep.json (every metric with its 95%% "
+            "interval per member, and each member's paired difference from the first) and "
+            "OUT/report.html (the trend)."
+        ),
+    )
+    p.add_argument("--model", dest="models", action="append", required=True, metavar="MODEL",
+                   help="a checkpoint, a glob of checkpoint folders or org/name@revision; repeat "
+                        "for each (a projector sweep: the one base model)")
+    p.add_argument("--projector", dest="projectors", action="append", default=[], metavar="FILE",
+                   help="a projector file (.safetensors or LLaVA mm_projector.bin); repeat for each")
+    add_arguments(p, SweepConfig)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from mm_align.api import sweep
+
+    config = SweepConfig.from_args(args)
+    doc = sweep(config.models, config.data, config.out, projectors=config.projectors, config=config)
+    for m in doc["members"]:
+        metrics = m["metrics"]
+        vision = m["vision"] or {}
+        reused = f"   vision reused {vision['reused']}/{vision['reused'] + vision['computed']}" \
+            if vision.get("computed") is not None else ""
+        print(f"  {m['name']:<28} eRank image {metrics.get('erank_image', float('nan')):8.3f}   "
+              f"reduction {metrics.get('image_reduction_ratio', float('nan')):.4f}   alignment "
+              f"{metrics.get('image_text_alignment', float('nan')):.4f}{reused}")
+    print(f"\nresults in {config.out}")
+    return 0

@@ -1,0 +1,234 @@
+"""``sweep``: one data set scored by a series of VLMs, member by member, with a trend.
+
+A member is a checkpoint (a folder, a match of a glob such as ``ckpt-*``, or a hub id with
+an optional ``@revision``) or, in a projector sweep, one projector file swapped into a base
+model that is loaded once. Each member is an ordinary ``score`` run in ``OUT/members/NAME``
+(:func:`~mm_align.pipeline.score.run_score`: same numbers, same files), so a finished member
+is skipped by ``--resume``, a partial one continued, and any member can be opened, reported,
+compared or exported on its own.
+
+The vision tower's work is shared (:mod:`~mm_align.adapters.vision_cache`): what the
+connector takes is cached per batch under the vision tower's identity and replayed for every
+later member with the same tower (every projector of a projector sweep; checkpoints that
+froze their vision tower). Replay is checked against a real pass per vision tower before it
+is trusted, and a model that does not replay exactly is scored the ordinary way.
+
+``OUT/sweep.json`` (:func:`summarize_sweep`) holds every member's dataset metrics with their
+95 % intervals, each member's paired difference from the first
+(:func:`~mm_align.pipeline.comparison.compare`), and the vision passes computed and reused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import itertools
+import logging
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mm_align.adapters.vision_cache import (
+    FeatureStore,
+    ReuseStats,
+    check_replay,
+    reusing_vision,
+    vision_identity,
+)
+from mm_align.config import ScoreConfig, SweepConfig
+from mm_align.data import BadSampleError
+from mm_align.data.images import ImageLimits
+from mm_align.pipeline.comparison import compare
+from mm_align.pipeline.provenance import software_versions
+from mm_align.pipeline.score import TextLimit, VLMTask, load_adapter, open_source, resolve_layers, run_score
+from mm_align.pipeline.selection import select
+from mm_align.rundir import MEMBERS, RunDirError, is_finished, member_dir, write_sweep
+
+__all__ = ["Member", "members_of", "run_sweep", "summarize_sweep"]
+
+log = logging.getLogger(__name__)
+
+_GLOB = re.compile(r"[*?\[]")
+
+
+@dataclass(frozen=True)
+class Member:
+    """One model of a sweep: a checkpoint (with its hub revision) and, in a projector
+    sweep, the projector file swapped into it."""
+
+    name: str
+    model: str
+    revision: str | None = None
+    projector: str | None = None
+
+    @property
+    def step(self) -> int | None:
+        """The last number in the member's name (``checkpoint-1200`` -> 1200), if any."""
+        numbers = re.findall(r"\d+", self.name)
+        return int(numbers[-1]) if numbers else None
+
+
+def _natural(text: str) -> list[Any]:
+    """Sort key that orders ``ckpt-2`` before ``ckpt-10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name).strip("._") or "member"
+
+
+def _checkpoints(pattern: str) -> list[tuple[str, str | None]]:
+    """``(model, revision)`` of one ``--model``: a folder, a glob's folders in natural
+    order, or a hub id with an optional ``@revision``."""
+    if Path(pattern).exists():
+        return [(pattern, None)]
+    if _GLOB.search(pattern):
+        found = sorted((p for p in glob.glob(pattern) if Path(p).is_dir()), key=_natural)
+        if not found:
+            raise ValueError(f"--model {pattern!r} matches no checkpoint folder")
+        return [(p, None) for p in found]
+    model, _, revision = pattern.partition("@")
+    return [(model, revision or None)]
+
+
+def members_of(config: SweepConfig) -> list[Member]:
+    """The sweep's members in order: projectors in the order given, checkpoints in the order
+    given (a glob's matches in natural order).
+
+    Raises:
+        ValueError: a glob matches nothing, a projector file is missing, or two members
+            would share a folder name.
+    """
+    if config.projectors:
+        (model,) = config.models
+        for path in config.projectors:
+            if not Path(path).is_file():
+                raise ValueError(f"projector file not found: {path}")
+        members = [Member(_safe(Path(p).stem), model, config.revision, p) for p in config.projectors]
+    else:
+        pairs = [pair for pattern in config.models for pair in _checkpoints(pattern)]
+        members = [Member(_safe(Path(m.rstrip("/")).name + (f"@{r}" if r else "")), m, r or config.revision)
+                   for m, r in pairs]
+    names = [m.name for m in members]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"two members would share the folder name {', '.join(twice)}; rename the files "
+                         "or folders, or run separate sweeps")
+    return members
+
+
+def member_config(config: SweepConfig, member: Member) -> ScoreConfig:
+    """The member's ``score`` settings: the sweep's, with its model, revision, projector and
+    run directory."""
+    shared = {f.name: getattr(config, f.name) for f in dataclasses.fields(ScoreConfig)}
+    return ScoreConfig(**{**shared, "model": member.model, "revision": member.revision,
+                          "projector": member.projector,
+                          "out": str(member_dir(config.out, member.name))})  # type: ignore[arg-type]
+
+
+def _first_batch(config: ScoreConfig, adapter: Any) -> tuple[list[Any], list[str]]:
+    """The images and texts of the run's first batch, prepared as the run prepares them
+    (so that checking replay also caches that batch)."""
+    source = select(open_source(config.data, config), config.limit, config.sample, config.sample_seed)
+    images = ImageLimits(config.max_pixels, config.max_aspect_ratio, config.resize_to_max_pixels)
+    task = VLMTask(adapter, [], None, images, TextLimit.of(config, adapter))
+    prepared = []
+    for sample in itertools.islice(source, config.batch_size):
+        try:
+            prepared.append(task.prepare(sample))
+        except BadSampleError:
+            continue  # the run records it; the check needs good samples only
+    return [p[0] for p in prepared], [p[1] for p in prepared]
+
+
+@contextmanager
+def _vision(config: ScoreConfig, adapter: Any, store: FeatureStore | None) -> Iterator[ReuseStats | None]:
+    """Reuse of the vision tower for one member, when the store is on and replay checks out."""
+    if store is None:
+        yield None
+        return
+    identity = vision_identity(adapter)
+    images, texts = _first_batch(config, adapter)
+    layers = resolve_layers(config.layers, adapter.num_hidden_states)
+    problem = check_replay(adapter, store, images, texts, layers, identity=identity) if images else "no good sample"
+    if problem:
+        log.warning("vision features are not reused for %s: %s", config.model, problem)
+        yield ReuseStats(identity, problem=problem)
+        return
+    with reusing_vision(adapter, store, identity) as stats:
+        yield stats
+
+
+def _refuse_existing(config: SweepConfig, members: list[Member]) -> None:
+    """A sweep directory with member runs continues only with ``resume``."""
+    existing = [m.name for m in members if member_dir(config.out, m.name).exists()]  # type: ignore[arg-type]
+    if existing and not config.resume:
+        raise RunDirError(f"{config.out} already holds member runs ({', '.join(existing[:3])}); "
+                          "pass --resume to continue the sweep, or choose another --out")
+
+
+def run_sweep(config: SweepConfig) -> dict[str, Any]:
+    """Score every member (see the module doc); returns and writes ``OUT/sweep.json``.
+
+    Raises:
+        ValueError: no ``out``, a bad member list, or any error of ``score`` for a member.
+        RunDirError: ``out`` holds member runs and ``resume`` is off.
+    """
+    if config.out is None:
+        raise ValueError("a sweep writes one run per member: give out (--out)")
+    members = members_of(config)
+    _refuse_existing(config, members)
+    root = Path(config.out)
+    store = FeatureStore(config.feature_cache or root / "features") if config.reuse_vision else None
+    vision: dict[str, dict[str, Any]] = {}
+    base = None
+    for member in members:
+        member_cfg = member_config(config, member)
+        if config.resume and is_finished(member_cfg.out):  # type: ignore[arg-type]
+            log.info("%s: finished, skipped", member.name)
+            continue
+        log.info("member %s", member.name)
+        adapter = base or load_adapter(member_cfg.replace(projector=None))
+        base = adapter if config.projectors else None  # projectors share one loaded base model
+        with _vision(member_cfg, adapter, store) as stats:
+            run_score(member_cfg, model=adapter)
+        vision[member.name] = dataclasses.asdict(stats) if stats else {"computed": None, "reused": None}
+        del adapter  # a checkpoint's weights go before the next one loads
+    doc = summarize_sweep(config, members, vision)
+    write_sweep(root, doc)
+    return doc
+
+
+def _member_entry(member: Member, run: Any, vision: dict[str, Any] | None) -> dict[str, Any]:
+    return {"name": member.name, "model": member.model, "revision": member.revision,
+            "projector": member.projector, "step": member.step,
+            "run": f"{MEMBERS}/{member.name}", "n_samples": run.n_samples, "n_errors": run.n_errors,
+            "metrics": run.metrics(), "ci95": {k: list(v) for k, v in run.ci().items()},
+            "layer_alignment": {str(k): v for k, v in run.layer_alignment().items()},
+            "vision": vision}
+
+
+def summarize_sweep(config: SweepConfig, members: list[Member],
+                    vision: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``sweep.json``: the members' metrics and intervals (read from their runs), each
+    member's paired difference from the first, and the vision passes (``vision``: member ->
+    :class:`ReuseStats` fields of this invocation; members skipped by ``--resume`` have
+    none)."""
+    dirs = [member_dir(config.out, m.name) for m in members]  # type: ignore[arg-type]
+    comparison, runs = compare(dirs, labels=[m.name for m in members])
+    steps = [m.step for m in members]
+    # checkpoints are placed by training step when every name carries a distinct one
+    by_step = not config.projectors and None not in steps and len(set(steps)) == len(steps)
+    return {
+        "name": config.model, "kind": "projectors" if config.projectors else "checkpoints",
+        "data": config.data, "x": "step" if by_step else "order",
+        "members": [_member_entry(m, runs[m.name], vision.get(m.name)) for m in members],
+        "comparison": comparison,
+        "vision_reuse": {"enabled": config.reuse_vision,
+                         "computed": sum(v.get("computed") or 0 for v in vision.values()),
+                         "reused": sum(v.get("reused") or 0 for v in vision.values())},
+        "config": config.to_dict(), "versions": software_versions(),
+    }
