@@ -1,0 +1,164 @@
+"""``mm-align sweep``: members equal separate ``score`` runs, the vision tower runs once per
+batch for a whole projector sweep, resume and the trend report.
+
+The vision tower is counted with a global forward hook on its class, outside mm-align's
+code, and every member is checked against an ordinary ``score`` run of the same model."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import mm_align
+from mm_align.adapters.vision_cache import FeatureStore, reusing_vision, vision_identity
+from mm_align.cli import main
+from mm_align.rundir import RunDirError, read_jsonl
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "sample"
+RUN = {"limit": 5, "batch_size": 2, "n_boot": 50, "progress": False}
+VISION_TOWERS = {"llava": "vision_tower", "qwen2_5_vl": "visual"}
+
+
+@contextmanager
+def tower_calls(tower_class: type) -> Iterator[list[int]]:
+    """Counts forward calls of any module of ``tower_class`` (a global hook: it sees the
+    models the pipeline loads itself)."""
+    calls: list[int] = []
+    handle = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, _args, _out: calls.append(1) if type(module) is tower_class else None)
+    try:
+        yield calls
+    finally:
+        handle.remove()
+
+
+def _projectors(tmp_path: Path, adapter, n: int) -> list[Path]:
+    """``n`` projector files: the checkpoint's own weights plus seeded noise of growing size."""
+    state = adapter.projector.state_dict()
+    gen = torch.Generator().manual_seed(7)
+    paths = []
+    for i in range(n):
+        path = tmp_path / f"proj-{i}.safetensors"
+        save_file({k: (v + 0.05 * i * torch.randn(v.shape, generator=gen)).contiguous() for k, v in state.items()},
+                  str(path))
+        paths.append(path)
+    return paths
+
+
+def _assert_same_run(member: Path, alone: Path) -> None:
+    """Every per-sample number and every dataset metric agree to 1e-9."""
+    a, b = read_jsonl(member / "results.jsonl"), read_jsonl(alone / "results.jsonl")
+    assert [r["id"] for r in a] == [r["id"] for r in b] and a
+    for ra, rb in zip(a, b):
+        for key, value in ra.items():
+            if isinstance(value, float):
+                assert math.isclose(value, rb[key], rel_tol=1e-9, abs_tol=1e-12), key
+    sa = json.loads((member / "summary.json").read_text())
+    sb = json.loads((alone / "summary.json").read_text())
+    for stage, value in sa["erank"].items():
+        assert math.isclose(value, sb["erank"][stage], rel_tol=1e-9)
+    for key in ("image_reduction_ratio", "image_text_alignment"):
+        assert math.isclose(sa[key], sb[key], rel_tol=1e-9)
+
+
+@pytest.mark.parametrize("family, n", [("llava", 3), ("qwen2_5_vl", 2)])
+def test_projector_sweep_runs_the_vision_tower_n_times_fewer(tmp_path, load_tiny, tiny_checkpoints,
+                                                             family, n) -> None:
+    adapter = load_tiny(family)
+    tower = type(getattr(adapter.model.model, VISION_TOWERS[family]))
+    projectors = _projectors(tmp_path, adapter, n)
+    with tower_calls(tower) as alone_calls:
+        for path in projectors:
+            mm_align.score(tiny_checkpoints[family], DATA, tmp_path / "alone" / path.stem,
+                           projector=str(path), **RUN)
+    with tower_calls(tower) as sweep_calls:
+        doc = mm_align.sweep(tiny_checkpoints[family], DATA, tmp_path / "sweep", projectors=projectors, **RUN)
+    batches = math.ceil(RUN["limit"] / RUN["batch_size"])
+    assert len(alone_calls) == n * batches
+    assert len(sweep_calls) == batches  # once per batch for the whole sweep
+    assert doc["vision_reuse"] == {"enabled": True, "computed": batches - 1, "reused": n * batches - (batches - 1)}
+    for path in projectors:
+        _assert_same_run(tmp_path / "sweep" / "members" / path.stem, tmp_path / "alone" / path.stem)
+    # the members differ: the projectors do
+    eranks = [m["metrics"]["erank_projector"] for m in doc["members"]]
+    assert len(set(eranks)) == n
+    assert [d["label"] for d in doc["comparison"]["differences"]] == [p.stem for p in projectors[1:]]
+    assert (tmp_path / "sweep" / "report.html").is_file()
+
+
+def test_a_model_that_does_not_replay_is_scored_without_reuse(tmp_path, load_tiny, tiny_checkpoints) -> None:
+    """LLaVA-NeXT adds rows after its connector (image newlines): the check refuses replay,
+    the sweep says why and still gives the numbers of separate runs."""
+    projectors = _projectors(tmp_path, load_tiny("llava_next"), 2)
+    doc = mm_align.sweep(tiny_checkpoints["llava_next"], DATA, tmp_path / "sweep", projectors=projectors, **RUN)
+    for member, path in zip(doc["members"], projectors):
+        assert "changes the connector's rows" in member["vision"]["problem"]
+        assert member["vision"]["reused"] == 0
+        mm_align.score(tiny_checkpoints["llava_next"], DATA, tmp_path / path.stem, projector=str(path), **RUN)
+        _assert_same_run(tmp_path / "sweep" / "members" / path.stem, tmp_path / path.stem)
+
+
+def test_checkpoint_sweep_glob_order_steps_resume(tmp_path, tiny_checkpoints) -> None:
+    """A glob's folders in natural order, placed by step; the shared vision tower of two
+    checkpoints is reused across them; resume skips finished members."""
+    for step in (10, 2):
+        shutil.copytree(tiny_checkpoints["llava"], tmp_path / f"ckpt-{step}")
+    out = tmp_path / "sweep"
+    doc = mm_align.sweep(str(tmp_path / "ckpt-*"), DATA, out, **RUN)
+    assert [m["name"] for m in doc["members"]] == ["ckpt-2", "ckpt-10"]
+    assert [m["step"] for m in doc["members"]] == [2, 10] and doc["x"] == "step"
+    assert doc["members"][1]["vision"]["computed"] == 0  # same tower: all replayed
+    _assert_same_run(out / "members" / "ckpt-2", out / "members" / "ckpt-10")
+    with pytest.raises(RunDirError, match="--resume"):
+        mm_align.sweep(str(tmp_path / "ckpt-*"), DATA, out, **RUN)
+    (out / "members" / "ckpt-10" / "summary.json").unlink()  # as if interrupted before its end
+    again = mm_align.sweep(str(tmp_path / "ckpt-*"), DATA, out, resume=True, **RUN)
+    assert again["members"][0]["vision"] is None  # finished: skipped
+    assert again["members"][1]["vision"]["computed"] == 0
+    assert again["members"][1]["metrics"] == doc["members"][1]["metrics"]
+
+
+def test_cli_sweep_and_its_errors(tmp_path, tiny_checkpoints, load_tiny, capsys) -> None:
+    projectors = _projectors(tmp_path, load_tiny("llava"), 2)
+    args = ["sweep", "--model", str(tiny_checkpoints["llava"]), "--data", str(DATA), "--limit", "3",
+            "--n-boot", "20", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "s"), *(a for p in projectors for a in ("--projector", str(p)))]) == 0
+    printed = capsys.readouterr().out
+    assert "proj-0" in printed and "proj-1" in printed and "vision reused" in printed
+    assert main([*args, "--out", str(tmp_path / "t"), "--model", "x", "--projector", str(projectors[0])]) == 1
+    assert "one base --model" in capsys.readouterr().err
+    assert main(["sweep", "--model", str(tmp_path / "nothing-*"), "--data", str(DATA), "--out",
+                 str(tmp_path / "u")]) == 1
+    assert "matches no checkpoint folder" in capsys.readouterr().err
+
+
+def test_vision_identity_and_store(tmp_path, load_tiny, images) -> None:
+    """The identity ignores the projector, not the vision tower; stored calls round-trip."""
+    adapter = load_tiny("llava")
+    before = vision_identity(adapter)
+    with torch.no_grad():
+        weight = next(adapter.projector.parameters())
+        weight.add_(1.0)
+        assert vision_identity(adapter) == before
+        weight.sub_(1.0)
+        tower = next(adapter.model.model.vision_tower.parameters())
+        tower.add_(1.0)
+        assert vision_identity(adapter) != before
+        tower.sub_(1.0)
+    store = FeatureStore(tmp_path / "features")
+    with reusing_vision(adapter, store) as stats:
+        first = adapter.represent(images[0], "a photo")
+        again = adapter.represent(images[0], "a photo")
+        adapter.represent(images[1], "a photo")
+    assert (stats.computed, stats.reused) == (2, 1)
+    assert len(list((tmp_path / "features").rglob("*.safetensors"))) == 2
+    for stage in first:
+        assert torch.equal(first[stage], again[stage])
