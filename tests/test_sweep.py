@@ -84,7 +84,8 @@ def test_projector_sweep_runs_the_vision_tower_n_times_fewer(tmp_path, load_tiny
     batches = math.ceil(RUN["limit"] / RUN["batch_size"])
     assert len(alone_calls) == n * batches
     assert len(sweep_calls) == batches  # once per batch for the whole sweep
-    assert doc["vision_reuse"] == {"enabled": True, "computed": batches - 1, "reused": n * batches - (batches - 1)}
+    assert doc["vision_reuse"] == {"enabled": True, "computed": batches, "reused": (n - 1) * batches}
+    assert [m["vision"]["checked"] for m in doc["members"]] == [True] + [False] * (n - 1)
     for path in projectors:
         _assert_same_run(tmp_path / "sweep" / "members" / path.stem, tmp_path / "alone" / path.stem)
     # the members differ: the projectors do

@@ -15,8 +15,9 @@ connector and the LLM, the config and the device type). Swapping the projector k
 identity; a different vision tower, dtype or device gets other keys. Calls are cached whole:
 a sweep scores the same batches for every member, so they repeat exactly.
 
-Which models replay exactly is not assumed: :func:`check_replay` scores a batch for real
-and replayed, compares every stage and layer, and stores the verdict per vision identity.
+Which models replay exactly is not assumed: the first batch under a new vision identity is
+scored for real and replayed, every stage and layer compared, and the verdict is stored with
+the features.
 A family whose connector takes more than one tensor, is called several times per batch, or
 whose model reads other outputs of the vision tower (Qwen3-VL's deepstack features) fails
 that check and is scored without reuse.
@@ -29,7 +30,7 @@ import json
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from mm_align.adapters.features import feature_rows, features_owner, shadowing
 
-__all__ = ["FeatureStore", "ReuseStats", "check_replay", "reusing_vision", "vision_identity"]
+__all__ = ["FeatureStore", "ReuseStats", "reusing_vision", "vision_identity"]
 
 _VERDICT = "replay.json"
 
@@ -118,7 +119,8 @@ class FeatureStore:
         os.replace(tmp, folder / f"{key}.safetensors")
 
     def verdict(self, identity: str) -> dict[str, Any] | None:
-        """What :func:`check_replay` found for this vision identity, if it ran."""
+        """Whether replay was found exact for this vision identity (``{"problem": None}``)
+        or why not, if it was checked."""
         if self.root is None:
             return self._verdicts.get(identity)
         path = self._dir(identity) / _VERDICT
@@ -134,13 +136,21 @@ class FeatureStore:
 
 @dataclass
 class ReuseStats:
-    """What one :func:`reusing_vision` block did: calls run for real (``computed``) and
-    replayed from the store (``reused``); ``problem``: why a computed call was not stored."""
+    """What one :func:`reusing_vision` block did: ``get_image_features`` calls run for real
+    (``computed``) and replayed from the store (``reused``; the check's replay not counted);
+    ``checked``: whether this block ran the replay check; ``problem``: why replay is off."""
 
     identity: str
     computed: int = 0
     reused: int = 0
+    checked: bool = False
     problem: str | None = None
+    bypass: bool = field(default=False, repr=False)  # run for real, whatever the store holds
+
+    def as_dict(self) -> dict[str, Any]:
+        """The counts and verdict, JSON-ready."""
+        return {"identity": self.identity, "computed": self.computed, "reused": self.reused,
+                "checked": self.checked, "problem": self.problem}
 
 
 def _layout(returned: Any, output: torch.Tensor) -> dict[str, Any] | str:
@@ -206,17 +216,14 @@ def _record(calls: list[tuple[tuple, dict, Any]], returned: Any) -> tuple[torch.
     return layout if isinstance(layout, str) else (args[0], layout)
 
 
-@contextmanager
-def reusing_vision(adapter: Any, store: FeatureStore, identity: str | None = None) -> Iterator[ReuseStats]:
-    """Inside the block, ``adapter``'s model replays cached connector inputs instead of
-    running its vision tower where it can (see the module doc); yields live counts."""
-    owner = features_owner(adapter.model)
-    original = owner.get_image_features
-    stats = ReuseStats(identity or vision_identity(adapter))
+def _replaying(adapter: Any, store: FeatureStore, stats: ReuseStats, original: Any) -> Any:
+    """The stand-in for ``get_image_features`` (see :func:`reusing_vision`)."""
 
     def replaying(*args: Any, **kwargs: Any) -> Any:
+        if stats.problem:
+            return original(*args, **kwargs)
         key = _call_key(stats.identity, args, kwargs)
-        hit = store.get(stats.identity, key)
+        hit = None if stats.bypass else store.get(stats.identity, key)
         if hit is not None:
             stats.reused += 1
             inputs, layout = hit
@@ -232,8 +239,62 @@ def reusing_vision(adapter: Any, store: FeatureStore, identity: str | None = Non
             store.put(stats.identity, key, *recorded)
         return returned
 
+    return replaying
+
+
+def _checking(adapter: Any, store: FeatureStore, stats: ReuseStats) -> Any:
+    """The stand-in for ``represent_batch`` until the first batch is checked: that batch is
+    scored for real (its result is returned), then again from the store; the verdict is
+    stored for the vision identity."""
+    original = adapter.represent_batch
+
+    def checking(images: Sequence[Any], texts: Sequence[str], layers: Sequence[int] | None = None) -> Any:
+        if stats.checked or stats.problem:
+            return original(images, texts, layers=layers)
+        stats.bypass = True
+        try:
+            real = original(images, texts, layers=layers)
+        finally:
+            stats.bypass = False
+        if not stats.problem:
+            reused = stats.reused
+            try:
+                stats.problem = _mismatch(real, original(images, texts, layers=layers))
+            except (RuntimeError, ValueError, TypeError, AttributeError, KeyError) as err:
+                stats.problem = f"replay failed ({type(err).__name__}: {err})"
+            if not stats.problem and stats.reused == reused:
+                stats.problem = "no get_image_features call was replayed"
+            stats.reused = reused
+        stats.checked = True
+        store.set_verdict(stats.identity, {"problem": stats.problem,
+                                           "model_type": adapter.model.config.model_type})
+        return real
+
+    return checking
+
+
+@contextmanager
+def reusing_vision(adapter: Any, store: FeatureStore, identity: str | None = None) -> Iterator[ReuseStats]:
+    """Inside the block, ``adapter``'s model replays cached connector inputs instead of
+    running its vision tower, where that gives the real numbers (see the module doc).
+
+    Whether it does is checked once per vision identity: the first batch the adapter scores
+    in the block, if the store holds no verdict yet, is scored for real and then replayed,
+    every stage and layer compared (the cost of one more LLM pass over one batch). A
+    verdict of "no" (or a call that cannot be recorded) turns replay off: the model then runs
+    as usual, with the same numbers. Yields live counts (:class:`ReuseStats`).
+    """
+    stats = ReuseStats(identity or vision_identity(adapter))
+    verdict = store.verdict(stats.identity)
+    stats.problem = verdict.get("problem") if verdict else None
+    owner = features_owner(adapter.model)
+    replaying = _replaying(adapter, store, stats, owner.get_image_features)
     with shadowing(owner, "get_image_features", replaying):
-        yield stats
+        if verdict is None:
+            with shadowing(adapter, "represent_batch", _checking(adapter, store, stats)):
+                yield stats
+        else:
+            yield stats
 
 
 def _mismatch(real: Sequence[Any], replayed: Sequence[Any]) -> str | None:
@@ -246,29 +307,3 @@ def _mismatch(real: Sequence[Any], replayed: Sequence[Any]) -> str | None:
             if x.shape != y.shape or not torch.allclose(x.double(), y.double(), rtol=1e-5, atol=1e-6):
                 return f"sample {index}, {what}: replayed states differ from the real ones"
     return None
-
-
-def check_replay(adapter: Any, store: FeatureStore, images: Sequence[Any], texts: Sequence[str],
-                 layers: Sequence[int] | None = None, identity: str | None = None) -> str | None:
-    """Whether replay gives this model's real numbers: None if it does, else why not.
-
-    Scores ``images`` / ``texts`` (one batch) with the vision tower (recording into
-    ``store``), then again from the store, and compares every stage and layer. The verdict
-    is stored per vision identity and reused, so each vision tower is checked once
-    (``identity``: the adapter's :func:`vision_identity`, when known).
-    """
-    identity = identity or vision_identity(adapter)
-    known = store.verdict(identity)
-    if known is not None:
-        return known.get("problem")
-    problem: str | None
-    try:
-        with reusing_vision(adapter, store, identity) as stats:
-            real = adapter.represent_batch(images, texts, layers=layers)
-            replayed = adapter.represent_batch(images, texts, layers=layers)
-        problem = stats.problem or (None if stats.reused else "no get_image_features call was replayed")
-        problem = problem or _mismatch(real, replayed)
-    except (RuntimeError, ValueError, TypeError, AttributeError, KeyError) as err:
-        problem = f"replay failed ({type(err).__name__}: {err})"
-    store.set_verdict(identity, {"problem": problem, "model_type": adapter.model.config.model_type})
-    return problem

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import itertools
 import logging
 import re
 from collections.abc import Iterator
@@ -34,17 +33,12 @@ from typing import Any
 from mm_align.adapters.vision_cache import (
     FeatureStore,
     ReuseStats,
-    check_replay,
     reusing_vision,
-    vision_identity,
 )
 from mm_align.config import ScoreConfig, SweepConfig
-from mm_align.data import BadSampleError
-from mm_align.data.images import ImageLimits
 from mm_align.pipeline.comparison import compare
 from mm_align.pipeline.provenance import software_versions
-from mm_align.pipeline.score import TextLimit, VLMTask, load_adapter, open_source, resolve_layers, run_score
-from mm_align.pipeline.selection import select
+from mm_align.pipeline.score import load_adapter, run_score
 from mm_align.rundir import MEMBERS, RunDirError, is_finished, member_dir, write_sweep
 
 __all__ = ["Member", "members_of", "run_sweep", "summarize_sweep"]
@@ -129,37 +123,16 @@ def member_config(config: SweepConfig, member: Member) -> ScoreConfig:
                           "out": str(member_dir(config.out, member.name))})  # type: ignore[arg-type]
 
 
-def _first_batch(config: ScoreConfig, adapter: Any) -> tuple[list[Any], list[str]]:
-    """The images and texts of the run's first batch, prepared as the run prepares them
-    (so that checking replay also caches that batch)."""
-    source = select(open_source(config.data, config), config.limit, config.sample, config.sample_seed)
-    images = ImageLimits(config.max_pixels, config.max_aspect_ratio, config.resize_to_max_pixels)
-    task = VLMTask(adapter, [], None, images, TextLimit.of(config, adapter))
-    prepared = []
-    for sample in itertools.islice(source, config.batch_size):
-        try:
-            prepared.append(task.prepare(sample))
-        except BadSampleError:
-            continue  # the run records it; the check needs good samples only
-    return [p[0] for p in prepared], [p[1] for p in prepared]
-
-
 @contextmanager
-def _vision(config: ScoreConfig, adapter: Any, store: FeatureStore | None) -> Iterator[ReuseStats | None]:
-    """Reuse of the vision tower for one member, when the store is on and replay checks out."""
+def _vision(adapter: Any, store: FeatureStore | None) -> Iterator[ReuseStats | None]:
+    """Reuse of the vision tower for one member, when the feature store is on."""
     if store is None:
         yield None
         return
-    identity = vision_identity(adapter)
-    images, texts = _first_batch(config, adapter)
-    layers = resolve_layers(config.layers, adapter.num_hidden_states)
-    problem = check_replay(adapter, store, images, texts, layers, identity=identity) if images else "no good sample"
-    if problem:
-        log.warning("vision features are not reused for %s: %s", config.model, problem)
-        yield ReuseStats(identity, problem=problem)
-        return
-    with reusing_vision(adapter, store, identity) as stats:
+    with reusing_vision(adapter, store) as stats:
         yield stats
+    if stats.problem:
+        log.warning("vision features are not reused for %s: %s", adapter.model.name_or_path, stats.problem)
 
 
 def _refuse_existing(config: SweepConfig, members: list[Member]) -> None:
@@ -193,9 +166,9 @@ def run_sweep(config: SweepConfig) -> dict[str, Any]:
         log.info("member %s", member.name)
         adapter = base or load_adapter(member_cfg.replace(projector=None))
         base = adapter if config.projectors else None  # projectors share one loaded base model
-        with _vision(member_cfg, adapter, store) as stats:
+        with _vision(adapter, store) as stats:
             run_score(member_cfg, model=adapter)
-        vision[member.name] = dataclasses.asdict(stats) if stats else {"computed": None, "reused": None}
+        vision[member.name] = stats.as_dict() if stats else {"computed": None, "reused": None}
         del adapter  # a checkpoint's weights go before the next one loads
     doc = summarize_sweep(config, members, vision)
     write_sweep(root, doc)
