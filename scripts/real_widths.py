@@ -55,6 +55,10 @@ REAL = {
 def _configure(spec: RealWidth, config, processor, depth: tuple[int, int]) -> None:
     vision_layers, llm_layers = depth
     config.text_config.update({**spec.text, "num_hidden_layers": llm_layers})
+    if getattr(config.text_config, "head_dim", None):  # the tiny config's own would stay
+        config.text_config.head_dim = spec.text["hidden_size"] // spec.text["num_attention_heads"]
+    if getattr(config.text_config, "layer_types", None):  # one per layer, or a reload refuses it
+        config.text_config.layer_types = [config.text_config.layer_types[0]] * llm_layers
     if spec.family == "llava":
         config.vision_config.update({**spec.vision, "num_hidden_layers": vision_layers})
         processor.image_processor.size = {"shortest_edge": spec.pixels}
