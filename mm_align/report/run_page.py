@@ -345,7 +345,7 @@ def _extra_metrics(run: Run) -> Markup:
     """The ``--metrics`` of the run (``summary["metrics"]``), as the pipeline computed them."""
     metrics = run.extra_metrics()
     rows: list[list[Any]] = []
-    rankme = metrics.get("rankme") if isinstance(metrics.get("rankme"), dict) else {}
+    rankme: dict[str, Any] = metrics["rankme"] if isinstance(metrics.get("rankme"), dict) else {}
     for stage in STAGES:
         if isinstance(mean := rankme.get("mean", {}).get(stage), (int, float)):
             rows.append([f"RankMe · {_STAGE_NAMES[stage]}", num(mean), interval(rankme.get("ci95", {}).get(stage)),
