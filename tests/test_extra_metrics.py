@@ -194,3 +194,12 @@ def test_cli_flag_parses_and_is_in_the_identity(tmp_path, tiny_checkpoints) -> N
                  "--knn-k", "2"]) == 0
     assert json.loads((out / "config.json").read_text())["config"]["metrics"] == ["cka", "knn"]
     assert set(_summary(out)["metrics"]) == {"cka", "knn"}
+
+
+def test_controls_get_the_metrics_too(tmp_path, load_tiny) -> None:
+    result = score(load_tiny("llava"), SAMPLE, tmp_path / "c", limit=4, n_boot=10, progress=False,
+                   controls=["shuffled"], metrics="cka,rankme")
+    shuffled = result.controls["shuffled"].summary
+    assert set(shuffled["metrics"]) == set(result.summary["metrics"]) == {"cka", "rankme"}
+    assert (tmp_path / "c" / "controls" / "shuffled" / "states").is_dir()
+    assert "controls" in result.summary and "erank_text" in result.summary["controls"]["shuffled"]
