@@ -29,6 +29,7 @@ __all__ = [
     "BASELINES",
     "CONTROLS",
     "DTYPE_NAMES",
+    "EXTRA_METRICS",
     "PERTURBATIONS",
     "DiffErankConfig",
     "RunConfig",
@@ -36,6 +37,7 @@ __all__ = [
     "SweepConfig",
     "add_arguments",
     "parse_layers",
+    "parse_metrics",
     "parse_model_args",
 ]
 
@@ -54,6 +56,8 @@ VISION_VIEWS = ("patches", "merged")
 DEFAULT_MAX_PIXELS = 50_000_000  # equal to mm_align.data.images.DEFAULT_MAX_PIXELS (tested)
 DEFAULT_MAX_ASPECT_RATIO = 200.0  # equal to mm_align.data.images.DEFAULT_MAX_ASPECT_RATIO (tested)
 TEXT_OVERFLOWS = ("refuse", "truncate")
+# Alignment metrics a run may add to eRank (always computed), from the same captured states.
+EXTRA_METRICS = ("cka", "knn", "mir", "rankme")
 
 LayerSpec = tuple[int, ...] | str | None
 """``None`` (last layer only), ``"all"`` or explicit indices (``output_hidden_states``
@@ -90,6 +94,28 @@ def parse_layers(layers: str | Sequence[int] | None) -> LayerSpec:
     if any(isinstance(v, bool) or not isinstance(v, int) for v in layers):
         raise ValueError(f"layers must be integers, got {list(layers)!r}")
     return tuple(layers)
+
+
+def parse_metrics(metrics: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``"rankme,cka"`` or names -> a sorted tuple of distinct extra metrics.
+
+    ``erank`` is accepted and dropped (it is always computed), so ``erank,cka`` and ``cka``
+    are the same run and one may resume the other.
+
+    >>> parse_metrics("mir, rankme,erank,mir")
+    ('mir', 'rankme')
+
+    Raises:
+        ValueError: a name that is not a metric; the message lists the valid ones.
+    """
+    if metrics is None:
+        return ()
+    items = metrics.split(",") if isinstance(metrics, str) else list(metrics)
+    names = {str(item).strip().lower() for item in items} - {""}
+    unknown = sorted(names - {"erank", *EXTRA_METRICS})
+    if unknown:
+        raise ValueError(f"unknown metric(s) {', '.join(unknown)}; valid: erank, {', '.join(EXTRA_METRICS)}")
+    return tuple(sorted(names - {"erank"}))
 
 
 _INT = re.compile(r"[+-]?\d+")
@@ -284,10 +310,21 @@ class ScoreConfig(RunConfig):
                               "or merged (the rows the connector's first layer takes, e.g. Qwen's "
                               "2x2 groups); see docs/CHOICES.md", "Model", identity=True,
                               choices=VISION_VIEWS)
+    # given as "rankme,cka" on the CLI, a sorted tuple of names after __post_init__
+    metrics: tuple[str, ...] = option((), "alignment metrics besides eRank, from the same states: "
+                                      f"{','.join(EXTRA_METRICS)} (see docs/CHOICES.md)", "Analyses",
+                                      identity=True, metavar="NAME,...")
+    knn_k: int = option(10, "neighbours per sample of --metrics knn (the platonic-rep paper's 10)",
+                        "Analyses", identity=True, type=int, metavar="K")
+    mir_samples: int = option(100, "--metrics mir uses the first N selected samples (MIR's "
+                              "protocol: 100)", "Analyses", identity=True, type=int, metavar="N")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         object.__setattr__(self, "layers", parse_layers(self.layers))
+        object.__setattr__(self, "metrics", parse_metrics(self.metrics))
+        _at_least("knn_k", self.knn_k, 1)
+        _at_least("mir_samples", self.mir_samples, 1)
         object.__setattr__(self, "controls", tuple(self.controls))
         for name in self.controls:
             _one_of("control", name, (*CONTROLS, *PERTURBATIONS))
@@ -348,7 +385,7 @@ def add_arguments(parser: argparse.ArgumentParser, config: type[RunConfig]) -> N
             kwargs["action"] = "store_true"
         elif not meta.get("required"):
             kwargs["default"] = f.default
-            if f.default is not None:
+            if f.default not in (None, ()):
                 kwargs["help"] += " (default: %(default)s)"
         group.add_argument(*flags, **kwargs)
 

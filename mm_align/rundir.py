@@ -7,6 +7,9 @@
       results.jsonl    one JSON object per scored sample, appended per batch
       errors.jsonl     one per sample that could not be scored: id, index, stage, reason
       summary.json     dataset-level numbers, written when the run completes
+      states/          with --metrics cka, knn or mir: one INDEX.safetensors per scored
+                       sample, the tensors its dataset-level metrics need (written before
+                       its record, so every recorded sample has them)
       controls/NAME/   a complete run directory per control, perturbation or baseline
       shards/rank-NNN/ per-process results while a data-parallel run is in progress
       report.html      written by the report package from the files above
@@ -41,9 +44,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mm_align.stages import LLM_STAGES, METRICS, STAGES
+
+if TYPE_CHECKING:  # torch is loaded only where states are read or written
+    import torch
 
 __all__ = [
     "CONFIG",
@@ -64,6 +70,7 @@ ERRORS = "errors.jsonl"
 CONFIG = "config.json"
 SUMMARY = "summary.json"
 SHARDS = "shards"
+STATES = "states"
 CONTROLS = "controls"
 LOCK = ".mm-align.lock"
 OWNER = ".mm-align.owner"
@@ -132,6 +139,29 @@ def _write_atomic(path: Path, text: str) -> None:
 
 def _write_json(path: Path, obj: Any) -> None:
     _write_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+States = Mapping[int, Mapping[str, "torch.Tensor"]]
+"""Sample index -> named tensors kept beside its record (see :meth:`RunFiles.append`)."""
+
+
+def _state_name(index: int) -> str:
+    return f"{index:08d}.safetensors"
+
+
+def _write_states(folder: Path, index: int, tensors: Mapping[str, torch.Tensor]) -> None:
+    """One sample's tensors as ``folder/INDEX.safetensors``, atomically and on disk."""
+    from safetensors.torch import save
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / _state_name(index)
+    # pid in the temporary name: data-parallel processes share the folder (never an index).
+    tmp = folder / f".{path.name}.{os.getpid()}.tmp"
+    with tmp.open("wb") as fh:
+        fh.write(save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 def _jsonl(records: Iterable[Mapping[str, Any]]) -> str:
@@ -273,9 +303,16 @@ class RunFiles:
         return {r["id"]: r["index"] for name in (RESULTS, ERRORS) for r in self._all(name)}
 
     def append(
-        self, results: Iterable[Mapping[str, Any]], errors: Iterable[Mapping[str, Any]]
+        self, results: Iterable[Mapping[str, Any]], errors: Iterable[Mapping[str, Any]],
+        states: States | None = None,
     ) -> None:
-        """Append one batch's records and push them to disk before returning."""
+        """Append one batch's records and push them to disk before returning.
+
+        ``states`` (sample index -> tensors) go to ``states/INDEX.safetensors`` first: a
+        kill between the two leaves states without a record (the sample is scored again on
+        resume and its file replaced), never a record without its states."""
+        for index, tensors in (states or {}).items():
+            _write_states(self.root / STATES, index, tensors)
         for name, records in ((RESULTS, results), (ERRORS, errors)):
             lines = _jsonl(records)
             if lines:
@@ -303,6 +340,34 @@ class RunFiles:
         """All error records, in dataset order."""
         return sorted(read_jsonl(self.root / ERRORS), key=lambda r: r["index"])
 
+    def state_keys(self, index: int) -> list[str]:
+        """Names of the tensors kept for sample ``index`` (empty when none were kept)."""
+        from safetensors import safe_open
+
+        path = self.root / STATES / _state_name(index)
+        if not path.is_file():
+            return []
+        with safe_open(path, framework="pt") as f:
+            return sorted(f.keys())
+
+    def read_states(self, index: int, keys: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        """The tensors kept for sample ``index`` (only ``keys`` when given, read lazily so
+        one layer of many costs one layer's memory), on the CPU, as written.
+
+        Raises:
+            RunDirError: no states for that sample, or a key it does not hold.
+        """
+        from safetensors import safe_open
+
+        path = self.root / STATES / _state_name(index)
+        if not path.is_file():
+            raise RunDirError(f"{path}: no states kept for sample {index} (was the run scored without --metrics?)")
+        with safe_open(path, framework="pt") as f:
+            missing = sorted(set(keys or ()) - set(f.keys()))
+            if missing:
+                raise RunDirError(f"{path} lacks {', '.join(missing)}")
+            return {k: f.get_tensor(k) for k in (f.keys() if keys is None else keys)}
+
     def read_summary(self) -> dict[str, Any]:
         """``summary.json`` (written by :meth:`write_summary` when the run completed)."""
         return _read_json(self.root / SUMMARY)
@@ -320,6 +385,7 @@ class MemoryRun:
     def __init__(self) -> None:
         self._results: list[dict[str, Any]] = []
         self._errors: list[dict[str, Any]] = []
+        self._states: dict[int, dict[str, torch.Tensor]] = {}
         self.summary: dict[str, Any] = {}
 
     @contextmanager
@@ -337,10 +403,24 @@ class MemoryRun:
         return {r["id"]: r["index"] for r in (*self._results, *self._errors)}
 
     def append(
-        self, results: Iterable[Mapping[str, Any]], errors: Iterable[Mapping[str, Any]]
+        self, results: Iterable[Mapping[str, Any]], errors: Iterable[Mapping[str, Any]],
+        states: States | None = None,
     ) -> None:
+        self._states.update({i: {k: v.detach().cpu() for k, v in t.items()} for i, t in (states or {}).items()})
         self._results.extend(dict(r) for r in results)
         self._errors.extend(dict(e) for e in errors)
+
+    def state_keys(self, index: int) -> list[str]:
+        return sorted(self._states.get(index, {}))
+
+    def read_states(self, index: int, keys: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+        kept = self._states.get(index)
+        if kept is None:
+            raise RunDirError(f"no states kept for sample {index}")
+        missing = sorted(set(keys or ()) - set(kept))
+        if missing:
+            raise RunDirError(f"sample {index}: no states {', '.join(missing)}")
+        return {k: kept[k] for k in (kept if keys is None else keys)}
 
     def merge(self) -> None:
         """Nothing to merge: one process."""
@@ -477,6 +557,12 @@ class Run:
             if (v := _finite(raw)) is not None:
                 out[key] = v
         return out
+
+    def extra_metrics(self) -> dict[str, Any]:
+        """``summary["metrics"]``: the alignment metrics of ``--metrics`` (rankme, cka,
+        knn, mir) as the pipeline wrote them; empty when the run computed none."""
+        raw = self.summary.get("metrics")
+        return raw if isinstance(raw, dict) else {}
 
     def erank_mean(self) -> dict[str, float]:
         """Stage -> mean of per-sample eRanks (Algorithm (b)), where recorded."""

@@ -91,3 +91,16 @@ def test_resume_across_process_counts(tmp_path, tiny_checkpoints, load_tiny, sin
     _launch("torchrun", tiny_checkpoints["qwen2_5_vl"], out, "--resume")
     ids = [r["id"] for r in _read(out / "results.jsonl")]
     assert len(ids) == len(set(ids)) == 15
+
+
+def test_two_processes_keep_the_states_of_every_sample(tmp_path, tiny_checkpoints, load_tiny) -> None:
+    """--metrics: both processes write into one states/ folder; the metrics equal a single
+    process's (batches of 1, so no padding round-off tells the runs apart)."""
+    options = ["--limit", "6", "--n-boot", "20", "--metrics", "cka,knn,mir,rankme", "--knn-k", "2",
+               "--mir-samples", "4", "--layers", "all"]
+    out = tmp_path / "run"
+    _launch("torchrun", tiny_checkpoints["llava"], out, "--batch-size", "1", *options)
+    one = score(load_tiny("llava"), SAMPLE, tmp_path / "one", batch_size=1, progress=False, limit=6,
+                n_boot=20, metrics="cka,knn,mir,rankme", knn_k=2, mir_samples=4, layers="all")
+    assert sorted(p.name for p in (out / "states").iterdir()) == [f"{i:08d}.safetensors" for i in range(6)]
+    assert json.loads((out / "summary.json").read_text())["metrics"] == one.summary["metrics"]

@@ -23,7 +23,7 @@ from mm_align.metrics.nested import nested_grams
 from mm_align.metrics.spectral import gram_of_rows, normalized_rows
 from mm_align.stages import LLM_STAGES, STAGES
 
-__all__ = ["TOP_EIGENVALUES", "MetricError", "reduce_batch", "reduce_sample"]
+__all__ = ["TOP_EIGENVALUES", "MetricError", "image_rows_of_joint", "reduce_batch", "reduce_sample"]
 
 TOP_EIGENVALUES = 64
 """How many leading normalised eigenvalues of each stage a result keeps (for plots)."""
@@ -51,7 +51,7 @@ def _gram(rep: Any, stage: str, layer: int | None) -> torch.Tensor:
         raise MetricError(f"{what}: {err}") from None
 
 
-def _image_rows_of_joint(rep: Any) -> torch.Tensor | None:
+def image_rows_of_joint(rep: Any) -> torch.Tensor | None:
     """Which joint rows are the image rows (bool over the joint rows), from the masks."""
     masks = getattr(rep, "masks", None) or {}
     image, joint = masks.get("image"), masks.get("joint")
@@ -78,7 +78,7 @@ def _image_and_joint(rep: Any, layer: int | None, subset: torch.Tensor | None) -
 
 def _sample_grams(rep: Any, layers: Sequence[int]) -> dict[Key, torch.Tensor]:
     """Every Gram matrix a record needs, in the order the stages are checked."""
-    subset = _image_rows_of_joint(rep)
+    subset = image_rows_of_joint(rep)
     grams: dict[Key, torch.Tensor] = {(stage, None): _gram(rep, stage, None) for stage in ("vision", "projector")}
     grams.update(_image_and_joint(rep, None, subset))
     grams[("text", None)] = _gram(rep, "text", None)

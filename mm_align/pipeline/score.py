@@ -27,6 +27,7 @@ from mm_align.data.images import ImageLimits
 from mm_align.data.memory import open_memory
 from mm_align.pipeline.controls import Transform, make_transform
 from mm_align.pipeline.distributed import Workers
+from mm_align.pipeline.extra_metrics import ExtraMetrics, extra_summary, mir_layers
 from mm_align.pipeline.loading import config_kwargs, hf_kwargs, load_kwargs
 from mm_align.pipeline.provenance import (
     file_sha256,
@@ -36,7 +37,7 @@ from mm_align.pipeline.provenance import (
 )
 from mm_align.pipeline.reduce import reduce_sample
 from mm_align.pipeline.result import ScoreResult
-from mm_align.pipeline.scorer import ScoreError, Scorer, score_into
+from mm_align.pipeline.scorer import Reduced, ScoreError, Scorer, score_into
 from mm_align.pipeline.selection import select
 from mm_align.pipeline.summary import control_differences, diff_erank_summary, summarize
 from mm_align.rundir import MemoryRun, RunFiles
@@ -129,13 +130,15 @@ class VLMTask:
 
     A prepared sample is ``(image, text, notes)``: ``notes`` go into its result record
     (``original_size`` of a resized image; ``truncated``, ``text_tokens``,
-    ``text_tokens_kept`` of a truncated text)."""
+    ``text_tokens_kept`` of a truncated text). ``extras``: the ``--metrics`` to compute and
+    the states to keep beside the record (:class:`~mm_align.pipeline.scorer.Reduced`)."""
 
     adapter: Any
     layers: Sequence[int]
     transform: Transform | None = None
     images: ImageLimits | None = None
     text_limit: TextLimit | None = None
+    extras: ExtraMetrics | None = None
 
     def prepare(self, sample: Sample) -> tuple[Any, str, dict[str, Any]]:
         image, text = sample.load(self.images)
@@ -152,11 +155,17 @@ class VLMTask:
         images, texts, _ = zip(*prepared)
         return self.adapter.represent_batch(list(images), list(texts), layers=self.layers or None)
 
-    def reduce(self, sample: Sample, prepared: tuple[Any, str, dict[str, Any]], rep: Any) -> dict[str, Any]:
+    def reduce(self, sample: Sample, prepared: tuple[Any, str, dict[str, Any]],
+               rep: Any) -> dict[str, Any] | Reduced:
         path = sample.image_path
         # `text` is what the model saw: a control may have swapped it, a limit cut it.
         head = {"text": prepared[1], "image": str(path) if path else None, **prepared[2]}
-        return {**head, **reduce_sample(rep, self.layers)}
+        record = {**head, **reduce_sample(rep, self.layers)}
+        if self.extras is None:
+            return record
+        fields, states = self.extras.of_sample(sample.index, rep)
+        record.update(fields)
+        return Reduced(record, states) if states else record
 
 
 def _identity(config: ScoreConfig, model: Any, source: SampleSource) -> dict[str, Any]:
@@ -215,9 +224,21 @@ def _load(config: ScoreConfig, model: Any, workers: Workers,
     return adapter, swap_projector(adapter, config.projector, projector) if config.projector else None
 
 
+def _extras(config: ScoreConfig, sweep: Sequence[int], num_hidden_states: int,
+            source: Sequence[Sample]) -> ExtraMetrics | None:
+    """What each sample adds for ``--metrics``; MIR's states only for the first
+    ``mir_samples`` selected samples (by position in the selection, the same in a fresh and
+    a resumed run)."""
+    if not config.metrics:
+        return None
+    keep = frozenset(s.index for s in itertools.islice(source, config.mir_samples)) if "mir" in config.metrics else frozenset()
+    return ExtraMetrics(config.metrics, mir_layers(sweep, num_hidden_states), keep)
+
+
 def _score_all(config: ScoreConfig, adapter: Any, source: Sequence[Sample], stores: dict,
                workers: Workers, n_total: int) -> None:
     sweep = resolve_layers(config.layers, adapter.num_hidden_states)
+    extras = _extras(config, sweep, adapter.num_hidden_states, source)
     images = ImageLimits(config.max_pixels, config.max_aspect_ratio, config.resize_to_max_pixels)
     text_limit = TextLimit.of(config, adapter)
 
@@ -235,7 +256,7 @@ def _score_all(config: ScoreConfig, adapter: Any, source: Sequence[Sample], stor
         # The baseline scores the same inputs with the LLM re-initialised.
         view = adapter.untrained_llm(config.seed) if name and name == config.baseline else nullcontext(adapter)
         with view as scored:
-            task = VLMTask(scored, sweep, transform, images, text_limit)
+            task = VLMTask(scored, sweep, transform, images, text_limit, extras)
             score_into(Scorer(task, config.strict, config.num_workers), my_samples, store,
                        owns=mine, n_samples=n_mine, batch_size=config.batch_size,
                        progress=config.progress, desc=name or "score")
@@ -262,6 +283,10 @@ def _summaries(config: ScoreConfig, stores: dict, provenance: dict[str, Any]) ->
         errors = store.errors()
         summary = summarize(records[name], len(errors), {**provenance, "control": name},
                             n_boot=config.n_boot, seed=config.seed)
+        if config.metrics and records[name]:
+            summary["metrics"] = extra_summary(config.metrics, records[name], store, knn_k=config.knn_k,
+                                               mir_samples=config.mir_samples, n_boot=config.n_boot,
+                                               seed=config.seed)
         if name is None:
             summary.update(_against_real(config, records))
         store.write_summary(summary)

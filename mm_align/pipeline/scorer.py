@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from mm_align.data import BadSampleError, Sample
 from mm_align.pipeline.reduce import MetricError
 
-__all__ = ["MetricError", "Pending", "ScoreError", "Scorer", "Task", "score_into"]
+__all__ = ["MetricError", "Pending", "Reduced", "ScoreError", "Scorer", "Task", "score_into"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,16 @@ class ScoreError(RuntimeError):
     """A run could not produce any result (every sample failed, or --strict hit a bad one)."""
 
 
+@dataclass
+class Reduced:
+    """What a task keeps of one sample when a record is not enough: the record's JSON
+    ``fields`` and ``states``, named tensors the store keeps beside the record (the inputs of
+    dataset-level metrics that need more than per-sample scalars)."""
+
+    fields: dict[str, Any]
+    states: dict[str, torch.Tensor]
+
+
 class Task(Protocol):
     """What a pipeline does with a sample; see the module doc."""
 
@@ -48,8 +58,9 @@ class Task(Protocol):
     def represent(self, prepared: list[Any]) -> list[Any]:
         """One representation per prepared sample; raises ValueError / RuntimeError."""
 
-    def reduce(self, sample: Sample, prepared: Any, rep: Any) -> dict[str, Any]:
-        """The result record's fields; raises MetricError."""
+    def reduce(self, sample: Sample, prepared: Any, rep: Any) -> dict[str, Any] | Reduced:
+        """The result record's fields (and tensors to keep, :class:`Reduced`); raises
+        MetricError."""
 
 
 class Scorer:
@@ -77,12 +88,15 @@ class Scorer:
             raise ScoreError(f"sample {sample.id!r} (index {sample.index}) failed at {stage}: {reason}")
         return {"id": sample.id, "index": sample.index, "stage": stage, "reason": reason}
 
-    def _reduce(self, sample: Sample, prepared: Any, rep: Any) -> tuple[dict | None, dict | None]:
+    def _reduce(self, sample: Sample, prepared: Any, rep: Any) -> tuple[dict | None, dict | None, dict | None]:
+        """``(result, error, states)`` of one sample: a result or an error, and the states
+        a :class:`Reduced` result keeps (None when it keeps none)."""
         try:
-            fields = self.task.reduce(sample, prepared, rep)
+            reduced = self.task.reduce(sample, prepared, rep)
         except MetricError as err:
-            return None, self._fail(sample, "metric", str(err))
-        return {"id": sample.id, "index": sample.index, **fields}, None
+            return None, self._fail(sample, "metric", str(err)), None
+        fields, states = (reduced.fields, reduced.states) if isinstance(reduced, Reduced) else (reduced, None)
+        return {"id": sample.id, "index": sample.index, **fields}, None, states
 
     def _represent(self, batch: list[tuple[Sample, Any]]) -> tuple[list[tuple[Sample, Any, Any]], list[dict]]:
         """``(sample, prepared, representation)`` of the samples the model took, and the
@@ -111,21 +125,25 @@ class Scorer:
         represented, failed = self._represent(ready) if ready else ([], [])
         return Pending(represented, errors + failed, len(samples))
 
-    def finish(self, pending: Pending) -> tuple[list[dict], list[dict]]:
-        """The metrics' part of a batch: ``(results, errors)``, one record per sample."""
-        results, errors = [], list(pending.errors)
+    def finish(self, pending: Pending) -> tuple[list[dict], list[dict], dict[int, dict]]:
+        """The metrics' part of a batch: ``(results, errors, states)``, one record per
+        sample, and sample index -> the tensors kept for it (see :class:`Reduced`)."""
+        results, errors, states = [], list(pending.errors), {}
         with torch.inference_mode():
             for sample, prepared, rep in pending.represented:
-                result, error = self._reduce(sample, prepared, rep)
+                result, error, kept = self._reduce(sample, prepared, rep)
                 if result is not None:
                     results.append(result)
+                    if kept:
+                        states[sample.index] = kept
                 elif error is not None:
                     errors.append(error)
-        return results, errors
+        return results, errors, states
 
     def batch(self, samples: Sequence[Sample]) -> tuple[list[dict], list[dict]]:
         """Score one batch: ``(results, errors)``, together one record per sample."""
-        return self.finish(self.forward(samples))
+        results, errors, _ = self.finish(self.forward(samples))
+        return results, errors
 
 
 @dataclass
@@ -140,8 +158,9 @@ class Pending:
 def _drain(inflight: Future | None, store: Any, bar: Any) -> None:
     """Append the records of a batch whose metrics were running in the worker thread."""
     if inflight is not None:
-        pending_results, pending_errors = inflight.result()
-        store.append(pending_results, pending_errors)
+        pending_results, pending_errors, states = inflight.result()
+        # Only a task that keeps states passes them: other stores need not take them.
+        store.append(pending_results, pending_errors, *([states] if states else []))
         bar.update(len(pending_results) + len(pending_errors))
 
 

@@ -328,6 +328,47 @@ def _per_sample(run: Run) -> Markup:
     )
 
 
+_STAGE_NAMES = {"vision": "vision encoder", "projector": "projector", "image": "LLM, image alone",
+                "text": "LLM, text alone", "joint": "LLM, image + text"}
+
+
+def _extra_row(label: str, entry: Any, note_text: str) -> list[Any]:
+    """One row of the alignment-metrics table: the value, or why there is none."""
+    entry = entry if isinstance(entry, dict) else {}
+    skipped = entry.get("skipped")
+    value = entry.get("value")
+    return [label, num(value if isinstance(value, (int, float)) else None), "–",
+            str(entry.get("n_samples", "–")), f"not computed: {skipped}" if skipped else note_text]
+
+
+def _extra_metrics(run: Run) -> Markup:
+    """The ``--metrics`` of the run (``summary["metrics"]``), as the pipeline computed them."""
+    metrics = run.extra_metrics()
+    rows: list[list[Any]] = []
+    rankme: dict[str, Any] = metrics["rankme"] if isinstance(metrics.get("rankme"), dict) else {}
+    for stage in STAGES:
+        if isinstance(mean := rankme.get("mean", {}).get(stage), (int, float)):
+            rows.append([f"RankMe · {_STAGE_NAMES[stage]}", num(mean), interval(rankme.get("ci95", {}).get(stage)),
+                         str(rankme.get("n_samples", "–")), "mean over samples"])
+    if "cka" in metrics:
+        rows.append(_extra_row("Linear CKA, pooled image vs text", metrics["cka"], "higher = more similar"))
+    if "knn" in metrics:
+        k = metrics["knn"].get("k", "?") if isinstance(metrics["knn"], dict) else "?"
+        rows.append(_extra_row(f"Mutual k-NN (k = {k}), pooled image vs text", metrics["knn"],
+                               "higher = more shared neighbours"))
+    mir = metrics.get("mir") if isinstance(metrics.get("mir"), dict) else None
+    if mir is not None:
+        rows.append(_extra_row("MIR (log10 of summed FD)", mir, "LOWER = better integrated"))
+    parts: list[Any] = [table(["Metric", "Value", "95% CI", "Samples", "Note"], rows, numeric=(1, 2, 3),
+                              caption="Computed by the run from the same captured states as the eRanks "
+                              "(docs/CHOICES.md); pooled = mean of a stage's rows, last layer.")]
+    layers = mir.get("layers") if mir else None
+    if isinstance(layers, dict) and layers:
+        parts.append(table(["Layer", "Frechet distance"], [[str(k), num(v)] for k, v in layers.items()],
+                           numeric=(0, 1), caption="MIR's per-layer Frechet distances."))
+    return join(parts)
+
+
 def _diff_erank(run: Run) -> Markup:
     """The untrained-LLM baseline's paired differences (``score --baseline untrained``)."""
     diffs = run.summary.get("diff_erank") or {}
@@ -409,6 +450,8 @@ def render_report(run: Run) -> str:
     ]
     if run.layers():
         sections.append(("layers", "Layers", _layers(run)))
+    if run.extra_metrics():
+        sections.append(("metrics", "Other metrics", _extra_metrics(run)))
     sections.append(("samples", "Samples", _samples(ranked)))
     if run.controls:
         sections.append(("controls", "Controls", _controls(run)))
@@ -426,6 +469,7 @@ def render_report(run: Run) -> str:
         "spectra": "Eigenvalue spectra",
         "per-sample": "Per-sample eRanks: image (eRank3) against text (eRank4)",
         "layers": "Per-layer eRank",
+        "metrics": "Neighbouring alignment metrics",
         "samples": "Samples with the lowest and highest alignment",
         "controls": "Control runs",
         "errors": "Errors",
