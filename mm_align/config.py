@@ -340,7 +340,7 @@ class ScoreConfig(RunConfig):
             raise ValueError(f"max_aspect_ratio must be >= 1, got {self.max_aspect_ratio}")
 
     @classmethod
-    def from_args(cls, args: argparse.Namespace) -> ScoreConfig:
+    def from_args(cls: type[_C], args: argparse.Namespace) -> _C:
         merged = argparse.Namespace(**vars(args))
         merged.controls = (*getattr(args, "control", ()), *getattr(args, "perturb", ()))
         return super().from_args(merged)

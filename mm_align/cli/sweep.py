@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from mm_align.api import sweep
 
     config = SweepConfig.from_args(args)
-    doc = sweep(config.models, config.data, config.out, projectors=config.projectors, config=config)
+    doc = sweep(config.models, config.data, str(config.out), projectors=config.projectors, config=config)
     for m in doc["members"]:
         metrics = m["metrics"]
         vision = m["vision"] or {}

@@ -40,6 +40,7 @@ from mm_align.pipeline.comparison import compare
 from mm_align.pipeline.provenance import software_versions
 from mm_align.pipeline.score import load_adapter, run_score
 from mm_align.rundir import MEMBERS, RunDirError, is_finished, member_dir, write_sweep
+from mm_align.stages import STAGES
 
 __all__ = ["Member", "members_of", "run_sweep", "summarize_sweep"]
 
@@ -175,11 +176,28 @@ def run_sweep(config: SweepConfig) -> dict[str, Any]:
     return doc
 
 
+def _extra_scalars(extra: dict[str, Any]) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """The ``--metrics`` of a run's summary as flat values and intervals: ``rankme_STAGE``
+    (mean and interval over samples), ``cka``, ``knn``, ``mir`` (values only)."""
+    values: dict[str, float] = {}
+    intervals: dict[str, list[float]] = {}
+    rankme = extra.get("rankme", {})
+    for stage in (s for s in STAGES if s in rankme.get("mean", {})):
+        values[f"rankme_{stage}"] = rankme["mean"][stage]
+        intervals[f"rankme_{stage}"] = list(rankme["ci95"][stage])
+    for name in ("cka", "knn", "mir"):
+        if isinstance(extra.get(name), dict) and "value" in extra[name]:
+            values[name] = extra[name]["value"]
+    return values, intervals
+
+
 def _member_entry(member: Member, run: Any, vision: dict[str, Any] | None) -> dict[str, Any]:
+    values, intervals = _extra_scalars(run.extra_metrics())
     return {"name": member.name, "model": member.model, "revision": member.revision,
             "projector": member.projector, "step": member.step,
             "run": f"{MEMBERS}/{member.name}", "n_samples": run.n_samples, "n_errors": run.n_errors,
-            "metrics": run.metrics(), "ci95": {k: list(v) for k, v in run.ci().items()},
+            "metrics": {**run.metrics(), **values},
+            "ci95": {**{k: list(v) for k, v in run.ci().items()}, **intervals},
             "layer_alignment": {str(k): v for k, v in run.layer_alignment().items()},
             "vision": vision}
 

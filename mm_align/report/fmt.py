@@ -17,6 +17,11 @@ METRIC_LABELS = {
     **{f"erank_{s}": label for s, label in STAGE_LABELS.items()},
     "image_reduction_ratio": "Image reduction ratio",
     "image_text_alignment": "Image-text alignment",
+    # --metrics, as a sweep tabulates them
+    **{f"rankme_{s}": f"RankMe · {s}" for s in STAGE_LABELS},
+    "cka": "Linear CKA (pooled image vs text)",
+    "knn": "Mutual k-NN (pooled image vs text)",
+    "mir": "MIR (log10, lower = better)",
 }
 
 

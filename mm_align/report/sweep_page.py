@@ -18,16 +18,23 @@ from mm_align.stages import METRICS
 __all__ = ["render_sweep"]
 
 
+def _keys(doc: Mapping[str, Any]) -> list[str]:
+    """The paper's metrics, then any ``--metrics`` the members hold, in first-seen order."""
+    extra = {k: None for m in doc["members"] for k in m["metrics"] if k not in METRICS}
+    return [*METRICS, *extra]
+
+
 def _trend(doc: Mapping[str, Any]) -> Markup:
     members = doc["members"]
     by_step = doc["x"] == "step"
     x = [m["step"] if by_step else i for i, m in enumerate(members)]
-    series = {k: [m["metrics"].get(k) for m in members] for k in METRICS}
-    intervals = {k: [tuple(m["ci95"][k]) if k in m["ci95"] else None for m in members] for k in METRICS}
+    series = {k: [m["metrics"].get(k) for m in members] for k in _keys(doc)}
+    intervals = {k: [tuple(m["ci95"][k]) if k in m["ci95"] else None for m in members] for k in _keys(doc)}
     fig = trend_figure(x, None if by_step else [m["name"] for m in members], series, intervals,
                        "step" if by_step else doc["kind"].removesuffix("s"))
     return svg_figure(to_inline_svg(fig), "metrics across the sweep",
-                      "Dataset metric of each member; bars: 95% bootstrap interval over samples.")
+                      "Dataset metric of each member; bars: 95% bootstrap interval over samples "
+                      "(none for CKA, mutual k-NN and MIR, computed once over the whole set).")
 
 
 def _value(member: Mapping[str, Any], key: str) -> Markup:
@@ -51,10 +58,10 @@ def _members(doc: Mapping[str, Any]) -> Markup:
         source = Path(m["projector"]).name if m["projector"] else (
             m["model"] + (f"@{m['revision']}" if m["revision"] else ""))
         rows.append([link, m["step"] if m["step"] is not None else "–", source, m["n_samples"],
-                     m["n_errors"], *(_value(m, k) for k in METRICS), _vision(m)])
+                     m["n_errors"], *(_value(m, k) for k in _keys(doc)), _vision(m)])
     return table(["member", "step", "projector" if doc["kind"] == "projectors" else "checkpoint",
-                  "samples", "errors", *(metric_label(k) for k in METRICS), "vision batches"],
-                 rows, numeric=tuple(range(3, 5 + len(METRICS))),
+                  "samples", "errors", *(metric_label(k) for k in _keys(doc)), "vision batches"],
+                 rows, numeric=tuple(range(3, 5 + len(_keys(doc)))),
                  caption="value and 95% bootstrap interval over the member's samples")
 
 
