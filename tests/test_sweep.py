@@ -21,6 +21,7 @@ import mm_align
 from mm_align.adapters.vision_cache import FeatureStore, reusing_vision, vision_identity
 from mm_align.cli import main
 from mm_align.rundir import RunDirError, read_jsonl
+from tests.conftest import FAMILIES
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "sample"
 RUN = {"limit": 5, "batch_size": 2, "n_boot": 50, "progress": False}
@@ -163,3 +164,27 @@ def test_vision_identity_and_store(tmp_path, load_tiny, images) -> None:
     assert len(list((tmp_path / "features").rglob("*.safetensors"))) == 2
     for stage in first:
         assert torch.equal(first[stage], again[stage])
+
+
+REPLAYING = {"aya_vision", "cohere2_vision", "gemma3", "idefics3", "llava", "paligemma", "qwen2_vl",
+             "qwen2_5_vl", "qwen3_5", "smolvlm"}
+"""The families whose vision tower is replayed (docs/CHOICES.md lists the others and why)."""
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_replays_exactly_or_says_why(family, load_tiny, images, texts) -> None:
+    adapter = load_tiny(family)
+    real = adapter.represent_batch(images[:2], texts[:2], layers=[1])  # no cache at all
+    store = FeatureStore()
+    with reusing_vision(adapter, store) as first:
+        adapter.represent_batch(images[:2], texts[:2], layers=[1])
+    assert first.checked or first.problem
+    with reusing_vision(adapter, store) as second:
+        replayed = adapter.represent_batch(images[:2], texts[:2], layers=[1])
+    assert (first.problem is None) == (family in REPLAYING), first.problem
+    # every call replayed (PaliGemma makes two: the joint pass and the image prefix's), or none
+    assert (second.reused > 0 and second.computed == 0) == (family in REPLAYING)
+    for a, b in zip(real, replayed):
+        for stage in a:
+            torch.testing.assert_close(b[stage], a[stage], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(b.layer("joint", 1), a.layer("joint", 1), rtol=1e-5, atol=1e-6)

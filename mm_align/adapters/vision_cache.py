@@ -287,7 +287,12 @@ def reusing_vision(adapter: Any, store: FeatureStore, identity: str | None = Non
     stats = ReuseStats(identity or vision_identity(adapter))
     verdict = store.verdict(stats.identity)
     stats.problem = verdict.get("problem") if verdict else None
-    owner = features_owner(adapter.model)
+    try:
+        owner = features_owner(adapter.model)
+    except AttributeError as err:  # MiniGPT-v2: its own forward, no get_image_features
+        stats.problem = str(err)
+        yield stats
+        return
     replaying = _replaying(adapter, store, stats, owner.get_image_features)
     with shadowing(owner, "get_image_features", replaying):
         if verdict is None:
