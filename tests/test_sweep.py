@@ -188,3 +188,34 @@ def test_every_family_replays_exactly_or_says_why(family, load_tiny, images, tex
         for stage in a:
             torch.testing.assert_close(b[stage], a[stage], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(b.layer("joint", 1), a.layer("joint", 1), rtol=1e-5, atol=1e-6)
+
+
+def test_members_hub_ids_revisions_and_clashes(tmp_path) -> None:
+    from mm_align.config import SweepConfig
+    from mm_align.pipeline.sweep import members_of
+
+    config = SweepConfig(models=("org/model@v1", "org/model@v2", "other/model"), data="d", out="o")
+    members = members_of(config)
+    assert [(m.model, m.revision) for m in members] == [("org/model", "v1"), ("org/model", "v2"),
+                                                        ("other/model", None)]
+    assert [m.name for m in members] == ["model_v1", "model_v2", "model"]
+    with pytest.raises(ValueError, match="share the folder name model"):
+        members_of(SweepConfig(models=("a/model", "b/model"), data="d", out="o"))
+    with pytest.raises(ValueError, match="projector file not found"):
+        members_of(SweepConfig(models=("m",), projectors=(str(tmp_path / "missing.bin"),), data="d", out="o"))
+
+
+def test_a_failing_member_is_recorded_and_the_sweep_goes_on(tmp_path, load_tiny, tiny_checkpoints) -> None:
+    """A projector file that does not fit the model: its member fails with the reason, the
+    others are scored, the report says so."""
+    good = _projectors(tmp_path, load_tiny("llava"), 2)
+    bad = tmp_path / "proj-wrong.safetensors"
+    save_file({"linear_1.weight": torch.zeros(3, 3)}, str(bad))
+    doc = mm_align.sweep(tiny_checkpoints["llava"], DATA, tmp_path / "sweep",
+                         projectors=[good[0], bad, good[1]], **RUN)
+    assert [m["name"] for m in doc["members"]] == ["proj-0", "proj-1"]
+    assert "does not match the model's projector" in doc["failed"]["proj-wrong"]
+    assert "proj-wrong failed" in (tmp_path / "sweep" / "report.html").read_text()
+    with pytest.raises(Exception, match="does not match"):
+        mm_align.sweep(tiny_checkpoints["llava"], DATA, tmp_path / "strict", projectors=[bad, good[0]],
+                       strict=True, **RUN)

@@ -37,8 +37,10 @@ from mm_align.adapters.vision_cache import (
 )
 from mm_align.config import ScoreConfig, SweepConfig
 from mm_align.pipeline.comparison import compare
+from mm_align.pipeline.distributed import Workers
 from mm_align.pipeline.provenance import software_versions
 from mm_align.pipeline.score import load_adapter, run_score
+from mm_align.pipeline.scorer import ScoreError
 from mm_align.rundir import MEMBERS, RunDirError, is_finished, member_dir, write_sweep
 from mm_align.stages import STAGES
 
@@ -144,34 +146,56 @@ def _refuse_existing(config: SweepConfig, members: list[Member]) -> None:
                           "pass --resume to continue the sweep, or choose another --out")
 
 
+def _score_member(config: SweepConfig, member_cfg: ScoreConfig, base: Any,
+                  store: FeatureStore | None) -> tuple[Any, dict[str, Any]]:
+    """Score one member; returns the base model to keep (projector sweeps) and its vision
+    counts."""
+    adapter = base or load_adapter(member_cfg.replace(projector=None))
+    with _vision(adapter, store) as stats:
+        run_score(member_cfg, model=adapter)
+    # projectors share one loaded base model; a checkpoint's weights go before the next loads
+    return (adapter if config.projectors else None), (stats.as_dict() if stats else {"computed": None, "reused": None})
+
+
 def run_sweep(config: SweepConfig) -> dict[str, Any]:
     """Score every member (see the module doc); returns and writes ``OUT/sweep.json``.
 
+    A member that fails (a checkpoint that does not load, a projector file that does not fit,
+    no sample scored) is recorded with its reason and the sweep goes on, unless ``strict``.
+
     Raises:
-        ValueError: no ``out``, a bad member list, or any error of ``score`` for a member.
+        ValueError: no ``out``, a bad member list, a data-parallel launch.
         RunDirError: ``out`` holds member runs and ``resume`` is off.
+        ScoreError: no member could be scored.
     """
     if config.out is None:
         raise ValueError("a sweep writes one run per member: give out (--out)")
+    if Workers.from_env().world_size > 1:
+        raise ValueError("mm-align sweep runs in one process; launch data-parallel `score` runs per member instead")
     members = members_of(config)
     _refuse_existing(config, members)
     root = Path(config.out)
     store = FeatureStore(config.feature_cache or root / "features") if config.reuse_vision else None
     vision: dict[str, dict[str, Any]] = {}
+    failed: dict[str, str] = {}
     base = None
-    for member in members:
+    for number, member in enumerate(members, 1):
         member_cfg = member_config(config, member)
         if config.resume and is_finished(member_cfg.out):  # type: ignore[arg-type]
-            log.info("%s: finished, skipped", member.name)
+            log.info("member %s (%d of %d): finished, skipped", member.name, number, len(members))
             continue
-        log.info("member %s", member.name)
-        adapter = base or load_adapter(member_cfg.replace(projector=None))
-        base = adapter if config.projectors else None  # projectors share one loaded base model
-        with _vision(adapter, store) as stats:
-            run_score(member_cfg, model=adapter)
-        vision[member.name] = stats.as_dict() if stats else {"computed": None, "reused": None}
-        del adapter  # a checkpoint's weights go before the next one loads
-    doc = summarize_sweep(config, members, vision)
+        log.info("member %s (%d of %d)", member.name, number, len(members))
+        try:
+            base, vision[member.name] = _score_member(config, member_cfg, base, store)
+        except (ValueError, OSError, RuntimeError) as err:
+            if config.strict:
+                raise
+            failed[member.name] = f"{type(err).__name__}: {err}"
+            log.error("member %s failed, the sweep goes on: %s", member.name, failed[member.name])
+    done = [m for m in members if is_finished(member_dir(root, m.name))]
+    if not done:
+        raise ScoreError(f"no member of the sweep could be scored: {failed}")
+    doc = summarize_sweep(config, done, vision, failed)
     write_sweep(root, doc)
     return doc
 
@@ -202,12 +226,12 @@ def _member_entry(member: Member, run: Any, vision: dict[str, Any] | None) -> di
             "vision": vision}
 
 
-def summarize_sweep(config: SweepConfig, members: list[Member],
-                    vision: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """``sweep.json``: the members' metrics and intervals (read from their runs), each
-    member's paired difference from the first, and the vision passes (``vision``: member ->
-    :class:`ReuseStats` fields of this invocation; members skipped by ``--resume`` have
-    none)."""
+def summarize_sweep(config: SweepConfig, members: list[Member], vision: dict[str, dict[str, Any]],
+                    failed: dict[str, str] | None = None) -> dict[str, Any]:
+    """``sweep.json``: the finished members' metrics and intervals (read from their runs),
+    each member's paired difference from the first, the vision passes (``vision``: member ->
+    :meth:`ReuseStats.as_dict` of this invocation; members skipped by ``--resume`` have
+    none) and the members that failed, with their reasons."""
     dirs = [member_dir(config.out, m.name) for m in members]  # type: ignore[arg-type]
     comparison, runs = compare(dirs, labels=[m.name for m in members])
     steps = [m.step for m in members]
@@ -217,6 +241,7 @@ def summarize_sweep(config: SweepConfig, members: list[Member],
         "name": config.model, "kind": "projectors" if config.projectors else "checkpoints",
         "data": config.data, "x": "step" if by_step else "order",
         "members": [_member_entry(m, runs[m.name], vision.get(m.name)) for m in members],
+        "failed": dict(failed or {}),
         "comparison": comparison,
         "vision_reuse": {"enabled": config.reuse_vision,
                          "computed": sum(v.get("computed") or 0 for v in vision.values()),

@@ -65,6 +65,11 @@ def _members(doc: Mapping[str, Any]) -> Markup:
                  caption="value and 95% bootstrap interval over the member's samples")
 
 
+def _failed(doc: Mapping[str, Any]) -> Markup:
+    return join(note(f"{name} failed and is not in the sweep: {reason}", "warn")
+                for name, reason in doc.get("failed", {}).items())
+
+
 def _reuse(doc: Mapping[str, Any]) -> Markup:
     reuse = doc["vision_reuse"]
     if not reuse["enabled"]:
@@ -79,7 +84,7 @@ def render_sweep(doc: Mapping[str, Any]) -> str:
     diffs = comparison["differences"]
     sections = [
         ("trend", "Trend", section("Metrics across the sweep", _trend(doc), anchor="trend")),
-        ("members", "Members", section("Members", _reuse(doc), _members(doc), anchor="members")),
+        ("members", "Members", section("Members", _failed(doc), _reuse(doc), _members(doc), anchor="members")),
     ]
     if diffs:
         sections.append(("differences", "Differences", section(
