@@ -701,10 +701,11 @@ def load_run(run_dir: str | Path, with_controls: bool = True) -> Run:
     return Run(path, summary, results, errors, config, controls, problems)
 
 
-# ---- A series of runs (``mm-align scaling``) ------------------------------------------------
+# ---- A series of runs (``mm-align scaling``, ``mm-align sweep``) --------------------------
 
-SCALING = "scaling.json"
 MEMBERS = "members"
+SERIES = {"scaling": "scaling.json", "sweep": "sweep.json"}
+"""A series' kind -> the document its directory holds once the series is finished."""
 
 
 def member_dir(root: str | Path, name: str) -> Path:
@@ -717,58 +718,30 @@ def is_finished(run_dir: str | Path) -> bool:
     return (Path(run_dir) / SUMMARY).is_file()
 
 
-def is_scaling_series(root: str | Path) -> bool:
-    """Whether ``root`` is the directory of a finished scaling series (``scaling.json``)."""
-    return (Path(root) / SCALING).is_file()
+def series_kind(root: str | Path) -> str | None:
+    """``"scaling"`` or ``"sweep"`` when ``root`` holds that finished series, else None."""
+    return next((kind for kind, name in SERIES.items() if (Path(root) / name).is_file()), None)
 
 
-def write_scaling(root: str | Path, doc: Mapping[str, Any]) -> Path:
-    """Write ``ROOT/scaling.json`` (atomically) and return its path."""
-    path = Path(root) / SCALING
+def write_series(root: str | Path, kind: str, doc: Mapping[str, Any]) -> Path:
+    """Write a series' document (``ROOT/scaling.json`` or ``sweep.json``, atomically) and
+    return its path."""
+    path = Path(root) / SERIES[kind]
     _write_json(path, dict(doc))
     return path
 
 
-def read_scaling(root: str | Path) -> dict[str, Any]:
-    """``ROOT/scaling.json`` of a finished series.
+def read_series(root: str | Path, kind: str) -> dict[str, Any]:
+    """The document of a finished series of ``kind``.
 
     Raises:
         RunDirError: no such file, or not a JSON object.
     """
-    return _read_series(Path(root) / SCALING, "scaling series")
-
-
-def _read_series(path: Path, what: str) -> dict[str, Any]:
+    path = Path(root) / SERIES[kind]
     try:
         doc = _read_json(path)
     except (OSError, json.JSONDecodeError) as err:
-        raise RunDirError(f"{path}: not a finished {what} ({err})") from None
+        raise RunDirError(f"{path}: not a finished {kind} series ({err})") from None
     if not isinstance(doc, dict):
         raise RunDirError(f"{path} must hold a JSON object")
     return doc
-
-
-# ---- A sweep over checkpoints or projectors (``mm-align sweep``) ---------------------------
-
-SWEEP = "sweep.json"
-
-
-def is_sweep(root: str | Path) -> bool:
-    """Whether ``root`` is the directory of a finished sweep (``sweep.json``)."""
-    return (Path(root) / SWEEP).is_file()
-
-
-def write_sweep(root: str | Path, doc: Mapping[str, Any]) -> Path:
-    """Write ``ROOT/sweep.json`` (atomically) and return its path."""
-    path = Path(root) / SWEEP
-    _write_json(path, dict(doc))
-    return path
-
-
-def read_sweep(root: str | Path) -> dict[str, Any]:
-    """``ROOT/sweep.json`` of a finished sweep.
-
-    Raises:
-        RunDirError: no such file, or not a JSON object.
-    """
-    return _read_series(Path(root) / SWEEP, "sweep")

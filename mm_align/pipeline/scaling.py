@@ -36,7 +36,7 @@ from mm_align.pipeline.reduce import MetricError
 from mm_align.pipeline.result import ScoreResult
 from mm_align.pipeline.scorer import ScoreError
 from mm_align.pipeline.text_run import TextData, open_text_data, run_text_task
-from mm_align.rundir import MemoryRun, RunFiles, member_dir, write_scaling
+from mm_align.rundir import MemoryRun, RunFiles, member_dir, write_series
 
 __all__ = ["SERIES_STATISTICS", "fit_series", "member_name", "run_member", "run_scaling"]
 
@@ -192,5 +192,5 @@ def run_scaling(config: ScalingConfig) -> dict[str, Any]:
            "provenance": {"data": data[1], "versions": software_versions(),
                           "max_length": config.max_length, "dtype": config.dtype}}
     if config.out is not None:
-        write_scaling(config.out, doc)
+        write_series(config.out, "scaling", doc)
     return doc

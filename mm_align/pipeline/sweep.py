@@ -41,7 +41,7 @@ from mm_align.pipeline.distributed import Workers
 from mm_align.pipeline.provenance import software_versions
 from mm_align.pipeline.score import load_adapter, run_score
 from mm_align.pipeline.scorer import ScoreError
-from mm_align.rundir import MEMBERS, RunDirError, is_finished, member_dir, write_sweep
+from mm_align.rundir import MEMBERS, RunDirError, is_finished, member_dir, write_series
 from mm_align.stages import STAGES
 
 __all__ = ["Member", "members_of", "run_sweep", "summarize_sweep"]
@@ -196,7 +196,7 @@ def run_sweep(config: SweepConfig) -> dict[str, Any]:
     if not done:
         raise ScoreError(f"no member of the sweep could be scored: {failed}")
     doc = summarize_sweep(config, done, vision, failed)
-    write_sweep(root, doc)
+    write_series(root, "sweep", doc)
     return doc
 
 

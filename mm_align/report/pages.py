@@ -11,7 +11,7 @@ from mm_align.report.html import save_page
 from mm_align.report.run_page import render_report
 from mm_align.report.scaling_page import render_scaling
 from mm_align.report.sweep_page import render_sweep
-from mm_align.rundir import Run, is_scaling_series, is_sweep, load_run, read_scaling, read_sweep
+from mm_align.rundir import Run, load_run, read_series, series_kind
 
 __all__ = ["write_report"]
 
@@ -32,9 +32,9 @@ def write_report(run_dir: str | Path) -> Path:
         RunDirError: ``run_dir`` holds no finished run.
     """
     root = Path(run_dir)
-    if is_scaling_series(root):
-        return save_page(root / "report.html", render_scaling(read_scaling(root)))
-    if is_sweep(root):
-        return save_page(root / "report.html", render_sweep(read_sweep(root)))
+    kind = series_kind(root)
+    if kind is not None:
+        render = render_scaling if kind == "scaling" else render_sweep
+        return save_page(root / "report.html", render(read_series(root, kind)))
     run = load_run(root)
     return save_page(run.path / "report.html", _renderer(run)(run))
