@@ -8,7 +8,9 @@ projector files (the model's own connector plus seeded noise). Both contenders s
 rounds (medians); the sweep starts each round with an empty feature cache, so it pays the
 vision tower once. Global forward hooks count the vision tower's calls and the time spent in
 it and in the LLM's decoder layers, which extrapolates both contenders to the published
-depth (time per layer x real layers + the time outside them).
+depth (time per layer x real layers + the time outside them), and projects the ratio to a
+sweep of ``--project`` samples (default 1000), where the replay check's one extra LLM batch
+no longer weighs.
 
 Verdicts (exit 1 on a MISS): the sweep runs the vision tower exactly N times fewer; the sweep
 takes less time than the separate runs. The saving at the real depth is printed: it is the
@@ -116,6 +118,20 @@ def _extrapolate(t: dict[str, float], depth: tuple[int, int], real: tuple[int, i
     return outside + t["vision"] / depth[0] * real[0] + t["llm"] / depth[1] * real[1]
 
 
+def _projected(sep: dict[str, float], depth: tuple[int, int], real: tuple[int, int], args) -> float:
+    """sweep / separate at the real depth for a sweep of ``args.project`` samples, from the
+    separate runs' per-batch costs: the sweep saves the tower on N-1 of N members and pays one
+    more LLM batch (the replay check); the rest (loading, processing, metrics) is counted
+    per batch for both, which leaves out the N-1 model loads the sweep also saves."""
+    calls = sep["vision_calls"]  # = N x batches of the measured run
+    vision = sep["vision"] / calls / depth[0] * real[0]
+    llm = sep["llm"] / calls / depth[1] * real[1]
+    other = (sep["total"] - sep["vision"] - sep["llm"]) / calls
+    batches = -(-args.project // args.batch)
+    separate = args.n * batches * (vision + llm + other)
+    return (args.n * batches * (llm + other) + batches * vision + llm) / separate
+
+
 def bench_one(name: str, args, verdicts: Verdicts) -> None:
     spec = REAL[name]
     depth = spec.real_depth if args.depth == "real" else tuple(int(v) for v in args.depth.split(","))
@@ -144,6 +160,8 @@ def bench_one(name: str, args, verdicts: Verdicts) -> None:
     real_sep, real_swp = (_extrapolate(m, depth, spec.real_depth) for m in (sep, swp))
     print(f"   {'extrapolated to the real depth (s)':<34} {real_sep:>14.1f} {real_swp:>10.1f} "
           f"{real_swp / real_sep:>14.3f}x")
+    projected = _projected(sep, depth, spec.real_depth, args)
+    print(f"   {f'projected, {args.project} samples, real depth':<34} {'':>14} {'':>10} {projected:>14.3f}x")
     fewer = sep["vision_calls"] / swp["vision_calls"]
     print("   " + verdicts.check(f"{name} vision tower calls", fewer == args.n, f"{fewer:.2f}x fewer",
                                  f"exactly {args.n}x"))
@@ -159,6 +177,8 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--depth", default="2,1", help="vision layers,LLM layers; 'real': published")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--project", type=int, default=1000,
+                        help="samples of the sweep the saving is projected to (real depth)")
     parser.add_argument("--threads", type=int)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
