@@ -7,7 +7,9 @@
 #   3. bench_pipeline at the real widths AND real depths of LLaVA-1.5-7B and Qwen2.5-VL-7B
 #      (random weights, built on the GPU) in bfloat16 and float16: metrics' share of the
 #      forward time (goal: forward + metrics within 1.1x of the forward), samples/s vs batch size;
-#   4. bench_score: score() end to end on the GPU, memory steady state, samples/s vs batch size.
+#   4. bench_score: score() end to end on the GPU, memory steady state, samples/s vs batch size;
+#   5. bench_sweep at the real widths and depths in bfloat16: a 3-projector sweep against three
+#      score runs (vision tower calls, time, the saving projected to 1000 samples).
 # On a machine without CUDA it runs the same tests (the GPU ones report as skipped) and the
 # CPU benchmarks' quick variants, and says so. Exits non-zero if any step fails or misses.
 #
@@ -46,6 +48,8 @@ if [ "$gpu" -eq 1 ]; then
     done
     step "bench_score" python scripts/bench_score.py --family llava --device cuda --dtype bfloat16 \
         --sizes 16,256 --batch-size 8 --batch-sizes 1,8,32
+    step "bench_sweep" python scripts/bench_sweep.py --device cuda --dtype bfloat16 --depth real \
+        --n 3 --limit 32 --batch 8
 else
     step "bench_spectral (CPU)" python scripts/bench_spectral.py --repeats 3 --no-official --threads 1
 fi
