@@ -509,7 +509,8 @@ class SweepConfig(ScoreConfig):
 
     command: ClassVar[str] = "sweep"
 
-    model: str = option("sweep", "name of the sweep, shown in the report", "Model", flags=("--name",))
+    model: str = option("sweep", "name of the sweep, shown in the report", "Model", flags=("--name",),
+                        metavar="NAME")
     models: tuple[str, ...] = option((), "a checkpoint of the series; repeat --model", "Model", flags=())
     projectors: tuple[str, ...] = option((), "a projector file; repeat --projector", "Model", flags=())
     projector: str | None = option(None, "(one per member: see projectors)", "Model", flags=())

@@ -18,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "with each --projector file swapped in. The vision tower runs once per batch: what the "
             "connector takes is cached in OUT/features (safetensors, keyed by pixels and vision "
             "tower) and replayed for every other member with the same tower, after a check that "
-            "replay reproduces the real numbers. Writes OUT/sweep.json (every metric with its 95%% "
+            "replay reproduces the real numbers. A member that fails is recorded and the sweep goes "
+            "on (--strict stops it). Writes OUT/sweep.json (every metric with its 95% "
             "interval per member, and each member's paired difference from the first) and "
             "OUT/report.html (the trend)."
         ),
