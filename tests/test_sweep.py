@@ -114,15 +114,16 @@ def test_checkpoint_sweep_glob_order_steps_resume(tmp_path, tiny_checkpoints) ->
     for step in (10, 2):
         shutil.copytree(tiny_checkpoints["llava"], tmp_path / f"ckpt-{step}")
     out = tmp_path / "sweep"
-    doc = mm_align.sweep(str(tmp_path / "ckpt-*"), DATA, out, **RUN)
+    doc = mm_align.sweep(str(tmp_path / "ckpt-*"), DATA, out, **{**RUN, "layers": "all"})
     assert [m["name"] for m in doc["members"]] == ["ckpt-2", "ckpt-10"]
+    assert "Per-layer eRank and alignment" in (out / "report.html").read_text()
     assert [m["step"] for m in doc["members"]] == [2, 10] and doc["x"] == "step"
     assert doc["members"][1]["vision"]["computed"] == 0  # same tower: all replayed
     _assert_same_run(out / "members" / "ckpt-2", out / "members" / "ckpt-10")
     with pytest.raises(RunDirError, match="--resume"):
-        mm_align.sweep(str(tmp_path / "ckpt-*"), DATA, out, **RUN)
+        mm_align.sweep(str(tmp_path / "ckpt-*"), DATA, out, **{**RUN, "layers": "all"})
     (out / "members" / "ckpt-10" / "summary.json").unlink()  # as if interrupted before its end
-    again = mm_align.sweep(str(tmp_path / "ckpt-*"), DATA, out, resume=True, **RUN)
+    again = mm_align.sweep(str(tmp_path / "ckpt-*"), DATA, out, resume=True, **{**RUN, "layers": "all"})
     assert again["members"][0]["vision"] is None  # finished: skipped
     assert again["members"][1]["vision"]["computed"] == 0
     assert again["members"][1]["metrics"] == doc["members"][1]["metrics"]

@@ -33,8 +33,11 @@ def write_report(run_dir: str | Path) -> Path:
     """
     root = Path(run_dir)
     kind = series_kind(root)
-    if kind is not None:
-        render = render_scaling if kind == "scaling" else render_sweep
-        return save_page(root / "report.html", render(read_series(root, kind)))
+    if kind == "scaling":
+        return save_page(root / "report.html", render_scaling(read_series(root, kind)))
+    if kind == "sweep":
+        doc = read_series(root, kind)
+        members = {m["name"]: load_run(root / m["run"], with_controls=False) for m in doc["members"]}
+        return save_page(root / "report.html", render_sweep(doc, members))
     run = load_run(root)
     return save_page(run.path / "report.html", _renderer(run)(run))

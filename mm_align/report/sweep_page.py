@@ -8,11 +8,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mm_align.report.blocks import metric_label
+from mm_align.report.blocks import layer_figure, metric_label
 from mm_align.report.compare import differences_table
 from mm_align.report.fmt import interval, num
 from mm_align.report.html import Markup, join, kv_table, note, page, section, svg_figure, table, tag
 from mm_align.report.plots import to_inline_svg, trend_figure
+from mm_align.rundir import Run
 from mm_align.stages import METRICS
 
 __all__ = ["render_sweep"]
@@ -78,14 +79,18 @@ def _reuse(doc: Mapping[str, Any]) -> Markup:
                 "the feature cache in this invocation (members finished earlier are not counted).")
 
 
-def render_sweep(doc: Mapping[str, Any]) -> str:
-    """The sweep's report page as an HTML string."""
+def render_sweep(doc: Mapping[str, Any], members: Mapping[str, Run]) -> str:
+    """The sweep's report page as an HTML string; ``members``: the member runs by name (for
+    their per-layer curves)."""
     comparison = doc["comparison"]
     diffs = comparison["differences"]
     sections = [
         ("trend", "Trend", section("Metrics across the sweep", _trend(doc), anchor="trend")),
         ("members", "Members", section("Members", _failed(doc), _reuse(doc), _members(doc), anchor="members")),
     ]
+    layers = layer_figure(members)
+    if layers:
+        sections.append(("layers", "Layers", section("Per-layer eRank and alignment", layers, anchor="layers")))
     if diffs:
         sections.append(("differences", "Differences", section(
             f"Each member against the first ({comparison['baseline']})",
