@@ -108,7 +108,8 @@ def compare(
     labels: Sequence[str] | None = None,
 ) -> Path:
     """Compare runs against the first; writes ``OUT/compare.json`` and ``OUT/compare.html``
-    and returns the page's path (see :mod:`mm_align.pipeline.comparison`)."""
+    and returns the page's path (see :mod:`mm_align.pipeline.comparison`). A sweep's
+    directory stands for its members."""
     from mm_align.pipeline.comparison import compare as compute
 
     doc, runs = compute(run_dirs, allow_different_data=allow_different_data, labels=labels)
@@ -130,12 +131,13 @@ def write_comparison(doc: dict[str, Any], runs: dict[str, Any], out: str | Path)
 def export(run_dirs: Sequence[str | Path], fmt: str = "csv", out: str | Path | None = None,
            labels: Sequence[str] | None = None) -> str:
     """One row per run (``mm-align export``): the table as ``csv``, ``markdown`` or ``json``
-    text, also written to ``out`` when given. Columns: :mod:`mm_align.pipeline.export`."""
+    text, also written to ``out`` when given; a sweep's directory stands for its members.
+    Columns: :mod:`mm_align.pipeline.export`."""
     from mm_align.pipeline.comparison import run_labels
     from mm_align.pipeline.export import export_rows, render
-    from mm_align.rundir import load_run
+    from mm_align.rundir import expand_series, load_run
 
-    loaded = [load_run(d, with_controls=False) for d in run_dirs]
+    loaded = [load_run(d, with_controls=False) for d in expand_series(run_dirs)]
     text = render(export_rows(dict(zip(run_labels(loaded, labels), loaded))), fmt)
     if out is not None:
         Path(out).write_text(text, encoding="utf-8")
@@ -239,5 +241,7 @@ def sweep(
     fields = {"models": tuple(str(m) for m in listed), "projectors": tuple(str(p) for p in projectors),
               "data": str(data), "out": str(out), **options}
     doc = run_sweep(_geometry_config(SweepConfig, config, fields))
+    for member in doc["members"]:  # each member's own report, as `score` writes it
+        _report_quietly(Path(out) / member["run"])
     _report_quietly(out)
     return doc

@@ -745,3 +745,15 @@ def read_series(root: str | Path, kind: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise RunDirError(f"{path} must hold a JSON object")
     return doc
+
+
+def expand_series(paths: Iterable[str | Path]) -> list[Path]:
+    """Run directories, with a finished sweep's directory replaced by its members' runs in
+    sweep order (so ``compare`` and ``export`` take a whole sweep)."""
+    out: list[Path] = []
+    for path in map(Path, paths):
+        if series_kind(path) == "sweep":
+            out += [path / member["run"] for member in read_series(path, "sweep")["members"]]
+        else:
+            out.append(path)
+    return out

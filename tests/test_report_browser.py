@@ -121,3 +121,30 @@ def test_scatter_points_are_clickable_and_lead_to_their_rows(browser, reports):
     assert box and nav["height"] <= box["y"] and box["y"] + box["height"] <= VIEWPORT["height"]
     assert "s007" in row.inner_text()
     page.close()
+
+
+def test_sweep_report_loads_offline_with_its_trend_and_member_links(browser, tmp_path, tiny_checkpoints):
+    """A real sweep's page: the trend and per-layer figures drawn, no page-wide overflow from
+    the wide members table, and every member link opens that member's own report."""
+    import mm_align
+
+    out = tmp_path / "sweep"
+    for step in (1, 2):
+        shutil.copytree(tiny_checkpoints["llava"], tmp_path / f"ckpt-{step}")
+    mm_align.sweep(str(tmp_path / "ckpt-*"), "data/sample", out, limit=3, n_boot=20, layers="all",
+                   metrics="rankme", progress=False)
+    visit = Visit(browser, out / "report.html")
+    page = visit.page
+    figures = page.locator("figure > img, figure > svg")
+    assert figures.count() == 2  # the trend, the per-layer curves
+    for k in range(figures.count()):
+        box = figures.nth(k).bounding_box()
+        assert box and 100 < box["width"] <= VIEWPORT["width"] and box["height"] > 100
+    assert page.evaluate("document.documentElement.scrollWidth") <= VIEWPORT["width"]
+    links = page.locator("#members table a")
+    assert links.count() == 2
+    for k in range(2):
+        target = (out / links.nth(k).get_attribute("href")).resolve()
+        assert target.is_file() and target.parent.parent == (out / "members").resolve()
+    assert visit.errors == [] and visit.outside == []
+    page.close()

@@ -136,6 +136,14 @@ def test_cli_sweep_and_its_errors(tmp_path, tiny_checkpoints, load_tiny, capsys)
     assert main([*args, "--out", str(tmp_path / "s"), *(a for p in projectors for a in ("--projector", str(p)))]) == 0
     printed = capsys.readouterr().out
     assert "proj-0" in printed and "proj-1" in printed and "vision reused" in printed
+    # a sweep's folder stands for its members in export and compare
+    assert main(["export", str(tmp_path / "s"), "--format", "csv"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert len(rows) == 3 and rows[1].startswith("proj-0") and rows[2].startswith("proj-1")
+    assert main(["compare", str(tmp_path / "s"), "--out", str(tmp_path / "cmp")]) == 0
+    compared = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert [d["label"] for d in compared["differences"]] == ["proj-1"]
+    capsys.readouterr()
     assert main([*args, "--out", str(tmp_path / "t"), "--model", "x", "--projector", str(projectors[0])]) == 1
     assert "one base --model" in capsys.readouterr().err
     assert main(["sweep", "--model", str(tmp_path / "nothing-*"), "--data", str(DATA), "--out",

@@ -35,6 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from mm_align.api import sweep
+    from mm_align.pipeline.comparison import format_comparison
 
     config = SweepConfig.from_args(args)
     doc = sweep(config.models, config.data, str(config.out), projectors=config.projectors, config=config)
@@ -46,5 +47,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {m['name']:<28} eRank image {metrics.get('erank_image', float('nan')):8.3f}   "
               f"reduction {metrics.get('image_reduction_ratio', float('nan')):.4f}   alignment "
               f"{metrics.get('image_text_alignment', float('nan')):.4f}{reused}")
+    for name, reason in doc["failed"].items():
+        print(f"  {name:<28} FAILED: {reason}")
+    if doc["comparison"]["differences"]:
+        print("\n" + format_comparison(doc["comparison"], provenance=False))
     print(f"\nresults in {config.out}")
     return 0

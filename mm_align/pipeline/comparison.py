@@ -21,7 +21,7 @@ from typing import Any
 import mm_align
 from mm_align.metrics.bootstrap import Difference, paired_difference, unpaired_difference
 from mm_align.pipeline.summary import difference_rows
-from mm_align.rundir import Run, load_run
+from mm_align.rundir import Run, expand_series, load_run
 
 __all__ = ["DataMismatchError", "compare", "format_comparison", "format_provenance_diff", "provenance_diff"]
 
@@ -197,7 +197,8 @@ def compare(
     allow_different_data: bool = False,
     labels: Sequence[str] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Run]]:
-    """The comparison document of runs (the first is the baseline) and the runs by label.
+    """The comparison document of runs (the first is the baseline) and the runs by label;
+    a sweep's directory stands for its members.
 
     Raises:
         DataMismatchError: a run's data cannot be confirmed equal to the baseline's and
@@ -206,7 +207,7 @@ def compare(
     """
     if not run_dirs:
         raise ValueError("compare needs at least one run directory")
-    loaded = [load_run(d, with_controls=False) for d in run_dirs]
+    loaded = [load_run(d, with_controls=False) for d in expand_series(run_dirs)]
     names = run_labels(loaded, labels)
     runs = dict(zip(names, loaded))
     baseline, base = names[0], loaded[0]
@@ -253,10 +254,11 @@ def format_provenance_diff(diff: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def format_comparison(doc: Mapping[str, Any]) -> str:
-    """The comparison for the terminal: the provenance diff, then each run's paired (or
-    unpaired) difference to the baseline with its interval and p-value."""
-    parts = [format_provenance_diff(doc["provenance"])]
+def format_comparison(doc: Mapping[str, Any], provenance: bool = True) -> str:
+    """The comparison for the terminal: the provenance diff (unless ``provenance`` is
+    False), then each run's paired (or unpaired) difference to the baseline with its
+    interval and p-value."""
+    parts = [format_provenance_diff(doc["provenance"])] if provenance else []
     for d in doc["differences"]:
         title = f"{d['label']} − {d['against']} ({d['mode']}, {d['n_shared']} shared samples): {d['note']}"
         parts.append("\n".join(difference_rows(title, d["metrics"])))
