@@ -70,18 +70,22 @@ def _assert_same_run(member: Path, alone: Path) -> None:
         assert math.isclose(sa[key], sb[key], rel_tol=1e-9)
 
 
-@pytest.mark.parametrize("family, n", [("llava", 3), ("qwen2_5_vl", 2)])
+@pytest.mark.parametrize("family, n, dtype", [("llava", 3, "float32"), ("qwen2_5_vl", 2, "float32"),
+                                              ("llava", 2, "bfloat16")])
 def test_projector_sweep_runs_the_vision_tower_n_times_fewer(tmp_path, load_tiny, tiny_checkpoints,
-                                                             family, n) -> None:
+                                                             family, n, dtype) -> None:
+    """bfloat16: replay must hand the connector its input with the real call's strides (a
+    contiguous copy of LLaVA's [:, 1:] view rounds differently in a bf16 matmul)."""
     adapter = load_tiny(family)
+    run = {**RUN, "dtype": dtype}
     tower = type(getattr(adapter.model.model, VISION_TOWERS[family]))
     projectors = _projectors(tmp_path, adapter, n)
     with tower_calls(tower) as alone_calls:
         for path in projectors:
             mm_align.score(tiny_checkpoints[family], DATA, tmp_path / "alone" / path.stem,
-                           projector=str(path), **RUN)
+                           projector=str(path), **run)
     with tower_calls(tower) as sweep_calls:
-        doc = mm_align.sweep(tiny_checkpoints[family], DATA, tmp_path / "sweep", projectors=projectors, **RUN)
+        doc = mm_align.sweep(tiny_checkpoints[family], DATA, tmp_path / "sweep", projectors=projectors, **run)
     batches = math.ceil(RUN["limit"] / RUN["batch_size"])
     assert len(alone_calls) == n * batches
     assert len(sweep_calls) == batches  # once per batch for the whole sweep

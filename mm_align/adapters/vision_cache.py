@@ -213,7 +213,25 @@ def _record(calls: list[tuple[tuple, dict, Any]], returned: Any) -> tuple[torch.
     if kwargs or len(args) != 1 or not isinstance(args[0], torch.Tensor) or not isinstance(output, torch.Tensor):
         return "the connector takes more than one tensor"
     layout = _layout(returned, output)
-    return layout if isinstance(layout, str) else (args[0], layout)
+    if isinstance(layout, str):
+        return layout
+    inputs = args[0]
+    # The input's memory layout, to replay it exactly: a low-precision matmul can round
+    # differently on a strided view (LLaVA's [:, 1:] cut) than on a contiguous copy.
+    layout["input"] = {"stride": list(inputs.stride()), "offset": inputs.storage_offset()}
+    return inputs, layout
+
+
+def _as_recorded(inputs: torch.Tensor, layout: dict[str, Any], device: torch.device) -> torch.Tensor:
+    """The cached connector input on ``device`` with the strides and storage offset the real
+    call's input had."""
+    stride, offset = layout["input"]["stride"], layout["input"]["offset"]
+    span = offset + 1 + sum((size - 1) * step for size, step in zip(inputs.shape, stride))
+    buffer = torch.empty(span, dtype=inputs.dtype, device=device)
+    try:
+        return buffer.as_strided(inputs.shape, stride, offset).copy_(inputs)
+    except RuntimeError:  # an expanded input (stride 0) cannot be written to: use its values
+        return inputs.to(device)
 
 
 def _replaying(adapter: Any, store: FeatureStore, stats: ReuseStats, original: Any) -> Any:
@@ -227,8 +245,8 @@ def _replaying(adapter: Any, store: FeatureStore, stats: ReuseStats, original: A
         if hit is not None:
             stats.reused += 1
             inputs, layout = hit
-            weight = next(adapter.projector.parameters())
-            return _rebuild(layout, adapter.projector(inputs.to(weight.device)))
+            device = next(adapter.projector.parameters()).device
+            return _rebuild(layout, adapter.projector(_as_recorded(inputs, layout, device)))
         with _connector_calls(adapter.projector) as calls:
             returned = original(*args, **kwargs)
         stats.computed += 1
