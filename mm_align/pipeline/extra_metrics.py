@@ -154,8 +154,10 @@ def _mir_summary(results: Sequence[Mapping[str, Any]], store: Any, mir_samples: 
     except ValueError as err:
         return {"skipped": str(err), "n_samples": len(chosen)}
     total = math.fsum(per_layer.values())  # as mir.mir: log10 of the summed distances
-    return {"value": math.log10(total) if total > 0 else -math.inf, "n_samples": len(chosen),
-            "layers": per_layer}
+    if total <= 0:  # log10(0) is no number JSON can hold
+        return {"skipped": "image and text tokens coincide at every layer (MIR = log10 0)",
+                "n_samples": len(chosen), "layers": per_layer}
+    return {"value": math.log10(total), "n_samples": len(chosen), "layers": per_layer}
 
 
 def extra_summary(
