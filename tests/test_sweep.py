@@ -123,6 +123,8 @@ def test_checkpoint_sweep_glob_order_steps_resume(tmp_path, tiny_checkpoints) ->
     assert "Per-layer eRank and alignment" in (out / "report.html").read_text()
     assert [m["step"] for m in doc["members"]] == [2, 10] and doc["x"] == "step"
     assert doc["members"][1]["vision"]["computed"] == 0  # same tower: all replayed
+    batches = math.ceil(RUN["limit"] / RUN["batch_size"])
+    assert len(list((out / "features").glob("*/*.safetensors"))) == batches  # kept: it was shared
     _assert_same_run(out / "members" / "ckpt-2", out / "members" / "ckpt-10")
     with pytest.raises(RunDirError, match="--resume"):
         mm_align.sweep(str(tmp_path / "ckpt-*"), DATA, out, **{**RUN, "layers": "all"})
@@ -238,3 +240,20 @@ def test_a_failing_member_is_recorded_and_the_sweep_goes_on(tmp_path, load_tiny,
     with pytest.raises(Exception, match="does not match"):
         mm_align.sweep(tiny_checkpoints["llava"], DATA, tmp_path / "strict", projectors=[bad, good[0]],
                        strict=True, **RUN)
+
+
+def test_features_of_towers_no_member_shared_are_deleted(tmp_path, tiny_checkpoints) -> None:
+    """Two checkpoints with different vision towers: nothing to replay, nothing left on disk."""
+    from safetensors.torch import load_file
+    from safetensors.torch import save_file as save
+
+    for name, shift in (("ckpt-1", 0.0), ("ckpt-2", 0.01)):
+        folder = tmp_path / name
+        shutil.copytree(tiny_checkpoints["llava"], folder)
+        weights = load_file(str(folder / "model.safetensors"))
+        save({k: v + shift if "vision_tower" in k and v.is_floating_point() else v for k, v in weights.items()},
+             str(folder / "model.safetensors"), metadata={"format": "pt"})
+    doc = mm_align.sweep(str(tmp_path / "ckpt-*"), DATA, tmp_path / "sweep", **RUN)
+    identities = {m["vision"]["identity"] for m in doc["members"]}
+    assert len(identities) == 2 and all(m["vision"]["reused"] == 0 for m in doc["members"])
+    assert list((tmp_path / "sweep" / "features").rglob("*.safetensors")) == []

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -117,6 +118,14 @@ class FeatureStore:
         tmp = folder / f".{key}.{os.getpid()}.tmp"
         save_file({"input": cpu}, str(tmp), metadata={"layout": json.dumps(layout)})
         os.replace(tmp, folder / f"{key}.safetensors")
+
+    def drop(self, identity: str) -> None:
+        """Forget every call cached under ``identity`` (and its verdict)."""
+        if self.root is None:
+            self._memory = {k: v for k, v in self._memory.items() if k[0] != identity}
+            self._verdicts.pop(identity, None)
+        else:
+            shutil.rmtree(self._dir(identity), ignore_errors=True)
 
     def verdict(self, identity: str) -> dict[str, Any] | None:
         """Whether replay was found exact for this vision identity (``{"problem": None}``)

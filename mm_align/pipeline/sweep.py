@@ -157,6 +157,19 @@ def _score_member(config: SweepConfig, member_cfg: ScoreConfig, base: Any,
     return (adapter if config.projectors else None), (stats.as_dict() if stats else {"computed": None, "reused": None})
 
 
+def _drop_unshared(store: FeatureStore, vision: dict[str, dict[str, Any]], keep: str | None) -> None:
+    """Delete the cached features of every vision tower that no member replayed, except
+    ``keep`` (the one in use): checkpoints that trained their tower would otherwise leave a
+    copy of every tower's output on disk, of no use to anyone."""
+    reused: dict[str, int] = {}
+    for stats in vision.values():
+        if stats.get("identity"):
+            reused[stats["identity"]] = reused.get(stats["identity"], 0) + stats["reused"]
+    for identity, count in reused.items():
+        if count == 0 and identity != keep:
+            store.drop(identity)
+
+
 def run_sweep(config: SweepConfig) -> dict[str, Any]:
     """Score every member (see the module doc); returns and writes ``OUT/sweep.json``.
 
@@ -192,6 +205,11 @@ def run_sweep(config: SweepConfig) -> dict[str, Any]:
                 raise
             failed[member.name] = f"{type(err).__name__}: {err}"
             log.error("member %s failed, the sweep goes on: %s", member.name, failed[member.name])
+        if store is not None and config.feature_cache is None:  # keep the latest member's tower
+            latest = [stats["identity"] for stats in vision.values() if stats.get("identity")]
+            _drop_unshared(store, vision, keep=latest[-1] if latest else None)
+    if store is not None and config.feature_cache is None:
+        _drop_unshared(store, vision, keep=None)
     done = [m for m in members if is_finished(member_dir(root, m.name))]
     if not done:
         raise ScoreError(f"no member of the sweep could be scored: {failed}")
