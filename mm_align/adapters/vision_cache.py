@@ -17,10 +17,10 @@ a sweep scores the same batches for every member, so they repeat exactly.
 
 Which models replay exactly is not assumed: the first batch under a new vision identity is
 scored for real and replayed, every stage and layer compared, and the verdict is stored with
-the features.
-A family whose connector takes more than one tensor, is called several times per batch, or
-whose model reads other outputs of the vision tower (Qwen3-VL's deepstack features) fails
-that check and is scored without reuse.
+the features. A family whose connector takes more than one tensor, is called several times
+per batch, or whose model reads other outputs of the vision tower (Qwen3-VL's deepstack
+features) fails that check and is scored without reuse. Replay hands the connector its input
+with the real call's strides, so that a low-precision matmul rounds as it did.
 """
 
 from __future__ import annotations
