@@ -176,7 +176,13 @@ def test_vision_identity_and_store(tmp_path, load_tiny, images) -> None:
         again = adapter.represent(images[0], "a photo")
         adapter.represent(images[1], "a photo")
     assert (stats.computed, stats.reused) == (2, 1)
-    assert len(list((tmp_path / "features").rglob("*.safetensors"))) == 2
+    files = sorted((tmp_path / "features").rglob("*.safetensors"))
+    assert len(files) == 2
+    for file in files:  # damaged files are computed anew, not an error
+        file.write_bytes(file.read_bytes()[:100])
+    with reusing_vision(adapter, store) as damaged:
+        adapter.represent(images[0], "a photo")
+    assert (damaged.computed, damaged.reused) == (1, 0)
     for stage in first:
         assert torch.equal(first[stage], again[stage])
 

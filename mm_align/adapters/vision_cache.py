@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from collections.abc import Iterator, Sequence
@@ -44,6 +45,8 @@ from mm_align.adapters.features import feature_rows, features_owner, shadowing
 __all__ = ["FeatureStore", "ReuseStats", "reusing_vision", "vision_identity"]
 
 _VERDICT = "replay.json"
+
+log = logging.getLogger(__name__)
 
 
 def _tensor_bytes(t: torch.Tensor) -> bytes:
@@ -101,11 +104,15 @@ class FeatureStore:
         path = self._dir(identity) / f"{key}.safetensors"
         if not path.is_file():
             return None
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
 
-        with safe_open(str(path), framework="pt") as fh:
-            layout = json.loads((fh.metadata() or {})["layout"])
-        return load_file(str(path))["input"], layout
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                layout = json.loads((fh.metadata() or {})["layout"])
+            return load_file(str(path))["input"], layout
+        except (SafetensorError, OSError, KeyError, ValueError) as err:  # damaged: compute anew
+            log.warning("ignoring the damaged feature file %s (%s)", path, err)
+            return None
 
     def put(self, identity: str, key: str, inputs: torch.Tensor, layout: dict[str, Any]) -> None:
         """Store one call (written atomically: a reader never sees half a file)."""
@@ -140,7 +147,9 @@ class FeatureStore:
             self._verdicts[identity] = verdict
             return
         self._dir(identity).mkdir(parents=True, exist_ok=True)
-        (self._dir(identity) / _VERDICT).write_text(json.dumps(verdict, indent=2), encoding="utf-8")
+        tmp = self._dir(identity) / f".{_VERDICT}.{os.getpid()}.tmp"  # sweeps may share the folder
+        tmp.write_text(json.dumps(verdict, indent=2), encoding="utf-8")
+        os.replace(tmp, self._dir(identity) / _VERDICT)
 
 
 @dataclass
