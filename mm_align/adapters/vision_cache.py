@@ -41,6 +41,7 @@ from safetensors.torch import load_file, save_file
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from mm_align.adapters.features import feature_rows, features_owner, shadowing
+from mm_align.stages import LLM_STAGES
 
 __all__ = ["FeatureStore", "ReuseStats", "reusing_vision", "vision_identity"]
 
@@ -343,7 +344,7 @@ def _mismatch(real: Sequence[Any], replayed: Sequence[Any]) -> str | None:
     for index, (a, b) in enumerate(zip(real, replayed)):
         pairs = [(stage, a[stage], b[stage]) for stage in a]
         pairs += [(f"{stage} layer {layer}", a.layer(stage, layer), b.layer(stage, layer))
-                  for layer in a.layers for stage in ("image", "text", "joint")]
+                  for layer in a.layers for stage in LLM_STAGES]
         for what, x, y in pairs:
             if x.shape != y.shape or not torch.allclose(x.double(), y.double(), rtol=1e-5, atol=1e-6):
                 return f"sample {index}, {what}: replayed states differ from the real ones"
