@@ -98,7 +98,8 @@ def test_cka_and_knn_of_pooled_states_match_a_plain_reference(fresh, reps) -> No
     text = np.stack([rep["text"].double().mean(0).numpy() for rep in reps])
     metrics = _summary(fresh)["metrics"]
     assert metrics["cka"]["value"] == pytest.approx(_cka(image, text), rel=1e-9, abs=1e-9)
-    assert metrics["knn"] == {"value": pytest.approx(_knn(image, text, 2), abs=1e-9), "n_samples": 6, "k": 2}
+    assert metrics["knn"] == {"value": pytest.approx(_knn(image, text, 2), abs=1e-9), "n_samples": 6, "k": 2,
+                              "chance": pytest.approx(2 / 5)}
 
 
 def test_mir_over_the_first_samples_at_the_swept_layers(fresh, reps, load_tiny) -> None:

@@ -187,6 +187,9 @@ def extra_summary(
             out["cka"] = _guarded(n, lambda: linear_cka(pooled["image"], pooled["text"]))
         if "knn" in metrics:
             out["knn"] = _guarded(n, lambda: mutual_knn(pooled["image"], pooled["text"], k=knn_k), k=knn_k)
+            if "value" in out["knn"]:
+                # two random k-sets of the n - 1 other samples share k / (n - 1) on average
+                out["knn"]["chance"] = knn_k / (n - 1)
     if "mir" in metrics:
         out["mir"] = _mir_summary(results, store, mir_samples)
     return out

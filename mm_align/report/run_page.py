@@ -354,8 +354,10 @@ def _extra_metrics(run: Run) -> Markup:
         rows.append(_extra_row("Linear CKA, pooled image vs text", metrics["cka"], "higher = more similar"))
     if "knn" in metrics:
         k = metrics["knn"].get("k", "?") if isinstance(metrics["knn"], dict) else "?"
+        chance = metrics["knn"].get("chance") if isinstance(metrics["knn"], dict) else None
         rows.append(_extra_row(f"Mutual k-NN (k = {k}), pooled image vs text", metrics["knn"],
-                               "higher = more shared neighbours"))
+                               "higher = more shared neighbours" + (
+                                   f"; chance level {num(chance)}" if isinstance(chance, float) else "")))
     mir = metrics.get("mir") if isinstance(metrics.get("mir"), dict) else None
     if mir is not None:
         rows.append(_extra_row("MIR (log10 of summed FD)", mir, "LOWER = better integrated"))
