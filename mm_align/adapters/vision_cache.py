@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from mm_align.adapters.features import feature_rows, features_owner, shadowing
@@ -107,17 +107,17 @@ class FeatureStore:
             return None
         from safetensors import SafetensorError, safe_open
 
-        try:
+        try:  # one open for the layout and the tensor
             with safe_open(str(path), framework="pt") as fh:
-                layout = json.loads((fh.metadata() or {})["layout"])
-            return load_file(str(path))["input"], layout
+                return fh.get_tensor("input"), json.loads((fh.metadata() or {})["layout"])
         except (SafetensorError, OSError, KeyError, ValueError) as err:  # damaged: compute anew
             log.warning("ignoring the damaged feature file %s (%s)", path, err)
             return None
 
     def put(self, identity: str, key: str, inputs: torch.Tensor, layout: dict[str, Any]) -> None:
         """Store one call (written atomically: a reader never sees half a file)."""
-        cpu = inputs.detach().to("cpu", copy=True).contiguous()
+        # one copy, contiguous (safetensors needs it; the real strides are in the layout)
+        cpu = torch.empty(inputs.shape, dtype=inputs.dtype).copy_(inputs.detach())
         if self.root is None:
             self._memory[(identity, key)] = (cpu, layout)
             return

@@ -34,6 +34,7 @@ from mm_align.adapters.vision_cache import (
     FeatureStore,
     ReuseStats,
     reusing_vision,
+    vision_identity,
 )
 from mm_align.config import ScoreConfig, SweepConfig
 from mm_align.pipeline.comparison import compare
@@ -127,12 +128,12 @@ def member_config(config: SweepConfig, member: Member) -> ScoreConfig:
 
 
 @contextmanager
-def _vision(adapter: Any, store: FeatureStore | None) -> Iterator[ReuseStats | None]:
+def _vision(adapter: Any, store: FeatureStore | None, identity: str | None) -> Iterator[ReuseStats | None]:
     """Reuse of the vision tower for one member, when the feature store is on."""
     if store is None:
         yield None
         return
-    with reusing_vision(adapter, store) as stats:
+    with reusing_vision(adapter, store, identity) as stats:
         yield stats
     if stats.problem:
         log.warning("vision features are not reused for %s: %s", adapter.model.name_or_path, stats.problem)
@@ -146,15 +147,22 @@ def _refuse_existing(config: SweepConfig, members: list[Member]) -> None:
                           "pass --resume to continue the sweep, or choose another --out")
 
 
-def _score_member(config: SweepConfig, member_cfg: ScoreConfig, base: Any,
-                  store: FeatureStore | None) -> tuple[Any, dict[str, Any]]:
+Base = tuple[Any, str | None]
+"""A projector sweep's loaded base model and its vision identity (None: not computed)."""
+
+
+def _score_member(config: SweepConfig, member_cfg: ScoreConfig, base: Base | None,
+                  store: FeatureStore | None) -> tuple[Base | None, dict[str, Any]]:
     """Score one member; returns the base model to keep (projector sweeps) and its vision
     counts."""
-    adapter = base or load_adapter(member_cfg.replace(projector=None))
-    with _vision(adapter, store) as stats:
+    adapter, identity = base or (load_adapter(member_cfg.replace(projector=None)), None)
+    if store is not None and identity is None:  # the projector is not in it: once per base
+        identity = vision_identity(adapter)
+    with _vision(adapter, store, identity) as stats:
         run_score(member_cfg, model=adapter)
     # projectors share one loaded base model; a checkpoint's weights go before the next loads
-    return (adapter if config.projectors else None), (stats.as_dict() if stats else {"computed": None, "reused": None})
+    kept = (adapter, identity) if config.projectors else None
+    return kept, (stats.as_dict() if stats else {"computed": None, "reused": None})
 
 
 def _drop_unshared(store: FeatureStore, vision: dict[str, dict[str, Any]], keep: str | None) -> None:
@@ -191,7 +199,7 @@ def run_sweep(config: SweepConfig) -> dict[str, Any]:
     store = FeatureStore(config.feature_cache or root / "features") if config.reuse_vision else None
     vision: dict[str, dict[str, Any]] = {}
     failed: dict[str, str] = {}
-    base = None
+    base: Base | None = None
     for number, member in enumerate(members, 1):
         member_cfg = member_config(config, member)
         if config.resume and is_finished(member_cfg.out):  # type: ignore[arg-type]

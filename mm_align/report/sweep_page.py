@@ -29,8 +29,9 @@ def _trend(doc: Mapping[str, Any]) -> Markup:
     members = doc["members"]
     by_step = doc["x"] == "step"
     x = [m["step"] if by_step else i for i, m in enumerate(members)]
-    series = {k: [m["metrics"].get(k) for m in members] for k in _keys(doc)}
-    intervals = {k: [tuple(m["ci95"][k]) if k in m["ci95"] else None for m in members] for k in _keys(doc)}
+    keys = _keys(doc)
+    series = {k: [m["metrics"].get(k) for m in members] for k in keys}
+    intervals = {k: [tuple(m["ci95"][k]) if k in m["ci95"] else None for m in members] for k in keys}
     fig = trend_figure(x, None if by_step else [m["name"] for m in members], series, intervals,
                        "step" if by_step else doc["kind"].removesuffix("s"))
     return svg_figure(to_inline_svg(fig), "metrics across the sweep",
@@ -53,16 +54,17 @@ def _vision(member: Mapping[str, Any]) -> str:
 
 
 def _members(doc: Mapping[str, Any]) -> Markup:
+    keys = _keys(doc)
     rows = []
     for m in doc["members"]:
         link = tag("a", m["name"], href=f"{m['run']}/report.html")
         source = Path(m["projector"]).name if m["projector"] else (
             m["model"] + (f"@{m['revision']}" if m["revision"] else ""))
         rows.append([link, m["step"] if m["step"] is not None else "–", source, m["n_samples"],
-                     m["n_errors"], *(_value(m, k) for k in _keys(doc)), _vision(m)])
+                     m["n_errors"], *(_value(m, k) for k in keys), _vision(m)])
     return table(["member", "step", "projector" if doc["kind"] == "projectors" else "checkpoint",
-                  "samples", "errors", *(metric_label(k) for k in _keys(doc)), "vision batches"],
-                 rows, numeric=tuple(range(3, 5 + len(_keys(doc)))),
+                  "samples", "errors", *(metric_label(k) for k in keys), "vision batches"],
+                 rows, numeric=tuple(range(3, 5 + len(keys))),
                  caption="value and 95% bootstrap interval over the member's samples")
 
 
