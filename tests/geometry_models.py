@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 from mm_align.adapters.tiny import build_tiny_tokenizer, save_tiny
-from mm_align.adapters.tiny_text import build_tiny_text_model
+from mm_align.adapters.tiny.text import build_tiny_text_model
 
 TEXTS = [
     "A cat sits on a wooden floor and looks at the camera.",

@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 import mm_align
-from mm_align.adapters.tiny_text import build_tiny_text_model
+from mm_align.adapters.tiny.text import build_tiny_text_model
 from mm_align.cli import main
 from mm_align.stages import STAGES
 

@@ -15,7 +15,7 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from mm_align import diff_erank
-from mm_align.adapters.tiny_text import build_tiny_text_model
+from mm_align.adapters.tiny.text import build_tiny_text_model
 from mm_align.cli import main
 from mm_align.data import ManifestError
 from mm_align.pipeline.scorer import ScoreError

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import mm_align
-from mm_align.adapters.tiny_text import build_tiny_text_model
+from mm_align.adapters.tiny.text import build_tiny_text_model
 from mm_align.cli import build_parser, main
 from mm_align.config import DiffErankConfig, ScoreConfig, parse_model_args
 from mm_align.metrics.bootstrap import dataset_metrics

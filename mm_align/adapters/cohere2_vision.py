@@ -23,12 +23,12 @@ from transformers import (
     Cohere2VisionProcessor,
 )
 
-from mm_align.adapters.aya_vision import cohere_parts
 from mm_align.adapters.generic import GenericVLMAdapter
-from mm_align.adapters.llava import LLAVA_CHAT_TEMPLATE
-from mm_align.adapters.llava_onevision import tiny_siglip_vision
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save
+from mm_align.adapters.tiny.cohere import cohere_parts
+from mm_align.adapters.tiny.llama import LLAVA_CHAT_TEMPLATE
+from mm_align.adapters.tiny.vision import tiny_siglip_vision
 
 __all__ = ["Cohere2VisionAdapter"]
 

@@ -23,13 +23,10 @@ from transformers import (
 )
 
 from mm_align.adapters.modules import probe_module
-from mm_align.adapters.qwen_style import (
-    QwenStyleAdapter,
-    qwen_chat_template,
-    qwen_text_config,
-)
+from mm_align.adapters.qwen_style import QwenStyleAdapter
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save, build_tiny_tokenizer
+from mm_align.adapters.tiny.qwen import qwen_chat_template, qwen_text_config
 from mm_align.capture import Tap, input_of, output_of
 
 __all__ = ["Glm4vAdapter"]

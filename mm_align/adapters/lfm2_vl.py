@@ -28,12 +28,12 @@ from transformers import (
     Lfm2VlProcessor,
 )
 
-from mm_align.adapters.base import Encoded
+from mm_align.adapters.encoding import Encoded
 from mm_align.adapters.generic import GenericVLMAdapter
-from mm_align.adapters.llava import LLAVA_CHAT_TEMPLATE
 from mm_align.adapters.modules import probe_module
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save, build_tiny_tokenizer
+from mm_align.adapters.tiny.llama import LLAVA_CHAT_TEMPLATE
 from mm_align.capture import Tap, output_of
 
 __all__ = ["Lfm2VlAdapter"]

@@ -15,32 +15,18 @@ from pathlib import Path
 
 from transformers import (
     CLIPImageProcessor,
-    CLIPVisionConfig,
-    LlamaConfig,
     LlavaConfig,
     LlavaForConditionalGeneration,
     LlavaProcessor,
-    PreTrainedTokenizerFast,
 )
 
 from mm_align.adapters.generic import GenericVLMAdapter
 from mm_align.adapters.registry import register
-from mm_align.adapters.tiny import build_and_save, build_tiny_tokenizer
+from mm_align.adapters.tiny import build_and_save
+from mm_align.adapters.tiny.llama import LLAVA_CHAT_TEMPLATE, llava_tokenizer, tiny_llama_text
+from mm_align.adapters.tiny.vision import CLIP_IMAGE_SIZE, CLIP_PATCH_SIZE, tiny_clip_vision
 
-__all__ = ["LLAVA_CHAT_TEMPLATE", "LlavaAdapter", "llava_tokenizer", "tiny_clip_vision", "tiny_llama_text"]
-
-# The llava-hf chat template of LLaVA-1.5 (images first, then text, "USER:" / "ASSISTANT:").
-LLAVA_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}{% endif %}"
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
-    "{{ '<image>\\n' }}{% endfor %}"
-    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
-    "{{ content['text'] + ' ' }}{% endfor %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
-)
-
+__all__ = ["LlavaAdapter"]
 
 @register("llava")
 class LlavaAdapter(GenericVLMAdapter):
@@ -76,47 +62,3 @@ class LlavaAdapter(GenericVLMAdapter):
             chat_template=LLAVA_CHAT_TEMPLATE,
         )
         return build_and_save(LlavaForConditionalGeneration, config, processor, directory, seed)
-
-
-CLIP_IMAGE_SIZE, CLIP_PATCH_SIZE = 56, 14
-
-
-def llava_tokenizer() -> tuple[PreTrainedTokenizerFast, dict[str, int]]:
-    """The toy tokenizer with Llama-style ``<s>`` BOS and an ``<image>`` token, and their ids."""
-    tokenizer = build_tiny_tokenizer(
-        ["<unk>", "<s>", "</s>", "<pad>", "<image>"],
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        pad_token="<pad>",
-    )
-    return tokenizer, {token: tokenizer.convert_tokens_to_ids(token) for token in ("<s>", "</s>", "<pad>", "<image>")}
-
-
-def tiny_clip_vision() -> CLIPVisionConfig:
-    """A 2-layer, width-32 CLIP ViT over 56 px images in 14 px patches (16 patches + CLS)."""
-    return CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=CLIP_IMAGE_SIZE,
-        patch_size=CLIP_PATCH_SIZE,
-        projection_dim=32,
-    )
-
-
-def tiny_llama_text(vocab_size: int, ids: dict[str, int]) -> LlamaConfig:
-    """A 2-layer, width-64 Llama with the toy tokenizer's special tokens."""
-    return LlamaConfig(
-        vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        bos_token_id=ids["<s>"],
-        eos_token_id=ids["</s>"],
-        pad_token_id=ids["<pad>"],
-    )

@@ -27,21 +27,17 @@ from transformers import (
 )
 
 from mm_align.adapters.generic import GenericVLMAdapter
-from mm_align.adapters.llava import (
-    CLIP_IMAGE_SIZE,
-    CLIP_PATCH_SIZE,
-    LLAVA_CHAT_TEMPLATE,
-    llava_tokenizer,
-    tiny_clip_vision,
-    tiny_llama_text,
-)
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save
+from mm_align.adapters.tiny.llama import LLAVA_CHAT_TEMPLATE, llava_tokenizer, tiny_llama_text
+from mm_align.adapters.tiny.vision import (
+    CLIP_IMAGE_SIZE,
+    CLIP_PATCH_SIZE,
+    TINY_PINPOINTS,
+    tiny_clip_vision,
+)
 
-__all__ = ["TINY_PINPOINTS", "LlavaNextAdapter"]
-
-# Grids of 1 x 2, 2 x 1 and 2 x 2 tiles of 56 px: every tiny image gets 3 to 5 tiles.
-TINY_PINPOINTS = [[56, 112], [112, 56], [112, 112]]
+__all__ = ["LlavaNextAdapter"]
 
 
 @register("llava_next")

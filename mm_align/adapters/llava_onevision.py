@@ -20,27 +20,15 @@ from transformers import (
     LlavaOnevisionImageProcessor,
     LlavaOnevisionProcessor,
     LlavaOnevisionVideoProcessor,
-    SiglipVisionConfig,
 )
 
 from mm_align.adapters.generic import GenericVLMAdapter
-from mm_align.adapters.llava import (
-    CLIP_IMAGE_SIZE,
-    LLAVA_CHAT_TEMPLATE,
-    llava_tokenizer,
-    tiny_llama_text,
-)
-from mm_align.adapters.llava_next import TINY_PINPOINTS
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save
+from mm_align.adapters.tiny.llama import LLAVA_CHAT_TEMPLATE, llava_tokenizer, tiny_llama_text
+from mm_align.adapters.tiny.vision import CLIP_IMAGE_SIZE, TINY_PINPOINTS, tiny_siglip_vision
 
-__all__ = ["LlavaOnevisionAdapter", "tiny_siglip_vision"]
-
-
-def tiny_siglip_vision(image_size: int = CLIP_IMAGE_SIZE, patch_size: int = 14) -> SiglipVisionConfig:
-    """A 2-layer, width-32 SigLIP ViT (no CLS token)."""
-    return SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                              image_size=image_size, patch_size=patch_size)
+__all__ = ["LlavaOnevisionAdapter"]
 
 
 @register("llava_onevision")

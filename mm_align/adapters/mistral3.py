@@ -24,9 +24,9 @@ from transformers import (
 )
 
 from mm_align.adapters.generic import GenericVLMAdapter
-from mm_align.adapters.llava import LLAVA_CHAT_TEMPLATE, tiny_llama_text
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save, build_tiny_tokenizer
+from mm_align.adapters.tiny.llama import LLAVA_CHAT_TEMPLATE, tiny_llama_text
 
 __all__ = ["Mistral3Adapter"]
 

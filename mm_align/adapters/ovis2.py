@@ -29,9 +29,9 @@ from transformers import (
 
 from mm_align.adapters.generic import GenericVLMAdapter
 from mm_align.adapters.modules import probe_module
-from mm_align.adapters.qwen_style import QWEN_SPECIAL_TOKENS, qwen_chat_template
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save, build_tiny_tokenizer
+from mm_align.adapters.tiny.qwen import QWEN_SPECIAL_TOKENS, qwen_chat_template
 from mm_align.capture import Tap, input_of, output_of
 
 __all__ = ["Ovis2Adapter"]

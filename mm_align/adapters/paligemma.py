@@ -26,11 +26,11 @@ from transformers import (
     SiglipImageProcessor,
 )
 
-from mm_align.adapters.gemma3 import gemma_text_config, gemma_tokenizer
 from mm_align.adapters.generic import GenericVLMAdapter
-from mm_align.adapters.llava_onevision import tiny_siglip_vision
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save
+from mm_align.adapters.tiny.gemma import gemma_text_config, gemma_tokenizer
+from mm_align.adapters.tiny.vision import tiny_siglip_vision
 
 __all__ = ["PaliGemmaAdapter"]
 

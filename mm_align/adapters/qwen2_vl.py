@@ -15,15 +15,10 @@ from transformers import (
     Qwen2VLProcessor,
 )
 
-from mm_align.adapters.qwen_style import (
-    QwenStyleAdapter,
-    qwen2_processor,
-    qwen_text_config,
-    qwen_token_ids,
-    qwen_tokenizer,
-)
+from mm_align.adapters.qwen_style import QwenStyleAdapter
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save
+from mm_align.adapters.tiny.qwen import qwen2_processor, qwen_text_config, qwen_token_ids, qwen_tokenizer
 
 __all__ = ["Qwen2VLAdapter"]
 

@@ -11,15 +11,16 @@ from pathlib import Path
 
 from transformers import Qwen3_5Config, Qwen3_5ForConditionalGeneration
 
-from mm_align.adapters.qwen3_vl import qwen3_processor, qwen3_vision_config
-from mm_align.adapters.qwen_style import (
-    QwenStyleAdapter,
+from mm_align.adapters.qwen_style import QwenStyleAdapter
+from mm_align.adapters.registry import register
+from mm_align.adapters.tiny import build_and_save
+from mm_align.adapters.tiny.qwen import (
+    qwen3_processor,
+    qwen3_vision_config,
     qwen_text_config,
     qwen_token_ids,
     qwen_tokenizer,
 )
-from mm_align.adapters.registry import register
-from mm_align.adapters.tiny import build_and_save
 
 __all__ = ["Qwen3_5Adapter"]
 

@@ -11,43 +11,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import (
-    Qwen2VLImageProcessor,
-    Qwen3VLConfig,
-    Qwen3VLForConditionalGeneration,
-    Qwen3VLProcessor,
-    Qwen3VLVideoProcessor,
-)
+from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
-from mm_align.adapters.qwen_style import (
-    QwenStyleAdapter,
-    qwen_chat_template,
+from mm_align.adapters.qwen_style import QwenStyleAdapter
+from mm_align.adapters.registry import register
+from mm_align.adapters.tiny import build_and_save
+from mm_align.adapters.tiny.qwen import (
+    qwen3_processor,
+    qwen3_vision_config,
     qwen_text_config,
     qwen_token_ids,
     qwen_tokenizer,
 )
-from mm_align.adapters.registry import register
-from mm_align.adapters.tiny import build_and_save
 
-__all__ = ["Qwen3VLAdapter", "qwen3_processor", "qwen3_vision_config"]
-
-
-def qwen3_vision_config() -> dict:
-    """A 2-block, width-32 Qwen3 ViT over 16 px patches, DeepStack from block 0."""
-    return {"depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
-            "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2,
-            "num_position_embeddings": 64, "deepstack_visual_indexes": [0]}
-
-
-def qwen3_processor(tokenizer) -> Qwen3VLProcessor:
-    """Images of at most 128 x 128 px: at most 64 patches, 16 image tokens."""
-    sizes = {"patch_size": 16, "merge_size": 2, "temporal_patch_size": 2}
-    return Qwen3VLProcessor(
-        image_processor=Qwen2VLImageProcessor(min_pixels=64 * 64, max_pixels=128 * 128, **sizes),
-        video_processor=Qwen3VLVideoProcessor(**sizes),
-        tokenizer=tokenizer,
-        chat_template=qwen_chat_template("<|vision_start|><|image_pad|><|vision_end|>"),
-    )
+__all__ = ["Qwen3VLAdapter"]
 
 
 @register("qwen3_vl")

@@ -12,39 +12,11 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from transformers import PreTrainedModel, Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+from transformers import PreTrainedModel
 
 from mm_align.adapters.generic import GenericVLMAdapter
-from mm_align.adapters.tiny import build_tiny_tokenizer
 
-__all__ = [
-    "QwenStyleAdapter",
-    "qwen2_processor",
-    "qwen_chat_template",
-    "qwen_text_config",
-    "qwen_token_ids",
-    "qwen_tokenizer",
-]
-
-# The Qwen chat template without video and tool branches; IMAGE is the marked image.
-_CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if loop.first and message['role'] != 'system' %}"
-    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
-    "<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}"
-    "{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' %}IMAGE"
-    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
-    "{% endfor %}{% endif %}<|im_end|>\n"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
-def qwen_chat_template(image: str) -> str:
-    """The Qwen chat template with ``image`` standing for each image."""
-    return _CHAT_TEMPLATE.replace("IMAGE", image)
+__all__ = ["QwenStyleAdapter"]
 
 
 class QwenStyleAdapter(GenericVLMAdapter):
@@ -61,61 +33,3 @@ class QwenStyleAdapter(GenericVLMAdapter):
 
     def _image_prefix(self) -> str:
         return f"{self._markers[0]}{self.image_token}{self._markers[1]}"
-
-
-QWEN_SPECIAL_TOKENS = (
-    "<|endoftext|>",
-    "<|im_start|>",
-    "<|im_end|>",
-    "<|vision_start|>",
-    "<|vision_end|>",
-    "<|image_pad|>",
-    "<|video_pad|>",
-)
-
-
-def qwen_tokenizer() -> tuple[Any, dict[str, int]]:
-    """The toy tokenizer with Qwen's special tokens, and their ids."""
-    tokenizer = build_tiny_tokenizer(QWEN_SPECIAL_TOKENS, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    return tokenizer, {token: tokenizer.convert_tokens_to_ids(token) for token in QWEN_SPECIAL_TOKENS}
-
-
-def qwen_text_config(vocab_size: int, ids: dict[str, int], **extra: Any) -> dict[str, Any]:
-    """A 2-layer, width-64 Qwen text config with M-RoPE (head_dim 16: sections 2, 3, 3)."""
-    return {
-        "vocab_size": vocab_size,
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "head_dim": 16,
-        "max_position_embeddings": 1024,
-        "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
-        "bos_token_id": None,
-        "eos_token_id": ids["<|im_end|>"],
-        "pad_token_id": ids["<|endoftext|>"],
-        **extra,
-    }
-
-
-def qwen_token_ids(ids: dict[str, int]) -> dict[str, int]:
-    """The config's token-id fields for the Qwen special tokens."""
-    return {
-        "image_token_id": ids["<|image_pad|>"],
-        "video_token_id": ids["<|video_pad|>"],
-        "vision_start_token_id": ids["<|vision_start|>"],
-        "vision_end_token_id": ids["<|vision_end|>"],
-    }
-
-
-def qwen2_processor(processor_class: type, tokenizer: Any) -> Any:
-    """A Qwen2-VL-style processor: images of at most 112 x 112 px in 14 px patches (at most 64
-    patches, 16 image tokens); transformers 5.x needs the video processor even for images."""
-    sizes = {"patch_size": 14, "merge_size": 2, "temporal_patch_size": 2}
-    return processor_class(
-        image_processor=Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=112 * 112, **sizes),
-        video_processor=Qwen2VLVideoProcessor(**sizes),
-        tokenizer=tokenizer,
-        chat_template=qwen_chat_template("<|vision_start|><|image_pad|><|vision_end|>"),
-    )

@@ -19,20 +19,16 @@ from transformers import (
     SmolVLMVideoProcessor,
 )
 
-from mm_align.adapters.idefics3 import (
-    IDEFICS_CHAT_TEMPLATE,
-    TILE,
-    Idefics3Adapter,
-    idefics_parts,
-)
+from mm_align.adapters.idefics_style import IdeficsStyleAdapter
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save
+from mm_align.adapters.tiny.idefics import IDEFICS_CHAT_TEMPLATE, TILE, idefics_parts
 
 __all__ = ["SmolVLMAdapter"]
 
 
 @register("smolvlm")
-class SmolVLMAdapter(Idefics3Adapter):
+class SmolVLMAdapter(IdeficsStyleAdapter):
     """SmolVLM adapter; see :mod:`~mm_align.adapters.idefics3` for tiles and markers."""
 
     model_class = SmolVLMForConditionalGeneration
@@ -40,7 +36,7 @@ class SmolVLMAdapter(Idefics3Adapter):
 
     @classmethod
     def build_tiny(cls, directory: str | Path, seed: int = 0) -> Path:
-        """As Idefics3's tiny checkpoint (:func:`~mm_align.adapters.idefics3.idefics_parts`)."""
+        """As Idefics3's tiny checkpoint (:func:`~mm_align.adapters.tiny.idefics.idefics_parts`)."""
         tokenizer, config, image_processor = idefics_parts(SmolVLMConfig, SmolVLMImageProcessor)
         processor = SmolVLMProcessor(
             image_processor=image_processor,

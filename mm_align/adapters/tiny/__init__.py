@@ -1,6 +1,12 @@
-"""Shared pieces of the random-weight smoke-test checkpoints built by ``mm-align tiny``: a tiny
-byte-level BPE tokenizer trained offline in milliseconds, and the saving step that marks the
-checkpoint as random. Never use these checkpoints for real measurements."""
+"""The random-weight smoke-test checkpoints built by ``mm-align tiny``. Never use them for real
+measurements.
+
+This module: a tiny byte-level BPE tokenizer trained offline in milliseconds, and the saving
+step that marks a checkpoint as random. Its submodules hold the parts that several families'
+``build_tiny`` share (a family module imports them, never another family):
+:mod:`~mm_align.adapters.tiny.vision` (CLIP / SigLIP towers), :mod:`~.llama`, :mod:`~.gemma`,
+:mod:`~.cohere`, :mod:`~.idefics`, :mod:`~.qwen` (tokenizers, text configs, chat templates and
+processors of those lines) and :mod:`~.text` (the text LLMs of ``diff-erank``)."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ collapsed to a low rank, so the checkpoint's last hidden states are visibly lowe
 those of a fresh random init (what training does to real models). Its Diff-eRank is then
 positive, as the paper reports for trained LLMs, while still costing nothing to build.
 
-    python -m mm_align.adapters.tiny_text DIR [--family opt|llama]
+    python -m mm_align.adapters.tiny.text DIR [--family opt|llama]
 """
 
 from __future__ import annotations
