@@ -3,12 +3,14 @@
 :mod:`~mm_align.adapters.representation` states what every family delivers.
 """
 
-from mm_align.adapters.base import AdapterInputError, VLMAdapter
+from mm_align.adapters.base import VLMAdapter
+from mm_align.adapters.encoding import AdapterInputError
 from mm_align.adapters.registry import (
     UnsupportedModelError,
     adapter_class,
     disabled_families,
     load_vlm,
+    read_config,
     register,
     supported_families,
 )
@@ -26,6 +28,7 @@ __all__ = [
     "disabled_families",
     "load_vlm",
     "normalize_layers",
+    "read_config",
     "register",
     "supported_families",
 ]

@@ -1,13 +1,20 @@
 """The one place mapping a config ``model_type`` to its adapter class, and :func:`load_vlm`.
 
 A family registers itself with ``@register("model_type")`` in its own module under
-``mm_align/adapters/``; every module there is imported on first lookup, so adding a family is
-adding one file. Families outside this package register through the Python entry point group
+``mm_align/adapters/``; every module there is imported on the first lookup (never while
+``mm_align.adapters`` itself is being imported), so adding a family is adding one file.
+Families outside this package register through the Python entry point group
 ``mm_align.adapters`` (each entry point names a module or an adapter class; loading it runs
-its ``@register``), so a lab can plug in its own model without forking.
+its ``@register``), so a lab can plug in its own model without forking; such a module may say
+``from mm_align.adapters import register, VLMAdapter``.
 
-A module that fails to import (a transformers release without that model) disables its
-families only: :func:`disabled_families` gives the reason, the others keep working."""
+A family module imports shared modules only, never another family (tests check it), so a
+module that fails to import (a transformers release without that model) disables its family
+only: :func:`disabled_families` gives the reason, the others keep working.
+
+A family outside transformers (MiniGPT-v2) registers its config with ``AutoConfig`` when its
+module is imported: read a checkpoint's config with :func:`read_config`, which imports the
+families first, never with a bare ``AutoConfig.from_pretrained``."""
 
 from __future__ import annotations
 
@@ -20,9 +27,10 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import torch
-from transformers import AutoConfig
+from transformers import AutoConfig, PreTrainedConfig
 
-from mm_align.adapters.base import PromptStyle, VisionView, VLMAdapter
+from mm_align.adapters.base import VisionView, VLMAdapter
+from mm_align.adapters.encoding import PromptStyle
 from mm_align.adapters.modules import HUB_KWARGS
 
 __all__ = [
@@ -31,6 +39,7 @@ __all__ = [
     "adapter_class",
     "disabled_families",
     "load_vlm",
+    "read_config",
     "register",
     "supported_families",
 ]
@@ -64,7 +73,8 @@ def _import_families() -> None:
     a failure is recorded against its name instead of raised."""
     package = importlib.import_module("mm_align.adapters")
     for module in pkgutil.iter_modules(package.__path__):
-        _try(module.name, functools.partial(importlib.import_module, f"mm_align.adapters.{module.name}"))
+        if not module.ispkg:  # a family is one file; subpackages (tiny/, ports/) are shared parts
+            _try(module.name, functools.partial(importlib.import_module, f"mm_align.adapters.{module.name}"))
     for point in entry_points(group=ENTRY_POINT_GROUP):
         _try(point.name, point.load)
 
@@ -100,6 +110,13 @@ def adapter_class(model_type: str) -> type[VLMAdapter]:
     return _ADAPTERS[model_type]
 
 
+def read_config(path_or_id: str | Path, **config_kwargs: Any) -> PreTrainedConfig:
+    """``AutoConfig.from_pretrained(path_or_id, **config_kwargs)`` once every family is imported,
+    so that a family outside transformers (its module registers its config) is known too."""
+    _import_families()
+    return AutoConfig.from_pretrained(path_or_id, **config_kwargs)
+
+
 def load_vlm(
     path_or_id: str | Path,
     device: str | torch.device = "cpu",
@@ -126,7 +143,7 @@ def load_vlm(
         raise FileNotFoundError(f"no such checkpoint folder: {name}")
     hf_kwargs.setdefault("trust_remote_code", False)  # explicit: unset, transformers prompts y/N
     config_kwargs = {key: hf_kwargs[key] for key in HUB_KWARGS if key in hf_kwargs}
-    config = AutoConfig.from_pretrained(path_or_id, **config_kwargs)
+    config = read_config(path_or_id, **config_kwargs)
     cls = adapter_class(config.model_type)
     return cls.from_pretrained(
         path_or_id,
@@ -138,10 +155,3 @@ def load_vlm(
         config=config,
         **hf_kwargs,
     )
-
-
-# Issue 17 (MiniGPT-v2): a family outside transformers registers its config with AutoConfig when
-# its module is imported. Import every family here, so that any AutoConfig lookup after
-# `import mm_align.adapters` knows them: load_vlm's, and the run identity that `score` reads
-# before loading (pipeline/provenance.py). At the end: the family modules import `register`.
-_import_families()

@@ -58,9 +58,9 @@ def config_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
 def checkpoint_dtype(model: str, kwargs: Mapping[str, Any]) -> Any:
     """The dtype the checkpoint's config declares (``dtype``, formerly ``torch_dtype``);
     float32 when it declares none (transformers' own default)."""
-    from transformers import AutoConfig
+    from mm_align.adapters.registry import read_config  # knows the families outside transformers
 
-    config = AutoConfig.from_pretrained(model, **config_kwargs(kwargs))
+    config = read_config(model, **config_kwargs(kwargs))
     return getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or "float32"
 
 

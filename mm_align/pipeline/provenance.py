@@ -99,10 +99,10 @@ def model_identity(model: str | Path | Any, **hub_kwargs: Any) -> dict[str, Any]
     same checkpoint reached through another path resumes, and other weights at the same path
     do not."""
     if isinstance(model, str | Path):
-        from transformers import AutoConfig
+        from mm_align.adapters.registry import read_config  # knows the families outside transformers
 
         hub_kwargs = {"trust_remote_code": False, **hub_kwargs}
-        name, config = str(model), AutoConfig.from_pretrained(str(model), **hub_kwargs)
+        name, config = str(model), read_config(str(model), **hub_kwargs)
     else:
         name, config = model.model.name_or_path, model.model.config
     info = model_provenance(name, config)
