@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from PIL import Image
 from transformers import AutoTokenizer, LlamaForCausalLM
 
-from mm_align.adapters.minigpt_v2 import CheckpointKeyError, MiniGPTv2, MiniGPTv2Adapter
+from mm_align.adapters.minigpt_v2 import MiniGPTv2Adapter
+from mm_align.adapters.ports.minigpt_v2 import CheckpointKeyError, MiniGPTv2
 
 CLOSE = {"rtol": 1e-4, "atol": 1e-4}
 LORA = "llama_model.base_model.model.model.layers.{}.self_attn.{}.lora_{}.weight"

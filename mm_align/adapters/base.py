@@ -1,5 +1,8 @@
-"""What every VLM adapter shares: prompts, token masks, right-padded batching, layer indices,
-hook capture of the LLM decoder, and the :class:`Representation` it returns.
+"""What every VLM adapter shares: :class:`VLMAdapter`, which loads a model, runs the joint,
+text-only and (where needed) image-only passes of a batch and returns a :class:`Representation`
+per sample. It composes :class:`~mm_align.adapters.encoding.PromptEncoding` (prompts and token
+masks) and :class:`~mm_align.adapters.llm_capture.LLMCapture` (batches, forward passes, LLM
+hooks).
 
 How the vision stages are found is :mod:`~mm_align.adapters.generic`'s job (probing the
 connector and ``get_image_features``); a family file says what is truly its own: module
@@ -9,19 +12,17 @@ paths, its vision cut, what stands for the image in a plain prompt, a tiny check
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 from transformers import AutoProcessor, PreTrainedModel
 
-from mm_align.adapters.batching import SEQUENCE_KEYS, collate
+from mm_align.adapters.encoding import AdapterInputError, Encoded, PromptEncoding, PromptStyle
+from mm_align.adapters.llm_capture import LLMCapture, token_states
 from mm_align.adapters.modules import (
     DTYPE_KWARG,
     HUB_KWARGS,
@@ -30,50 +31,27 @@ from mm_align.adapters.modules import (
     seeded_init,
 )
 from mm_align.adapters.representation import Representation, normalize_layers
-from mm_align.capture import Captured, Tap, capture, input_of, output_of
 from mm_align.stages import LLM_STAGES
 from mm_align.warn import warn
 
-__all__ = ["VISION_VIEWS", "AdapterInputError", "Encoded", "PromptStyle", "VLMAdapter", "VisionView"]
+__all__ = [
+    "VISION_VIEWS",
+    "AdapterInputError",
+    "Encoded",
+    "PromptStyle",
+    "VLMAdapter",
+    "VisionSplit",
+    "VisionView",
+]
 
-
-PromptStyle = Literal["plain", "chat"]
 VisionView = Literal["patches", "merged"]
 VISION_VIEWS: tuple[str, ...] = ("patches", "merged")
-
-# Stands in for the user text while rendering a chat template, to find where the text goes.
-_TEXT_SENTINEL = "\u2063mm_align_user_text\u2063"
-
-
-class AdapterInputError(ValueError):
-    """An image or a text that the model (its processor) cannot take; says which and why."""
-
-
-@dataclass(frozen=True)
-class Encoded:
-    """One sample's processed input (batch dim 1, unpadded, on CPU) and its token masks:
-    ``image`` = image placeholder tokens, ``text`` = tokens overlapping the user text."""
-
-    inputs: dict[str, torch.Tensor]
-    image: torch.Tensor
-    text: torch.Tensor
-
-    @property
-    def length(self) -> int:
-        return int(self.inputs["input_ids"].shape[1])
-
-    def image_prefix(self) -> Encoded:
-        """This input cut after its last image token: the image seen without the text."""
-        cut = int(torch.nonzero(self.image).max()) + 1
-        inputs = {key: value[:, :cut] if key in SEQUENCE_KEYS else value for key, value in self.inputs.items()}
-        return Encoded(inputs, self.image[:cut], self.text[:cut])
-
 
 VisionSplit = Callable[[Sequence[Encoded]], list[tuple[torch.Tensor, torch.Tensor]]]
 """Called after a joint pass: per sample, its (vision, projector) rows, each (tokens x dim)."""
 
 
-class VLMAdapter:
+class VLMAdapter(PromptEncoding, LLMCapture):
     """Runs a vision-language model on image-text pairs and returns the five Diff-eRank
     representations (:class:`Representation`).
 
@@ -241,29 +219,12 @@ class VLMAdapter:
 
     # ---- what a family provides ---------------------------------------------------------
 
-    def _image_prefix(self) -> str:
-        """The text that stands for one image in a plain prompt (expanded by the processor)."""
-        return self.image_token
-
     def _vision_capture(self) -> AbstractContextManager[VisionSplit]:
         """A context in which one joint forward pass records the vision stages; it yields the
         function that cuts them per sample afterwards."""
         raise NotImplementedError
 
     # ---- public API ---------------------------------------------------------------------
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.model.dtype
-
-    @property
-    def num_hidden_states(self) -> int:
-        """Decoder layers + 1: the length of ``output_hidden_states``."""
-        return len(self._decoder_layers) + 1
 
     def represent(self, image: Any, text: str, layers: Sequence[int] | None = None) -> Representation:
         """The five representations of one image-text pair (see :meth:`represent_batch`)."""
@@ -304,23 +265,15 @@ class VLMAdapter:
 
         reps = []
         for b, (j, t, (vision_rows, projector_rows)) in enumerate(zip(joint, text_only, vision)):
-            masks = self._masks(j, t)
+            masks = {name: mask.to(self.device) for name, mask in self._token_masks(j, t).items()}
             if int(masks["image"].sum()) != projector_rows.shape[0]:
                 raise RuntimeError(
                     f"sample {b}: {int(masks['image'].sum())} image tokens but {projector_rows.shape[0]} "
                     "projector rows; the adapter does not match this model"
                 )
-            llm: dict[str, dict[int, torch.Tensor]] = {stage: {} for stage in LLM_STAGES}
-            for layer in wanted:
-                for stage, got, length, mask in (
-                    ("image", image_got, j.length, masks["image"]),
-                    ("joint", joint_got, j.length, masks["joint"]),
-                    ("text", text_got, t.length, masks["text"]),
-                ):
-                    states = got[_layer_key(layer)][b, :length]
-                    # With a device_map, layers live on different GPUs: index each where it is.
-                    mask = mask[: states.shape[0]].to(states.device)
-                    llm[stage][layer] = states[mask]
+            passes = {"image": (image_got, j.length), "joint": (joint_got, j.length), "text": (text_got, t.length)}
+            llm = {stage: token_states(passes[stage][0], b, passes[stage][1], masks[stage], wanted)
+                   for stage in LLM_STAGES}
             reps.append(
                 Representation(
                     vision=vision_rows,
@@ -332,138 +285,3 @@ class VLMAdapter:
                 )
             )
         return reps
-
-    def _masks(self, joint: Encoded, text: Encoded) -> dict[str, torch.Tensor]:
-        """The ``image``, ``joint`` and ``text`` token masks of one sample, on the model's device."""
-        if self.include_special:
-            joint_mask, text_mask = torch.ones_like(joint.text), torch.ones_like(text.text)
-        else:
-            joint_mask, text_mask = joint.image | joint.text, text.text
-        return {"image": joint.image.to(self.device), "joint": joint_mask.to(self.device),
-                "text": text_mask.to(self.device)}
-
-    # ---- internals ----------------------------------------------------------------------
-
-    def _check_image(self, image: Any, index: int) -> None:
-        if isinstance(image, (list, tuple)):
-            raise AdapterInputError(
-                f"sample {index}: {len(image)} images in one sample; the {self.model_type} adapter "
-                f"takes at most {self.max_images_per_sample} image per sample"
-            )
-        # Processors treat a str as a path or URL and would fetch it: loading is the data layer's job.
-        if not isinstance(image, (Image.Image, np.ndarray, torch.Tensor)):
-            raise AdapterInputError(
-                f"sample {index}: images must be PIL images, numpy arrays or tensors, not {type(image).__name__}"
-            )
-        if isinstance(image, Image.Image):
-            empty = 0 in image.size
-        else:
-            empty = image.ndim < 2 or 0 in tuple(image.shape)
-        if empty:
-            raise AdapterInputError(f"sample {index}: the image is empty ({_describe(image)})")
-
-    def _check_text(self, text: str, index: int) -> None:
-        if not isinstance(text, str):
-            raise AdapterInputError(f"sample {index}: text must be a str, not {type(text).__name__}")
-        if not text.strip():
-            raise AdapterInputError(f"sample {index}: the text is empty")
-        if self.image_token in text:
-            raise AdapterInputError(
-                f"sample {index}: the text contains the image placeholder {self.image_token!r}; "
-                "the adapter inserts the image itself"
-            )
-
-    def _prompt(self, text: str, with_image: bool) -> tuple[str, int]:
-        """The prompt string and the character offset where ``text`` starts in it."""
-        if self.prompt == "plain":
-            prefix = self._image_prefix() if with_image else ""
-            return prefix + text, len(prefix)
-
-        def render(content_text: str) -> str:
-            content = [{"type": "image"}] if with_image else []
-            content.append({"type": "text", "text": content_text})
-            messages = [{"role": "user", "content": content}]
-            return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
-
-        parts = render(_TEXT_SENTINEL).split(_TEXT_SENTINEL)
-        prompt = render(text)
-        if len(parts) != 2 or prompt != parts[0] + text + parts[1]:
-            raise RuntimeError("the chat template does not insert the user text verbatim; use prompt='plain'")
-        return prompt, len(parts[0])
-
-    def _process(self, prompt: str, image: Any | None) -> dict[str, torch.Tensor]:
-        """The processor's output for one prompt (``image=None``: text only), with offsets."""
-        kwargs: dict[str, Any] = {"text": [prompt], "return_tensors": "pt", "return_offsets_mapping": True}
-        if image is not None:
-            kwargs["images"] = [image]
-        return dict(self.processor(**kwargs))
-
-    def _encode(self, text: str, image: Any | None, index: int) -> Encoded:
-        """Process one sample (``image=None``: text only) and find its image and text tokens."""
-        prompt, start = self._prompt(text, image is not None)
-        try:
-            inputs = self._process(prompt, image)
-        except Exception as exc:  # whatever the processor trips on, it is this image
-            if image is None:
-                raise
-            raise AdapterInputError(
-                f"sample {index}: the {self.model_type} processor rejected the image "
-                f"({_describe(image)}): {exc}"
-            ) from exc
-        offsets = inputs.pop("offset_mapping")[0]
-        inputs.pop("labels", None)  # training targets some processors add (PaliGemma)
-        ids = inputs["input_ids"][0]
-        is_image = ids == self.image_token_id
-        if image is not None and not bool(is_image.any()):
-            raise RuntimeError(f"sample {index}: the processor inserted no image tokens")
-        # The processor expands the image placeholder (before the text) into image tokens and
-        # markers, so the text is found from the end: only the template's suffix and the
-        # processor's own tail follow it.
-        end = int(offsets[:, 1].max()) - (len(prompt) - start - len(text)) - len(self.prompt_tail)
-        start = end - len(text)
-        # A token belongs to the text when its characters overlap the text (zero-width BOS and
-        # template markup around the text do not).
-        in_text = (offsets[:, 0] < end) & (offsets[:, 1] > start) & ~is_image
-        if not bool(in_text.any()):
-            raise AdapterInputError(f"sample {index}: the text {text!r} produced no tokens")
-        return Encoded(inputs, is_image, in_text)
-
-    def _to_model(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Inputs on the model's device; floating ones (pixels) in the model's dtype."""
-        return {
-            key: value.to(self.device, self.dtype if value.is_floating_point() else None)
-            for key, value in inputs.items()
-        }
-
-    def _collate(self, samples: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """Right-padded batch of unpadded samples, on the model's device (see :func:`collate`)."""
-        return self._to_model(collate(samples, self._pad_id))
-
-    def _layer_tap(self, layer: int) -> Tap:
-        """Where hidden state ``layer`` (``output_hidden_states`` convention) appears."""
-        if layer == 0:
-            # The input of the first decoder layer: embeddings with the image features in place.
-            return input_of(self._decoder_layers[0])
-        if layer == len(self._decoder_layers):
-            return output_of(self._final_norm)
-        return output_of(self._decoder_layers[layer - 1])
-
-    def _forward(self, batch: Mapping[str, torch.Tensor], layers: Sequence[int]) -> Captured:
-        """One forward pass of ``batch`` with the LLM ``layers`` captured."""
-        taps = {_layer_key(layer): self._layer_tap(layer) for layer in layers}
-        with torch.inference_mode(), capture(taps) as got:
-            # logits_to_keep=1: the LM head runs on one position only; we never need logits.
-            self.model(**batch, use_cache=False, logits_to_keep=1)
-        return got
-
-
-def _layer_key(layer: int) -> str:
-    return f"llm_layer_{layer}"
-
-
-def _describe(image: Any) -> str:
-    size = getattr(image, "size", None)
-    if isinstance(size, tuple):
-        return f"{type(image).__name__} of size {size[0]}x{size[1]}"
-    shape = getattr(image, "shape", None)
-    return f"{type(image).__name__} of shape {tuple(shape)}" if shape is not None else type(image).__name__

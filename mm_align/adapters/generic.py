@@ -31,7 +31,8 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from mm_align.adapters.base import Encoded, VisionSplit, VLMAdapter
+from mm_align.adapters.base import VisionSplit, VLMAdapter
+from mm_align.adapters.encoding import Encoded
 from mm_align.adapters.features import calls_of, feature_rows, features_owner
 from mm_align.capture import Tap, capture, input_of
 

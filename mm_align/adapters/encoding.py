@@ -1,0 +1,171 @@
+"""How a VLM adapter encodes one sample: the prompt (plain or the chat template), the
+processor's input, and the token masks that say which tokens are the image and which the text.
+
+:class:`PromptEncoding` is mixed into :class:`~mm_align.adapters.base.VLMAdapter`, whose
+constructor sets the attributes it reads; a family overrides :meth:`~PromptEncoding._image_prefix`
+or :meth:`~PromptEncoding._process` when its prompt or processor needs it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mm_align.adapters.batching import SEQUENCE_KEYS
+
+__all__ = ["AdapterInputError", "Encoded", "PromptEncoding", "PromptStyle", "describe_image"]
+
+PromptStyle = Literal["plain", "chat"]
+
+# Stands in for the user text while rendering a chat template, to find where the text goes.
+_TEXT_SENTINEL = "\u2063mm_align_user_text\u2063"
+
+
+class AdapterInputError(ValueError):
+    """An image or a text that the model (its processor) cannot take; says which and why."""
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One sample's processed input (batch dim 1, unpadded, on CPU) and its token masks:
+    ``image`` = image placeholder tokens, ``text`` = tokens overlapping the user text."""
+
+    inputs: dict[str, torch.Tensor]
+    image: torch.Tensor
+    text: torch.Tensor
+
+    @property
+    def length(self) -> int:
+        return int(self.inputs["input_ids"].shape[1])
+
+    def image_prefix(self) -> Encoded:
+        """This input cut after its last image token: the image seen without the text."""
+        cut = int(torch.nonzero(self.image).max()) + 1
+        inputs = {key: value[:, :cut] if key in SEQUENCE_KEYS else value for key, value in self.inputs.items()}
+        return Encoded(inputs, self.image[:cut], self.text[:cut])
+
+
+class PromptEncoding:
+    """Prompts, processor calls and token masks of one sample (see the module doc)."""
+
+    # Declared (with their documentation) by VLMAdapter.
+    model_type: ClassVar[str]
+    max_images_per_sample: ClassVar[int]
+    prompt_tail: ClassVar[str]
+    processor: Any
+    prompt: str
+    include_special: bool
+    image_token: str
+    """The processor's image placeholder, expanded by it into the image tokens."""
+    image_token_id: int
+
+    def _image_prefix(self) -> str:
+        """The text that stands for one image in a plain prompt (expanded by the processor)."""
+        return self.image_token
+
+    def _check_image(self, image: Any, index: int) -> None:
+        if isinstance(image, (list, tuple)):
+            raise AdapterInputError(
+                f"sample {index}: {len(image)} images in one sample; the {self.model_type} adapter "
+                f"takes at most {self.max_images_per_sample} image per sample"
+            )
+        # Processors treat a str as a path or URL and would fetch it: loading is the data layer's job.
+        if not isinstance(image, (Image.Image, np.ndarray, torch.Tensor)):
+            raise AdapterInputError(
+                f"sample {index}: images must be PIL images, numpy arrays or tensors, not {type(image).__name__}"
+            )
+        if isinstance(image, Image.Image):
+            empty = 0 in image.size
+        else:
+            empty = image.ndim < 2 or 0 in tuple(image.shape)
+        if empty:
+            raise AdapterInputError(f"sample {index}: the image is empty ({describe_image(image)})")
+
+    def _check_text(self, text: str, index: int) -> None:
+        if not isinstance(text, str):
+            raise AdapterInputError(f"sample {index}: text must be a str, not {type(text).__name__}")
+        if not text.strip():
+            raise AdapterInputError(f"sample {index}: the text is empty")
+        if self.image_token in text:
+            raise AdapterInputError(
+                f"sample {index}: the text contains the image placeholder {self.image_token!r}; "
+                "the adapter inserts the image itself"
+            )
+
+    def _prompt(self, text: str, with_image: bool) -> tuple[str, int]:
+        """The prompt string and the character offset where ``text`` starts in it."""
+        if self.prompt == "plain":
+            prefix = self._image_prefix() if with_image else ""
+            return prefix + text, len(prefix)
+
+        def render(content_text: str) -> str:
+            content = [{"type": "image"}] if with_image else []
+            content.append({"type": "text", "text": content_text})
+            messages = [{"role": "user", "content": content}]
+            return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
+
+        parts = render(_TEXT_SENTINEL).split(_TEXT_SENTINEL)
+        prompt = render(text)
+        if len(parts) != 2 or prompt != parts[0] + text + parts[1]:
+            raise RuntimeError("the chat template does not insert the user text verbatim; use prompt='plain'")
+        return prompt, len(parts[0])
+
+    def _process(self, prompt: str, image: Any | None) -> dict[str, torch.Tensor]:
+        """The processor's output for one prompt (``image=None``: text only), with offsets."""
+        kwargs: dict[str, Any] = {"text": [prompt], "return_tensors": "pt", "return_offsets_mapping": True}
+        if image is not None:
+            kwargs["images"] = [image]
+        return dict(self.processor(**kwargs))
+
+    def _encode(self, text: str, image: Any | None, index: int) -> Encoded:
+        """Process one sample (``image=None``: text only) and find its image and text tokens."""
+        prompt, start = self._prompt(text, image is not None)
+        try:
+            inputs = self._process(prompt, image)
+        except Exception as exc:  # whatever the processor trips on, it is this image
+            if image is None:
+                raise
+            raise AdapterInputError(
+                f"sample {index}: the {self.model_type} processor rejected the image "
+                f"({describe_image(image)}): {exc}"
+            ) from exc
+        offsets = inputs.pop("offset_mapping")[0]
+        inputs.pop("labels", None)  # training targets some processors add (PaliGemma)
+        ids = inputs["input_ids"][0]
+        is_image = ids == self.image_token_id
+        if image is not None and not bool(is_image.any()):
+            raise RuntimeError(f"sample {index}: the processor inserted no image tokens")
+        # The processor expands the image placeholder (before the text) into image tokens and
+        # markers, so the text is found from the end: only the template's suffix and the
+        # processor's own tail follow it.
+        end = int(offsets[:, 1].max()) - (len(prompt) - start - len(text)) - len(self.prompt_tail)
+        start = end - len(text)
+        # A token belongs to the text when its characters overlap the text (zero-width BOS and
+        # template markup around the text do not).
+        in_text = (offsets[:, 0] < end) & (offsets[:, 1] > start) & ~is_image
+        if not bool(in_text.any()):
+            raise AdapterInputError(f"sample {index}: the text {text!r} produced no tokens")
+        return Encoded(inputs, is_image, in_text)
+
+    def _token_masks(self, joint: Encoded, text: Encoded) -> dict[str, torch.Tensor]:
+        """The ``image``, ``joint`` and ``text`` token masks of one sample (on CPU): the joint
+        input's image tokens, its image and text tokens, the text-only input's text tokens; every
+        token of their input for ``joint`` and ``text`` when ``include_special``."""
+        if self.include_special:
+            joint_mask, text_mask = torch.ones_like(joint.text), torch.ones_like(text.text)
+        else:
+            joint_mask, text_mask = joint.image | joint.text, text.text
+        return {"image": joint.image, "joint": joint_mask, "text": text_mask}
+
+
+def describe_image(image: Any) -> str:
+    """Type and size of an image, for error messages."""
+    size = getattr(image, "size", None)
+    if isinstance(size, tuple):
+        return f"{type(image).__name__} of size {size[0]}x{size[1]}"
+    shape = getattr(image, "shape", None)
+    return f"{type(image).__name__} of shape {tuple(shape)}" if shape is not None else type(image).__name__
