@@ -3,7 +3,10 @@ family that fails to import disabled alone with its reason, and ``mm-align famil
 
 from __future__ import annotations
 
+import ast
 import importlib.metadata
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -46,9 +49,8 @@ def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     importlib.invalidate_caches()
     monkeypatch.setattr(registry, "_ADAPTERS", dict(registry._ADAPTERS))
     monkeypatch.setattr(registry, "_DISABLED", {})
-    registry._import_families.cache_clear()  # import again, now with the plugins
-    yield tmp_path
-    registry._import_families.cache_clear()  # the next lookup imports without them
+    monkeypatch.setattr(registry, "_imported", False)  # import again, now with the plugins
+    return tmp_path  # undone after the test: the registry as it was, without the plugins
 
 
 def test_entry_point_family_is_served_and_a_broken_one_is_disabled_alone(plugins) -> None:
@@ -84,3 +86,55 @@ def test_every_family_says_where_its_stages_are_read() -> None:
         assert taps["vision"] and taps["projector"] and "(family-defined)" not in taps.values()
         assert ("merged" in taps) == ("merged" in cls.vision_views)
         assert cls.example_id.count("/") == 1
+
+
+ROOT = Path(__file__).resolve().parents[1]
+# What a plugin author writes: the package's public names only, and a lookup while it imports.
+PUBLIC_PLUGIN = '''
+from mm_align.adapters import VLMAdapter, adapter_class, register
+
+
+@register("lab_vlm")
+class LabVLM(adapter_class("llava_next")):
+    example_id = "lab/lab-vlm"
+
+
+assert issubclass(LabVLM, VLMAdapter)
+'''
+
+
+def _builtin_families() -> set[str]:
+    """The model types registered by the modules of mm_align/adapters, read from their source."""
+    found = set()
+    for path in (ROOT / "mm_align" / "adapters").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "register" and node.args:
+                found.add(node.args[0].value)
+    return found
+
+
+def test_a_fresh_process_serves_a_plugin_and_disables_only_what_fails(tmp_path: Path) -> None:
+    """A fresh ``mm-align families`` with an installed plugin (a dist-info folder on the path)
+    that imports ``register`` from the package, a plugin whose module is missing, and the
+    llava family module made unimportable: the plugin is served, the two failures are listed
+    as not available, and every other family still is served (none imports llava's module)."""
+    (tmp_path / "lab_plugin.py").write_text(PUBLIC_PLUGIN)
+    info = tmp_path / "lab_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lab-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(
+        "[mm_align.adapters]\nlab_vlm = lab_plugin\nlab_broken = lab_plugin_missing\n"
+    )
+    code = ("import sys; sys.modules['mm_align.adapters.llava'] = None\n"  # its import now fails
+            "from mm_align.cli import main; raise SystemExit(main(['families']))")
+    path = os.pathsep.join(p for p in (str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr
+    table, _, unavailable = done.stdout.partition("\nnot available:\n")
+    served = {line.split("`")[1] for line in table.splitlines()[2:]}
+    assert served == _builtin_families() - {"llava"} | {"lab_vlm"}
+    assert "`lab/lab-vlm`" in table
+    reasons = dict(line[2:].split(": ", 1) for line in unavailable.splitlines())
+    assert sorted(reasons) == ["lab_broken", "llava"]
+    assert "lab_plugin_missing" in reasons["lab_broken"] and "ModuleNotFoundError" in reasons["llava"]

@@ -67,10 +67,18 @@ def register(model_type: str) -> Callable[[_A], _A]:
     return decorate
 
 
-@functools.cache  # once per process
+_imported = False  # whether _import_families has run (or is running) in this process
+
+
 def _import_families() -> None:
-    """Import every module of this package and every ``mm_align.adapters`` entry point once;
-    a failure is recorded against its name instead of raised."""
+    """Import every module of this package, then every ``mm_align.adapters`` entry point, once
+    per process; a failure is recorded against its name instead of raised. A plugin may look a
+    family up while it is imported (``class Mine(adapter_class("llava"))``): the built-in
+    families are registered by then, and the lookup does not start the import again."""
+    global _imported
+    if _imported:
+        return
+    _imported = True
     package = importlib.import_module("mm_align.adapters")
     for module in pkgutil.iter_modules(package.__path__):
         if not module.ispkg:  # a family is one file; subpackages (tiny/, ports/) are shared parts
