@@ -8,6 +8,7 @@ import importlib.metadata
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -33,23 +34,28 @@ class ToyLlava(LlavaAdapter):
 '''
 
 
+def install_plugin(folder: Path, module: str, source: str, points: dict[str, str]) -> None:
+    """An installed distribution in ``folder``: module ``module`` with ``source`` and its
+    ``*.dist-info`` naming ``points`` (entry point name -> module) in ``mm_align.adapters``."""
+    (folder / f"{module}.py").write_text(source)
+    info = folder / f"{module}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {module}\nVersion: 0.1\n")
+    lines = "".join(f"{name} = {target}\n" for name, target in points.items())
+    (info / "entry_points.txt").write_text(f"[mm_align.adapters]\n{lines}")
+
+
 @pytest.fixture
 def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An installed distribution with two ``mm_align.adapters`` entry points: a working
     family module and one whose import fails; the registry reloads with them."""
-    (tmp_path / "toy_family.py").write_text(PLUGIN)
-    info = tmp_path / "toy_plugin-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-plugin\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(
-        "[mm_align.adapters]\ntoy_llava = toy_family\nbroken_family = toy_missing_module\n"
-    )
+    install_plugin(tmp_path, "toy_family", PLUGIN, {"toy_llava": "toy_family", "broken_family": "toy_missing_module"})
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "toy_family", raising=False)  # imported afresh: registers again
     importlib.invalidate_caches()
     monkeypatch.setattr(registry, "_ADAPTERS", dict(registry._ADAPTERS))
     monkeypatch.setattr(registry, "_DISABLED", {})
-    monkeypatch.setattr(registry, "_imported", False)  # import again, now with the plugins
+    monkeypatch.setattr(registry, "_STARTED", threading.Event())  # import again, now with the plugins
     return tmp_path  # undone after the test: the registry as it was, without the plugins
 
 
@@ -91,7 +97,7 @@ def test_every_family_says_where_its_stages_are_read() -> None:
 ROOT = Path(__file__).resolve().parents[1]
 # What a plugin author writes: the package's public names only, and a lookup while it imports.
 PUBLIC_PLUGIN = '''
-from mm_align.adapters import VLMAdapter, adapter_class, register
+from mm_align.adapters import GenericVLMAdapter, VLMAdapter, adapter_class, register
 
 
 @register("lab_vlm")
@@ -99,7 +105,7 @@ class LabVLM(adapter_class("llava_next")):
     example_id = "lab/lab-vlm"
 
 
-assert issubclass(LabVLM, VLMAdapter)
+assert issubclass(LabVLM, GenericVLMAdapter) and issubclass(LabVLM, VLMAdapter)
 '''
 
 
@@ -118,13 +124,7 @@ def test_a_fresh_process_serves_a_plugin_and_disables_only_what_fails(tmp_path: 
     that imports ``register`` from the package, a plugin whose module is missing, and the
     llava family module made unimportable: the plugin is served, the two failures are listed
     as not available, and every other family still is served (none imports llava's module)."""
-    (tmp_path / "lab_plugin.py").write_text(PUBLIC_PLUGIN)
-    info = tmp_path / "lab_plugin-0.1.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: lab-plugin\nVersion: 0.1\n")
-    (info / "entry_points.txt").write_text(
-        "[mm_align.adapters]\nlab_vlm = lab_plugin\nlab_broken = lab_plugin_missing\n"
-    )
+    install_plugin(tmp_path, "lab_plugin", PUBLIC_PLUGIN, {"lab_vlm": "lab_plugin", "lab_broken": "lab_plugin_missing"})
     code = ("import sys; sys.modules['mm_align.adapters.llava'] = None\n"  # its import now fails
             "from mm_align.cli import main; raise SystemExit(main(['families']))")
     path = os.pathsep.join(p for p in (str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH")) if p)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import importlib
 import pkgutil
+import threading
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -67,7 +68,8 @@ def register(model_type: str) -> Callable[[_A], _A]:
     return decorate
 
 
-_imported = False  # whether _import_families has run (or is running) in this process
+_STARTED = threading.Event()  # set once _import_families has begun in this process
+_IMPORTING = threading.RLock()  # another thread waits for the whole import; a plugin's own lookup passes
 
 
 def _import_families() -> None:
@@ -75,16 +77,16 @@ def _import_families() -> None:
     per process; a failure is recorded against its name instead of raised. A plugin may look a
     family up while it is imported (``class Mine(adapter_class("llava"))``): the built-in
     families are registered by then, and the lookup does not start the import again."""
-    global _imported
-    if _imported:
-        return
-    _imported = True
-    package = importlib.import_module("mm_align.adapters")
-    for module in pkgutil.iter_modules(package.__path__):
-        if not module.ispkg:  # a family is one file; subpackages (tiny/, ports/) are shared parts
-            _try(module.name, functools.partial(importlib.import_module, f"mm_align.adapters.{module.name}"))
-    for point in entry_points(group=ENTRY_POINT_GROUP):
-        _try(point.name, point.load)
+    with _IMPORTING:
+        if _STARTED.is_set():
+            return
+        _STARTED.set()
+        package = importlib.import_module("mm_align.adapters")
+        for module in pkgutil.iter_modules(package.__path__):
+            if not module.ispkg:  # a family is one file; subpackages (tiny/, ports/) are shared parts
+                _try(module.name, functools.partial(importlib.import_module, f"mm_align.adapters.{module.name}"))
+        for point in entry_points(group=ENTRY_POINT_GROUP):
+            _try(point.name, point.load)
 
 
 def _try(name: str, load: Callable[[], Any]) -> None:

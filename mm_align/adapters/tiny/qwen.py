@@ -91,13 +91,7 @@ def qwen_token_ids(ids: dict[str, int]) -> dict[str, int]:
 def qwen2_processor(processor_class: type, tokenizer: Any) -> Any:
     """A Qwen2-VL-style processor: images of at most 112 x 112 px in 14 px patches (at most 64
     patches, 16 image tokens); transformers 5.x needs the video processor even for images."""
-    sizes = {"patch_size": 14, "merge_size": 2, "temporal_patch_size": 2}
-    return processor_class(
-        image_processor=Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=112 * 112, **sizes),
-        video_processor=Qwen2VLVideoProcessor(**sizes),
-        tokenizer=tokenizer,
-        chat_template=qwen_chat_template("<|vision_start|><|image_pad|><|vision_end|>"),
-    )
+    return _processor(processor_class, Qwen2VLVideoProcessor, tokenizer, patch_size=14)
 
 
 def qwen3_vision_config() -> dict:
@@ -109,10 +103,16 @@ def qwen3_vision_config() -> dict:
 
 def qwen3_processor(tokenizer: Any) -> Qwen3VLProcessor:
     """Images of at most 128 x 128 px: at most 64 patches, 16 image tokens."""
-    sizes = {"patch_size": 16, "merge_size": 2, "temporal_patch_size": 2}
-    return Qwen3VLProcessor(
-        image_processor=Qwen2VLImageProcessor(min_pixels=64 * 64, max_pixels=128 * 128, **sizes),
-        video_processor=Qwen3VLVideoProcessor(**sizes),
+    return _processor(Qwen3VLProcessor, Qwen3VLVideoProcessor, tokenizer, patch_size=16)
+
+
+def _processor(processor_class: type, video_class: type, tokenizer: Any, patch_size: int) -> Any:
+    """Images of 4 x 4 to 8 x 8 patches (merged 2 x 2: 4 to 16 image tokens), Qwen's template."""
+    sizes = {"patch_size": patch_size, "merge_size": 2, "temporal_patch_size": 2}
+    return processor_class(
+        image_processor=Qwen2VLImageProcessor(min_pixels=(4 * patch_size) ** 2, max_pixels=(8 * patch_size) ** 2,
+                                              **sizes),
+        video_processor=video_class(**sizes),
         tokenizer=tokenizer,
         chat_template=qwen_chat_template("<|vision_start|><|image_pad|><|vision_end|>"),
     )
