@@ -221,14 +221,15 @@ def test_later_peft_names_and_official_extras_load_the_same(folder, tmp_path, fi
 
 
 def test_a_fresh_process_finds_the_family(folder) -> None:
-    # `score` reads the run identity with AutoConfig before load_vlm: importing the adapters
-    # package must be enough for transformers to know the folder.
+    # `score` reads the run identity and `--dtype auto` the config's dtype before load_vlm, in a
+    # process that has looked no family up yet: both must know the folder's model type.
     code = (
-        "import mm_align.adapters; from mm_align.pipeline.provenance import model_identity; "
-        f"print(model_identity({str(folder)!r})['model_type'])"
+        "from mm_align.pipeline.provenance import model_identity; "
+        "from mm_align.pipeline.loading import checkpoint_dtype; "
+        f"print(model_identity({str(folder)!r})['model_type'], checkpoint_dtype({str(folder)!r}, {{}}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["minigpt_v2"]
+    assert out.split() == ["minigpt_v2", "float32"]
 
 
 def test_load_vlm_finds_the_folder(load_tiny, folder) -> None:

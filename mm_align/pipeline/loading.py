@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from mm_align.adapters.modules import HUB_KWARGS
+from mm_align.adapters.registry import read_config
 from mm_align.adapters.text import FILE_KWARGS
 from mm_align.config import RunConfig
 
@@ -58,9 +59,7 @@ def config_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
 def checkpoint_dtype(model: str, kwargs: Mapping[str, Any]) -> Any:
     """The dtype the checkpoint's config declares (``dtype``, formerly ``torch_dtype``);
     float32 when it declares none (transformers' own default)."""
-    from mm_align.adapters.registry import read_config  # knows the families outside transformers
-
-    config = read_config(model, **config_kwargs(kwargs))
+    config = read_config(model, **config_kwargs(kwargs))  # knows families outside transformers too
     return getattr(config, "dtype", None) or getattr(config, "torch_dtype", None) or "float32"
 
 
