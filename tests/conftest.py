@@ -1,5 +1,9 @@
-"""Shared fixtures: tiny random-weight checkpoints of every adapter family, built once per
-session through the real ``mm-align tiny`` command, and small real images."""
+"""Shared fixtures: tiny random-weight checkpoints of every adapter family, each built on first
+use through the real ``mm-align tiny`` command, and small real images.
+
+Collection imports nothing heavy (no torch, no transformers, no family): a test that takes a
+``family`` argument without parametrising it runs once per registered family, and the
+registry is read only when such a test is collected."""
 
 from __future__ import annotations
 
@@ -11,22 +15,17 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from PIL import Image
-from torch import nn
 
+from tests.helpers import COLLECTED, families
 
-def _families() -> tuple[str, ...]:
-    # From the registry, never a hard-coded list: a new family is tested by every family test.
-    from mm_align.adapters import supported_families
-
-    return supported_families()
-
-
-FAMILIES = _families()
+if TYPE_CHECKING:  # torch and PIL load with the first test that needs them, not at collection
+    from PIL import Image
+    from torch import nn
 
 CAPTIONS = (
     "An astronaut in a white suit.",
@@ -36,21 +35,66 @@ CAPTIONS = (
 )
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test asking for ``family`` (and not parametrising it itself) runs for every family."""
+    if "family" not in metafunc.fixturenames:
+        return
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0]
+        if "family" in (names.replace(" ", "").split(",") if isinstance(names, str) else names):
+            return
+    metafunc.parametrize("family", families())
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.gpu`` tests skip without CUDA (torch is imported only for them)."""
+    if item.get_closest_marker("gpu"):
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("no CUDA device")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep every collected test, before ``-m``/``-k`` deselect any: ``test_suite.py`` checks
+    that the fast loop reaches every module."""
+    config.stash[COLLECTED] = list(items)
+
+
+class TinyCheckpoints(Mapping[str, Path]):
+    """family -> folder of its tiny checkpoint (random weights, seed 0), built on first lookup,
+    so a test of one family does not pay for every family's checkpoint."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._built: dict[str, Path] = {}
+
+    def __getitem__(self, family: str) -> Path:
+        if family not in self._built:
+            from mm_align.cli import main
+
+            if family not in families():
+                raise KeyError(family)
+            assert main(["tiny", family, str(self._root / family), "--seed", "0"]) == 0
+            self._built[family] = self._root / family
+        return self._built[family]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(families())
+
+    def __len__(self) -> int:
+        return len(families())
+
+
 @pytest.fixture(scope="session")
-def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """family -> folder of its tiny checkpoint (random weights, seed 0)."""
-    from mm_align.cli import main
-
-    root = tmp_path_factory.mktemp("tiny")
-    paths = {}
-    for family in FAMILIES:
-        paths[family] = root / family
-        assert main(["tiny", family, str(paths[family]), "--seed", "0"]) == 0
-    return paths
+def tiny_checkpoints(tmp_path_factory: pytest.TempPathFactory) -> Mapping[str, Path]:
+    """family -> folder of its tiny checkpoint (random weights, seed 0), built on first use."""
+    return TinyCheckpoints(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="session")
-def load_tiny(tiny_checkpoints: dict[str, Path]) -> Callable[..., object]:
+def load_tiny(tiny_checkpoints: Mapping[str, Path]) -> Callable[..., object]:
     """``load_tiny(family, **load_vlm_options)``: the adapter of a tiny checkpoint, cached per
     set of options (tests must not change it)."""
     from mm_align import load_vlm
@@ -71,6 +115,7 @@ def load_tiny(tiny_checkpoints: dict[str, Path]) -> Callable[..., object]:
 @pytest.fixture(scope="session")
 def images() -> list[Image.Image]:
     """Four real photos (skimage) of different aspect ratios (one portrait), shrunk for speed."""
+    from PIL import Image
     from skimage import data
 
     out = []

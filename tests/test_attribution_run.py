@@ -15,6 +15,7 @@ from mm_align.api import attribution
 from mm_align.cli import main
 from mm_align.metrics.attribution import lasso_token_weights
 from tests.geometry_models import TEXTS, build_families, write_texts
+from tests.helpers import read_summary
 
 KS = (1, 2, 4, 64)  # 64: more than any text's candidates, so absent from the records
 
@@ -112,7 +113,7 @@ def test_run_directory_seeds_summary_and_report(
     assert runs["a"] == runs["b"]
     assert any(a["kl"]["delete"]["random"] != c["kl"]["delete"]["random"]
                for a, c in zip(runs["a"], runs["c"]))
-    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    summary = read_summary(tmp_path / "a")
     for mode in ("keep_only", "delete"):
         for selector in ("lasso", "attention", "random"):
             values = [r["kl"][mode][selector]["2"] for r in runs["a"]]

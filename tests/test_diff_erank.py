@@ -21,6 +21,7 @@ from mm_align.data import ManifestError
 from mm_align.pipeline.scorer import ScoreError
 from mm_align.pipeline.texts import open_texts
 from mm_align.rundir import RunDirError
+from tests.helpers import read_jsonl, read_summary
 from tests.reference import official_entropy
 
 MAX_LENGTH = 24
@@ -65,7 +66,7 @@ def _run(model: Path, data: Path, out: Path, **options: object) -> dict:
 
 
 def _results(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    return read_jsonl(out / "results.jsonl")
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +113,7 @@ def test_entropies_equal_official_procedure_on_last_hidden_state(
 
 def test_summary_is_algorithms_a_and_b_of_the_results(full_run: Path) -> None:
     results = _results(full_run)
-    summary = json.loads((full_run / "summary.json").read_text())
+    summary = read_summary(full_run)
     h0 = np.array([r["entropy_untrained"] for r in results])
     h1 = np.array([r["entropy_trained"] for r in results])
     assert summary["n_samples"] == len(SCORED) and summary["n_errors"] == 2
@@ -171,7 +172,7 @@ def test_resume_after_partial_run_equals_full_run(
         _run(models["opt"], data, out)
     summary = _run(models["opt"], data, out, resume=True)
     assert _results(out) == _results(full_run)
-    full = json.loads((full_run / "summary.json").read_text())
+    full = read_summary(full_run)
     for key in (
         "n_samples",
         "n_errors",
@@ -195,7 +196,7 @@ def test_truncation_respects_max_length(full_run: Path) -> None:
 def test_empty_and_one_token_texts_are_errors(
     full_run: Path, models: dict[str, Path], data: Path, tmp_path: Path
 ) -> None:
-    errors = [json.loads(line) for line in (full_run / "errors.jsonl").read_text().splitlines()]
+    errors = read_jsonl(full_run / "errors.jsonl")
     assert [(e["id"], e["stage"]) for e in errors] == [("t1", "load"), ("t3", "metric")]
     assert errors[0]["reason"] == "text is empty"
     assert "1 token(s) besides special tokens" in errors[1]["reason"]

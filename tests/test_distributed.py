@@ -3,7 +3,6 @@ give the run a single process gives, and resume across process counts."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -14,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from mm_align import score
-
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+from tests.helpers import REBATCHED, SAMPLE, assert_same_run, read_jsonl, read_summary
 
 
 def _free_port() -> str:
@@ -36,10 +34,6 @@ LAUNCHERS = {
 }
 
 
-def _read(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def _launch(launcher: str, checkpoint: Path, out: Path, *extra: str) -> None:
     argv = [*LAUNCHERS[launcher], "-m", "mm_align", "score", "--model", str(checkpoint),
             "--data", str(SAMPLE), "--out", str(out), "--batch-size", "3", "--no-progress",
@@ -58,17 +52,11 @@ def single(tmp_path_factory, load_tiny) -> Path:
 
 
 def _assert_same_run(merged: Path, single: Path) -> None:
-    a, b = _read(merged / "results.jsonl"), _read(single / "results.jsonl")
-    assert [r["id"] for r in a] == [r["id"] for r in b]
-    for x, y in zip(a, b):
-        assert x["tokens"] == y["tokens"] and x["text"] == y["text"]
-        for stage in ("vision", "projector", "image", "text", "joint"):
-            assert x[f"erank_{stage}"] == pytest.approx(y[f"erank_{stage}"], rel=1e-6)
-    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (merged, single))
-    assert sa["n_samples"] == sb["n_samples"] == 15
-    for stage, value in sb["erank"].items():
-        assert sa["erank"][stage] == pytest.approx(value, rel=1e-6)
-    assert sa["provenance"]["workers"] == 2
+    """The two processes' samples were batched differently from the single run's."""
+    assert_same_run(merged, single, rel=REBATCHED)
+    summary = read_summary(merged)
+    assert summary["n_samples"] == 15
+    assert summary["provenance"]["workers"] == 2
     assert not (merged / "shards").exists()
 
 
@@ -84,12 +72,12 @@ def test_two_processes_equal_one(tmp_path, tiny_checkpoints, single, launcher) -
 def test_resume_across_process_counts(tmp_path, tiny_checkpoints, load_tiny, single) -> None:
     out = tmp_path / "run"
     _launch("torchrun", tiny_checkpoints["qwen2_5_vl"], out, "--limit", "7")
-    assert len(_read(out / "results.jsonl")) == 7
+    assert len(read_jsonl(out / "results.jsonl")) == 7
     # Resume the rest in a single process, then nothing is left for a second distributed pass.
     score(load_tiny("qwen2_5_vl"), SAMPLE, out, batch_size=3, progress=False, resume=True)
-    assert len(_read(out / "results.jsonl")) == 15
+    assert len(read_jsonl(out / "results.jsonl")) == 15
     _launch("torchrun", tiny_checkpoints["qwen2_5_vl"], out, "--resume")
-    ids = [r["id"] for r in _read(out / "results.jsonl")]
+    ids = [r["id"] for r in read_jsonl(out / "results.jsonl")]
     assert len(ids) == len(set(ids)) == 15
 
 
@@ -103,4 +91,4 @@ def test_two_processes_keep_the_states_of_every_sample(tmp_path, tiny_checkpoint
     one = score(load_tiny("llava"), SAMPLE, tmp_path / "one", batch_size=1, progress=False, limit=6,
                 n_boot=20, metrics="cka,knn,mir,rankme", knn_k=2, mir_samples=4, layers="all")
     assert sorted(p.name for p in (out / "states").iterdir()) == [f"{i:08d}.safetensors" for i in range(6)]
-    assert json.loads((out / "summary.json").read_text())["metrics"] == one.summary["metrics"]
+    assert read_summary(out)["metrics"] == one.summary["metrics"]

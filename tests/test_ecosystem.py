@@ -26,6 +26,7 @@ from mm_align.pipeline.loading import hf_kwargs, load_kwargs
 from mm_align.pipeline.selection import select
 from mm_align.rundir import load_run
 from mm_align.stages import METRICS, STAGES
+from tests.helpers import read_summary
 from tests.runfactory import make_run
 from tests.test_report import parse
 
@@ -218,7 +219,7 @@ def test_score_stores_each_controls_paired_difference(load_tiny) -> None:
 
 def test_report_overview_shows_controls_differences(tmp_path) -> None:
     run = make_run(tmp_path / "r", n=20, controls=["shuffled"])
-    summary = json.loads((run / "summary.json").read_text())
+    summary = read_summary(run)
     diff = summary["controls"]["shuffled"]["image_text_alignment"]
     page = mm_align.write_report(run)
     text = " ".join(parse(page).text)
@@ -232,7 +233,7 @@ def test_export_formats_hold_the_summary_numbers(tmp_path, capsys) -> None:
     import pandas as pd
 
     run = make_run(tmp_path / "a", n=15, controls=["shuffled"])
-    summary = json.loads((run / "summary.json").read_text())
+    summary = read_summary(run)
     out = tmp_path / "t.csv"
     assert main(["export", str(run), "--format", "csv", "--out", str(out)]) == 0
     assert capsys.readouterr().out.strip() == str(out)
@@ -269,7 +270,7 @@ def test_csv_of_rows_is_plain_csv(tmp_path) -> None:
 def test_compare_prints_and_shows_the_provenance_diff(tmp_path, capsys) -> None:
     a = make_run(tmp_path / "a", n=10, seed=3, layers=False)
     b = make_run(tmp_path / "b", n=10, seed=3, layers=False, joint_shift=0.3)
-    summary = json.loads((b / "summary.json").read_text())
+    summary = read_summary(b)
     summary["provenance"]["dtype"] = "bfloat16"
     (b / "summary.json").write_text(json.dumps(summary))
     (b / "config.json").write_text(json.dumps({"config": {"revision": "v2", "out": "elsewhere"}}))
@@ -326,7 +327,7 @@ def test_gguf_checkpoint_through_model_args(texts, tmp_path, capsys) -> None:
     assert main(["diff-erank", "--model", str(gguf.parent), "--data", str(texts), "--out", str(out),
                  "--model-args", f"gguf_file={gguf.name}", "--limit", "3", "--max-length", "32",
                  "--n-boot", "50", "--no-progress", "--device", "cpu"]) == 0
-    summary = json.loads((out / "summary.json").read_text())
+    summary = read_summary(out)
     config = json.loads((out / "config.json").read_text())
     assert config["config"]["model_args"] == {"gguf_file": gguf.name}
     assert summary["provenance"]["model"]["model_type"] == "llama" and summary["n_samples"] == 3
@@ -356,7 +357,7 @@ def test_score_cli_prints_device_controls_and_the_paper_row(tiny_checkpoints, tm
         assert main(["score", "--model", str(tiny_checkpoints["llava"]), "--data", str(SAMPLE), "--out",
                      str(out), "--limit", "3", "--control", "shuffled", "--n-boot", "30", "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    summary = json.loads((out / "summary.json").read_text())
+    summary = read_summary(out)
     d = summary["controls"]["shuffled"]["image_text_alignment"]
     assert "device: cpu   dtype: float32" in printed
     assert "control shuffled − real run" in printed and f"{d['diff']:.4f}" in printed

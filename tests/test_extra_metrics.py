@@ -23,8 +23,8 @@ from mm_align.config import ScoreConfig
 from mm_align.data import open_dataset
 from mm_align.metrics.mir import mir, mir_per_layer
 from mm_align.rundir import MemoryRun, RunDirError, RunFiles, load_run
+from tests.helpers import SAMPLE, read_summary
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 STAGES = ("vision", "projector", "image", "text", "joint")
 ALL = "cka,knn,mir,rankme"
 # The run: 6 samples in batches of 2, every layer swept, MIR over the first 4 samples.
@@ -50,10 +50,6 @@ def reps(load_tiny) -> list:
         images, texts = zip(*pairs[start : start + 2])
         out += adapter.represent_batch(list(images), list(texts), layers=every)
     return out
-
-
-def _summary(run: Path) -> dict:
-    return json.loads((run / "summary.json").read_text())
 
 
 def _rankme(z: torch.Tensor) -> float:
@@ -84,7 +80,7 @@ def test_rankme_per_sample_and_summary_match_a_plain_reference(fresh, reps) -> N
     for record, rep in zip(results, reps, strict=True):
         for stage in STAGES:
             assert record["rankme"][stage] == pytest.approx(_rankme(rep[stage]), rel=1e-9, abs=1e-9)
-    entry = _summary(fresh)["metrics"]["rankme"]
+    entry = read_summary(fresh)["metrics"]["rankme"]
     assert entry["n_samples"] == 6
     for stage in STAGES:
         values = [_rankme(rep[stage]) for rep in reps]
@@ -96,7 +92,7 @@ def test_rankme_per_sample_and_summary_match_a_plain_reference(fresh, reps) -> N
 def test_cka_and_knn_of_pooled_states_match_a_plain_reference(fresh, reps) -> None:
     image = np.stack([rep["image"].double().mean(0).numpy() for rep in reps])
     text = np.stack([rep["text"].double().mean(0).numpy() for rep in reps])
-    metrics = _summary(fresh)["metrics"]
+    metrics = read_summary(fresh)["metrics"]
     assert metrics["cka"]["value"] == pytest.approx(_cka(image, text), rel=1e-9, abs=1e-9)
     assert metrics["knn"] == {"value": pytest.approx(_knn(image, text, 2), abs=1e-9), "n_samples": 6, "k": 2,
                               "chance": pytest.approx(2 / 5)}
@@ -113,7 +109,7 @@ def test_mir_over_the_first_samples_at_the_swept_layers(fresh, reps, load_tiny) 
 
     image = [torch.cat([split(rep, layer)[0] for rep in reps[:4]]) for layer in layers]
     text = [torch.cat([split(rep, layer)[1] for rep in reps[:4]]) for layer in layers]
-    entry = _summary(fresh)["metrics"]["mir"]
+    entry = read_summary(fresh)["metrics"]["mir"]
     assert entry["n_samples"] == 4
     assert entry["value"] == pytest.approx(mir(image, text), rel=1e-9, abs=1e-9)
     assert list(entry["layers"]) == [str(layer) for layer in layers]
@@ -149,7 +145,7 @@ def test_resume_gives_the_metrics_of_an_uninterrupted_run(fresh, tmp_path, load_
     with pytest.raises(RunDirError, match="metrics"):
         score(adapter, SAMPLE, out, metrics="cka", resume=True, **RUN)
     score(adapter, SAMPLE, out, metrics="erank," + ALL, resume=True, **RUN)  # erank: same run
-    assert _summary(out)["metrics"] == _summary(fresh)["metrics"]
+    assert read_summary(out)["metrics"] == read_summary(fresh)["metrics"]
     assert (out / "results.jsonl").read_bytes() == (fresh / "results.jsonl").read_bytes()
 
 
@@ -163,7 +159,7 @@ def test_default_run_keeps_no_states_and_has_no_metrics(tmp_path, load_tiny) -> 
 
 def test_memory_run_equals_the_run_directory_and_too_few_samples_is_a_reason(fresh, load_tiny) -> None:
     kept = score(load_tiny("llava"), SAMPLE, None, metrics=ALL, **RUN)
-    assert kept.summary["metrics"] == _summary(fresh)["metrics"]
+    assert kept.summary["metrics"] == read_summary(fresh)["metrics"]
     few = score(load_tiny("llava"), SAMPLE, None, metrics="knn,cka", limit=3, n_boot=10, progress=False)
     assert "needs at least k + 1 = 11 samples" in few.summary["metrics"]["knn"]["skipped"]
     assert math.isfinite(few.summary["metrics"]["cka"]["value"])
@@ -194,7 +190,7 @@ def test_cli_flag_parses_and_is_in_the_identity(tmp_path, tiny_checkpoints) -> N
                  str(out), "--limit", "4", "--n-boot", "10", "--no-progress", "--metrics", "cka,knn",
                  "--knn-k", "2"]) == 0
     assert json.loads((out / "config.json").read_text())["config"]["metrics"] == ["cka", "knn"]
-    assert set(_summary(out)["metrics"]) == {"cka", "knn"}
+    assert set(read_summary(out)["metrics"]) == {"cka", "knn"}
 
 
 def test_controls_get_the_metrics_too(tmp_path, load_tiny) -> None:

@@ -24,13 +24,9 @@ from mm_align.data import ImageRef, load_rgb, open_dataset
 from mm_align.data.files import bounded_digest, open_regular
 from mm_align.data.images import ImageLimits
 from mm_align.rundir import LOCK, OWNER, RunDirError, load_run
+from tests.helpers import SAMPLE, read_jsonl, read_summary
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 PHOTO = SAMPLE / "coffee.jpg"
-
-
-def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def score(adapter, data: Path, out: Path, **options):
@@ -50,8 +46,8 @@ def _manifest(path: Path, rows: list[tuple[str, ImageRef | str, str]]) -> Path:
 def _each_once(run: Path, manifest: Path | list[str]) -> tuple[dict, dict]:
     """(results by id, errors by id) of ``run``, after checking that together they hold every
     id of ``manifest`` exactly once and nothing else."""
-    want = manifest if isinstance(manifest, list) else [r["id"] for r in _jsonl(manifest)]
-    results, errors = _jsonl(run / "results.jsonl"), _jsonl(run / "errors.jsonl")
+    want = manifest if isinstance(manifest, list) else [r["id"] for r in read_jsonl(manifest)]
+    results, errors = read_jsonl(run / "results.jsonl"), read_jsonl(run / "errors.jsonl")
     got = Counter(r["id"] for r in (*results, *errors))
     assert got == Counter(want), f"doubled or lost: {got - Counter(want)} / {Counter(want) - got}"
     return {r["id"]: r for r in results}, {e["id"]: e for e in errors}
@@ -292,7 +288,7 @@ def test_run_directories_that_are_not_ours_are_refused_before_the_model_loads(
     }
     for args, words in cases.items():
         assert words in _one_line_error(capsys, [*base, *args])
-    assert _jsonl(tmp_path / "orphan" / "results.jsonl") == _jsonl(finished / "results.jsonl")
+    assert read_jsonl(tmp_path / "orphan" / "results.jsonl") == read_jsonl(finished / "results.jsonl")
     assert sorted(p.name for p in (tmp_path / "photos").iterdir() if p.name not in (LOCK, OWNER)) == ["holiday.jpg"]
 
 
@@ -307,7 +303,7 @@ def test_another_model_at_the_same_path_is_refused_the_same_model_elsewhere_acce
     # The same weights through another path string (a link) continue the run.
     (tmp_path / "link").symlink_to(ckpt)
     assert main([*argv, "--model", str(tmp_path / "link") + "/", "--limit", "3", "--resume"]) == 0
-    assert [r["id"] for r in _jsonl(run / "results.jsonl")] == [r["id"] for r in _jsonl(SAMPLE / "metadata.jsonl")][:3]
+    assert [r["id"] for r in read_jsonl(run / "results.jsonl")] == [r["id"] for r in read_jsonl(SAMPLE / "metadata.jsonl")][:3]
     capsys.readouterr()
     # Other weights at the same path do not, even with every name and size unchanged.
     weights = load_file(str(ckpt / "model.safetensors"))
@@ -365,7 +361,7 @@ def test_runs_killed_at_several_points_resume_to_exactly_the_manifest(tmp_path, 
     adapter = load_tiny("llava")
     full = tmp_path / "full"
     score(adapter, SAMPLE, full, limit=4, batch_size=2)
-    ids = [r["id"] for r in _jsonl(full / "results.jsonl")]
+    ids = [r["id"] for r in read_jsonl(full / "results.jsonl")]
     results = (full / "results.jsonl").read_text().splitlines(keepends=True)
     stale_owner = json.dumps({"pid": 999_999, "host": "gone", "started": "2020-01-01T00:00:00Z"})
 
@@ -388,11 +384,11 @@ def test_runs_killed_at_several_points_resume_to_exactly_the_manifest(tmp_path, 
                                        "shards/rank-000/results.jsonl": "".join(results[0:4:2]),
                                        "shards/rank-001/results.jsonl": results[1] + results[3][:40]}), True),
     }
-    want = json.loads((full / "summary.json").read_text())["erank"]
+    want = read_summary(full)["erank"]
     for name, (run, resume) in cases.items():
         score(adapter, SAMPLE, run, limit=4, batch_size=2, resume=resume)
         _each_once(run, ids)
-        assert json.loads((run / "summary.json").read_text())["erank"] == pytest.approx(want, rel=1e-9), name
+        assert read_summary(run)["erank"] == pytest.approx(want, rel=1e-9), name
         assert not (run / "shards").exists() and not (run / OWNER).exists()
     # Nothing already on disk was scored again.
     assert (tmp_path / "summarising" / "results.jsonl").read_text() == "".join(results)

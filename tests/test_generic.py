@@ -9,13 +9,13 @@ import torch
 from mm_align.adapters import adapter_class
 from mm_align.adapters.features import feature_rows, features_owner
 from mm_align.adapters.generic import GenericVLMAdapter
-from tests.conftest import FAMILIES
+from tests.helpers import families
 
 FP32 = {"rtol": 1e-4, "atol": 1e-4}
 PER_TOKEN = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
 # Families on the generic adapter (get_image_features); a family of its own (MiniGPT-v2) is
 # proven against its official computation in its own test file.
-GENERIC = [f for f in FAMILIES if issubclass(adapter_class(f), GenericVLMAdapter)]
+GENERIC = [f for f in families() if issubclass(adapter_class(f), GenericVLMAdapter)]
 VIEWS = [(family, view) for family in GENERIC for view in adapter_class(family).vision_views]
 
 
@@ -75,7 +75,7 @@ def test_vision_and_projector_equal_get_image_features_on_each_sample_alone(fami
         assert rep["projector"].shape[0] == int(rep.masks["image"].sum())
 
 
-@pytest.mark.parametrize("family", [f for f in FAMILIES if "merged" in adapter_class(f).vision_views])
+@pytest.mark.parametrize("family", [f for f in families() if "merged" in adapter_class(f).vision_views])
 def test_merged_view_regroups_the_same_patches(family, load_tiny, images, texts) -> None:
     # A merge groups patch rows side by side: same values, fewer and wider rows (none when the
     # connector does not group, as in LLaVA).
@@ -93,12 +93,11 @@ def test_unknown_or_unoffered_vision_view_is_refused(tiny_checkpoints) -> None:
 
     with pytest.raises(ValueError, match="vision_view 'pooled' is not offered"):
         load_vlm(tiny_checkpoints["llava"], vision_view="pooled")
-    patches_only = next((f for f in FAMILIES if adapter_class(f).vision_views == ("patches",)), None)
+    patches_only = next((f for f in families() if adapter_class(f).vision_views == ("patches",)), None)
     if patches_only:
         with pytest.raises(ValueError, match="offers \\['patches'\\]"):
             load_vlm(tiny_checkpoints[patches_only], vision_view="merged")
 
 
-@pytest.mark.parametrize("family", FAMILIES)
 def test_default_vision_view_is_patches(family) -> None:
     assert adapter_class(family).vision_views[0] == "patches"

@@ -3,7 +3,6 @@ transformers' own ``output_hidden_states``."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ from mm_align.api import info_gain
 from mm_align.cli import main
 from mm_align.metrics.info_gain import gain_curve, logdet_entropy
 from tests.geometry_models import TEXTS, build_families, write_texts
+from tests.helpers import read_jsonl, read_summary
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +53,8 @@ def test_run_directory_summary_and_report(models: dict[str, Path], data: Path, t
     argv = ["info-gain", "--model", str(models["llama"]), "--data", str(data), "--out", str(out),
             "--layer", "1", "--lam", "2.0", "--form", "covariance", "--no-progress"]
     assert main(argv) == 0
-    results = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    summary = json.loads((out / "summary.json").read_text())
+    results = read_jsonl(out / "results.jsonl")
+    summary = read_summary(out)
     length = max(len(r["gain_curve"]) for r in results)
     for t in (0, length - 1):
         values = [r["gain_curve"][t] for r in results if len(r["gain_curve"]) > t]

@@ -17,8 +17,6 @@ from mm_align.metrics.nested import nested_grams, nested_spectra
 from mm_align.pipeline.reduce import MetricError, reduce_batch, reduce_sample
 from tests.reference import official_entropy
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-
 
 def _rel(got: float, want: float) -> float:
     """Relative difference; absolute below 1 nat (an entropy of 0 has no relative error)."""
@@ -158,7 +156,7 @@ def test_reduce_falls_back_when_image_rows_are_not_the_joint_rows() -> None:
     assert _rel(record["entropy_image"], official_entropy(rep["image"].double().numpy())) <= 1e-9
 
 
-@cuda
+@pytest.mark.gpu
 @pytest.mark.parametrize("device", [None, "cpu"])
 def test_cuda_batched_spectra_equal_cpu_float64(device) -> None:
     g = torch.Generator().manual_seed(5)
@@ -170,7 +168,7 @@ def test_cuda_batched_spectra_equal_cpu_float64(device) -> None:
         assert p.device.type == ("cpu" if device == "cpu" else "cuda")
 
 
-@cuda
+@pytest.mark.gpu
 def test_cuda_nested_spectra_match_reference() -> None:
     R, subset = _joint(300, 60, 1024, 3.0, seed=9, shuffle=True)
     whole, part = nested_spectra(R.cuda(), subset.cuda())

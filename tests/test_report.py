@@ -14,6 +14,7 @@ from mm_align.report import write_report
 from mm_align.report.fmt import num
 from mm_align.rundir import RunDirError, load_run
 from mm_align.stages import METRICS
+from tests.helpers import read_jsonl, read_summary
 from tests.runfactory import NASTY_TEXT, make_run
 
 
@@ -107,7 +108,7 @@ def test_report_is_self_contained_and_names_every_metric(full_run):
 
 
 def test_report_shows_summary_numbers_with_four_significant_digits(full_run):
-    summary = json.loads((full_run / "summary.json").read_text())
+    summary = read_summary(full_run)
     text = write_report(full_run).read_text()
     assert f"{summary['image_text_alignment']:.4f}" in text
     lo, hi = summary["ci95"]["image_text_alignment"]
@@ -118,7 +119,7 @@ def test_report_shows_summary_numbers_with_four_significant_digits(full_run):
 def test_sample_text_is_escaped_and_missing_image_gets_placeholder(tmp_path):
     # s000 carries the nasty text and a missing image; make it the lowest alignment
     run = make_run(tmp_path / "r", n=8, layers=False)
-    lines = [json.loads(line) for line in (run / "results.jsonl").read_text().splitlines()]
+    lines = read_jsonl(run / "results.jsonl")
     lines[0]["image_text_alignment"] = -1.0
     (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     source = write_report(run).read_text()
@@ -267,7 +268,7 @@ def test_per_layer_bands_come_from_the_summary(tmp_path):
     run = make_run(tmp_path / "r", n=8)
     banded = write_report(run).read_text()
     assert "Shaded bands: 95% bootstrap intervals from summary.json" in banded
-    summary = json.loads((run / "summary.json").read_text())
+    summary = read_summary(run)
     del summary["layers_ci95"]
     (run / "summary.json").write_text(json.dumps(summary))
     assert "summary.json has no layers_ci95" in write_report(run).read_text()
@@ -277,7 +278,7 @@ def test_layer_intervals_keep_only_well_formed_pairs(tmp_path):
     from mm_align.report.blocks import layer_intervals
 
     run = make_run(tmp_path / "r", n=6)
-    summary = json.loads((run / "summary.json").read_text())
+    summary = read_summary(run)
     summary["layers_ci95"] = {
         "image": {"0": [1.0, 2.0], "4": [3.0, 1.0], "8": [None, 2.0], "x": [1, 2]},
         "text": "not a table",

@@ -28,6 +28,7 @@ if not CHROMIUM or not Path(CHROMIUM).is_file():
         allow_module_level=True,
     )
 
+pytestmark = pytest.mark.browser
 VIEWPORT = {"width": 1280, "height": 900}
 
 

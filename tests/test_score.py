@@ -26,18 +26,10 @@ from mm_align.cli import main
 from mm_align.data import open_dataset
 from mm_align.pipeline.scorer import ScoreError
 from mm_align.rundir import RunDirError
+from tests.helpers import SAMPLE, read_jsonl, read_summary
 from tests.reference import official_erank
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 STAGES = ("vision", "projector", "image", "text", "joint")
-
-
-def _read(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _summary(run: Path) -> dict:
-    return json.loads((run / "summary.json").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +50,8 @@ def runs(tmp_path_factory, tiny_checkpoints) -> dict[str, Path]:
 
 @pytest.mark.parametrize("family", ["llava", "qwen2_5_vl"])
 def test_summary_recomputed_from_results(runs, family) -> None:
-    results = _read(runs[family] / "results.jsonl")
-    summary = _summary(runs[family])
+    results = read_jsonl(runs[family] / "results.jsonl")
+    summary = read_summary(runs[family])
     assert [r["index"] for r in results] == list(range(6))
     assert summary["n_samples"] == 6 and summary["n_errors"] == 0
     for stage in STAGES:
@@ -91,7 +83,7 @@ def test_per_sample_eranks_match_reference_on_adapter_states(runs, load_tiny, fa
     sample = next(iter(open_dataset(SAMPLE)))
     image, text = sample.load()
     rep = adapter.represent(image, text)
-    record = _read(runs[family] / "results.jsonl")[0]
+    record = read_jsonl(runs[family] / "results.jsonl")[0]
     assert record["id"] == sample.id and record["text"] == text
     for stage in STAGES:
         states = rep[stage].double().cpu().numpy()
@@ -102,8 +94,8 @@ def test_per_sample_eranks_match_reference_on_adapter_states(runs, load_tiny, fa
 @pytest.mark.parametrize("family", ["llava", "qwen2_5_vl"])
 def test_batch_size_does_not_change_results(tmp_path, load_tiny, runs, family) -> None:
     score(load_tiny(family), SAMPLE, tmp_path / "b1", limit=6, batch_size=1, progress=False)
-    one = _read(tmp_path / "b1" / "results.jsonl")
-    four = _read(runs[family] / "results.jsonl")
+    one = read_jsonl(tmp_path / "b1" / "results.jsonl")
+    four = read_jsonl(runs[family] / "results.jsonl")
     for a, b in zip(one, four, strict=True):
         for stage in STAGES:
             assert a[f"erank_{stage}"] == pytest.approx(b[f"erank_{stage}"], rel=1e-5)
@@ -129,8 +121,8 @@ def test_resume_after_a_torn_write_equals_an_uninterrupted_run(tmp_path, load_ti
     with pytest.raises(RunDirError, match="--resume"):
         score(adapter, SAMPLE, run, limit=6, batch_size=4, progress=False)
     score(adapter, SAMPLE, run, limit=6, batch_size=4, progress=False, resume=True)
-    assert [r["id"] for r in _read(run / "results.jsonl")] == [r["id"] for r in _read(full / "results.jsonl")]
-    assert _summary(run) == _summary(full)
+    assert [r["id"] for r in read_jsonl(run / "results.jsonl")] == [r["id"] for r in read_jsonl(full / "results.jsonl")]
+    assert read_summary(run) == read_summary(full)
 
 
 def test_kill_9_then_resume_loses_nothing_and_scores_nothing_twice(tmp_path, tiny_checkpoints) -> None:
@@ -149,14 +141,14 @@ def test_kill_9_then_resume_loses_nothing_and_scores_nothing_twice(tmp_path, tin
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait()
-    scored_before = len(_read(run / "results.jsonl"))
+    scored_before = len(read_jsonl(run / "results.jsonl"))
     assert 3 <= scored_before < 15
     assert main(argv[3:] + ["--resume"]) == 0
-    ids = [r["id"] for r in _read(run / "results.jsonl")]
+    ids = [r["id"] for r in read_jsonl(run / "results.jsonl")]
     assert len(ids) == len(set(ids)) == 15
     fresh = tmp_path / "fresh"
     assert main(argv[3:-4] + [str(fresh), "--batch-size", "1", "--no-progress"]) == 0
-    assert _summary(run)["erank"] == _summary(fresh)["erank"]
+    assert read_summary(run)["erank"] == read_summary(fresh)["erank"]
 
 
 def test_changed_settings_refuse_to_resume(tmp_path, load_tiny) -> None:
@@ -261,8 +253,8 @@ EXPECTED_ERRORS = {
 
 def test_bad_samples_are_recorded_and_good_ones_scored(tmp_path, load_tiny, bad_manifest) -> None:
     score(load_tiny("qwen2_5_vl"), bad_manifest, tmp_path / "run", batch_size=4, progress=False)
-    scored = {r["id"] for r in _read(tmp_path / "run" / "results.jsonl")}
-    errors = {e["id"]: e for e in _read(tmp_path / "run" / "errors.jsonl")}
+    scored = {r["id"] for r in read_jsonl(tmp_path / "run" / "results.jsonl")}
+    errors = {e["id"]: e for e in read_jsonl(tmp_path / "run" / "errors.jsonl")}
     assert {"good", "good2", "cmyk", "palette", "alpha", "gray16"} <= scored
     for sample_id, (stage, words) in EXPECTED_ERRORS.items():
         assert errors[sample_id]["stage"] == stage, errors[sample_id]
@@ -286,7 +278,7 @@ def test_too_few_tokens_is_a_metric_error(tmp_path, load_tiny) -> None:
         + "\n"
     )
     score(load_tiny("llava"), manifest, tmp_path / "run", progress=False)
-    (error,) = _read(tmp_path / "run" / "errors.jsonl")
+    (error,) = read_jsonl(tmp_path / "run" / "errors.jsonl")
     assert error["id"] == "short" and error["stage"] == "metric"
     assert "text states (1 tokens)" in error["reason"] and "at least 2" in error["reason"]
 
@@ -311,8 +303,8 @@ def test_layer_sweep_last_layer_equals_default_and_summary(tmp_path, load_tiny, 
     summary = score(adapter, SAMPLE, tmp_path / "sweep", limit=6, batch_size=4, layers="all",
                     progress=False).summary
     last = str(adapter.num_hidden_states - 1)
-    default = _read(runs["qwen2_5_vl"] / "results.jsonl")
-    for swept, plain in zip(_read(tmp_path / "sweep" / "results.jsonl"), default, strict=True):
+    default = read_jsonl(runs["qwen2_5_vl"] / "results.jsonl")
+    for swept, plain in zip(read_jsonl(tmp_path / "sweep" / "results.jsonl"), default, strict=True):
         assert sorted(swept["layers"]["image"], key=int) == [str(i) for i in range(int(last) + 1)]
         for stage in ("image", "text", "joint"):
             assert swept["layers"][stage][last] == pytest.approx(plain[f"erank_{stage}"], rel=1e-9)
@@ -332,16 +324,16 @@ def test_controls_write_sub_runs(tmp_path, load_tiny) -> None:
     run = tmp_path / "ctl"
     score(load_tiny("llava"), SAMPLE, run, limit=5, progress=False,
           controls=["shuffled", "image-only-noise", "rotate90"])
-    real = _read(run / "results.jsonl")
-    shuffled = _read(run / "controls" / "shuffled" / "results.jsonl")
+    real = read_jsonl(run / "results.jsonl")
+    shuffled = read_jsonl(run / "controls" / "shuffled" / "results.jsonl")
     texts = [r["text"] for r in real]
     assert sorted(r["text"] for r in shuffled) == sorted(texts)
     assert all(s["text"] != r["text"] for s, r in zip(shuffled, real))
     for name in ("image-only-noise", "rotate90"):
-        ctl = _read(run / "controls" / name / "results.jsonl")
+        ctl = read_jsonl(run / "controls" / name / "results.jsonl")
         assert [r["text"] for r in ctl] == texts
         assert ctl[0]["erank_vision"] != real[0]["erank_vision"]
-        assert _summary(run / "controls" / name)["provenance"]["control"] == name
+        assert read_summary(run / "controls" / name)["provenance"]["control"] == name
 
 
 # ---- projector swap -------------------------------------------------------------------------
@@ -375,7 +367,7 @@ def test_projector_swap_changes_and_restores(tmp_path, load_tiny, tiny_checkpoin
     finally:
         swap_projector(adapter, original)
     score(adapter, SAMPLE, tmp_path / "restored", limit=3, progress=False)
-    base, swapped, restored = (_read(tmp_path / n / "results.jsonl") for n in ("base", "swapped", "restored"))
+    base, swapped, restored = (read_jsonl(tmp_path / n / "results.jsonl") for n in ("base", "swapped", "restored"))
     for b, s, r in zip(base, swapped, restored, strict=True):
         assert s["erank_projector"] != pytest.approx(b["erank_projector"], rel=1e-6)
         assert s["erank_vision"] == b["erank_vision"]  # the vision tower is untouched
@@ -399,8 +391,8 @@ def test_untrained_baseline(tmp_path, load_tiny) -> None:
     adapter = load_tiny("llava")
     run = tmp_path / "run"
     summary = score(adapter, SAMPLE, run, limit=4, progress=False, baseline="untrained", seed=7).summary
-    real = _read(run / "results.jsonl")
-    base = _read(run / "controls" / "untrained" / "results.jsonl")
+    real = read_jsonl(run / "results.jsonl")
+    base = read_jsonl(run / "controls" / "untrained" / "results.jsonl")
     for r, b in zip(real, base, strict=True):
         assert b["erank_vision"] == r["erank_vision"]  # vision tower and projector untouched
         assert b["erank_projector"] == r["erank_projector"]
@@ -430,7 +422,7 @@ def test_untrained_baseline(tmp_path, load_tiny) -> None:
     # And the trained LLM is back in place.
     assert adapter.represent(image, text)["text"].equal(rep["text"])
     score(adapter, SAMPLE, tmp_path / "after", limit=4, progress=False, seed=7)
-    assert _read(tmp_path / "after" / "results.jsonl") == real
+    assert read_jsonl(tmp_path / "after" / "results.jsonl") == real
 
 
 # ---- report and compare on real tiny-model runs ----------------------------------------------
@@ -459,8 +451,8 @@ def test_compare_two_tiny_checkpoints(tmp_path, runs, load_tiny) -> None:
     doc = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     (diff,) = doc["differences"]
     assert diff["mode"] == "paired" and diff["n_shared"] == 6
-    a = _summary(runs["qwen2_5_vl"])["erank"]
-    b = _summary(tmp_path / "run-seed1")["erank"]
+    a = read_summary(runs["qwen2_5_vl"])["erank"]
+    b = read_summary(tmp_path / "run-seed1")["erank"]
     for stage in STAGES:
         m = diff["metrics"][f"erank_{stage}"]
         assert m["diff"] == pytest.approx(b[stage] - a[stage], rel=1e-9) and m["diff"] != 0

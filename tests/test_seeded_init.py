@@ -123,7 +123,7 @@ def test_streamed_build_holds_one_module_at_a_time_in_cpu_memory() -> None:
     assert whole["growth"] > streamed["f32"] > bound, (whole, bound)  # the check has teeth
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_device_built_weights_equal_cpu_built(dtype: torch.dtype) -> None:
     cls, config = FAMILIES["llama"]

@@ -125,7 +125,7 @@ def test_reduced_precision_inputs(dtype: torch.dtype) -> None:
     assert abs(erank(R) - want) / want <= 1e-9
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.gpu
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
 def test_cuda_inputs(dtype: torch.dtype) -> None:
     R = torch.randn(64, 128).to(dtype)
