@@ -14,10 +14,13 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 COLLECTED = pytest.StashKey[list[pytest.Item]]()
@@ -82,6 +85,64 @@ def assert_same_run(a: Path, b: Path, rel: float) -> None:
         assert math.isclose(value, sb["erank"][stage], rel_tol=rel), stage
     for key in ("image_reduction_ratio", "image_text_alignment"):
         assert math.isclose(sa[key], sb[key], rel_tol=rel, abs_tol=rel), key
+
+
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Every row of ``x`` (n, d) scaled to unit L2 norm."""
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+class PageParser(HTMLParser):
+    """Collects what a self-contained page must get right."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.imgs: list[str] = []
+        self.svgs = 0
+        self.links: list[str] = []  # ids that in-page links (href="#id") lead to
+        self.ids: list[str] = []
+        self.external: list[str] = []
+        self.scripts = 0
+        self.text: list[str] = []
+        self.stack: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag not in ("img", "br", "meta", "link"):
+            self.stack.append(tag)
+        if tag == "img":
+            self.imgs.append(attrs.get("src") or "")
+        if tag == "svg":
+            self.svgs += 1
+        if tag == "script":
+            self.scripts += 1
+        if attrs.get("id"):
+            self.ids.append(attrs["id"])
+        for name in ("src", "href", "xlink:href"):
+            value = attrs.get(name) or ""
+            if value and not value.startswith(("data:", "#")):
+                self.external.append(value)
+            elif value.startswith("#") and tag == "a":
+                self.links.append(value[1:])
+
+    def handle_endtag(self, tag):
+        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes <{self.stack[-1:]}>"
+        self.stack.pop()
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def parse(path: Path) -> PageParser:
+    """A self-contained HTML page (a report), parsed; its tags must close and its CSS fetch
+    nothing."""
+    source = path.read_text(encoding="utf-8")
+    parser = PageParser()
+    parser.feed(source)
+    parser.close()
+    assert not parser.stack, f"unclosed tags {parser.stack}"
+    assert not re.search(r"url\(\s*['\"]?(https?:)?//", source), "CSS fetches something"
+    return parser
 
 
 @functools.cache

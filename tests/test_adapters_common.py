@@ -19,9 +19,9 @@ from mm_align.adapters import (
     supported_families,
 )
 from mm_align.metrics import erank
-from tests.helpers import families
+from tests.helpers import FLOAT32, families
 
-FP32 = {"rtol": 1e-5, "atol": 1e-5}
+FP32 = {"rtol": FLOAT32, "atol": FLOAT32}
 PER_TOKEN = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
 
 

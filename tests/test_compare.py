@@ -11,8 +11,8 @@ from mm_align import compare as compare_runs
 from mm_align.cli import main
 from mm_align.pipeline.comparison import DataMismatchError
 from mm_align.stages import METRICS
+from tests.helpers import parse
 from tests.runfactory import make_run
-from tests.test_report import parse
 
 
 def _doc(out):

@@ -26,9 +26,8 @@ from mm_align.pipeline.loading import hf_kwargs, load_kwargs
 from mm_align.pipeline.selection import select
 from mm_align.rundir import load_run
 from mm_align.stages import METRICS, STAGES
-from tests.helpers import read_summary
+from tests.helpers import parse, read_summary
 from tests.runfactory import make_run
-from tests.test_report import parse
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"

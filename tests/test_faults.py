@@ -24,7 +24,7 @@ from mm_align.data import ImageRef, load_rgb, open_dataset
 from mm_align.data.files import bounded_digest, open_regular
 from mm_align.data.images import ImageLimits
 from mm_align.rundir import LOCK, OWNER, RunDirError, load_run
-from tests.helpers import SAMPLE, read_jsonl, read_summary
+from tests.helpers import FLOAT64, SAMPLE, read_jsonl, read_summary
 
 PHOTO = SAMPLE / "coffee.jpg"
 
@@ -388,7 +388,7 @@ def test_runs_killed_at_several_points_resume_to_exactly_the_manifest(tmp_path, 
     for name, (run, resume) in cases.items():
         score(adapter, SAMPLE, run, limit=4, batch_size=2, resume=resume)
         _each_once(run, ids)
-        assert read_summary(run)["erank"] == pytest.approx(want, rel=1e-9), name
+        assert read_summary(run)["erank"] == pytest.approx(want, rel=FLOAT64), name
         assert not (run / "shards").exists() and not (run / OWNER).exists()
     # Nothing already on disk was scored again.
     assert (tmp_path / "summarising" / "results.jsonl").read_text() == "".join(results)

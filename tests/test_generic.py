@@ -9,9 +9,9 @@ import torch
 from mm_align.adapters import adapter_class
 from mm_align.adapters.features import feature_rows, features_owner
 from mm_align.adapters.generic import GenericVLMAdapter
-from tests.helpers import families
+from tests.helpers import FLOAT32_RECOMPUTED, families
 
-FP32 = {"rtol": 1e-4, "atol": 1e-4}
+FP32 = {"rtol": FLOAT32_RECOMPUTED, "atol": FLOAT32_RECOMPUTED}
 PER_TOKEN = ("input_ids", "attention_mask", "mm_token_type_ids", "token_type_ids")
 # Families on the generic adapter (get_image_features); a family of its own (MiniGPT-v2) is
 # proven against its official computation in its own test file.

@@ -21,6 +21,7 @@ from mm_align.metrics.attribution import (
     top1_agreement,
     top_k,
 )
+from tests.helpers import unit_rows
 
 
 def _states(seed: int, T: int, d: int) -> torch.Tensor:
@@ -28,13 +29,9 @@ def _states(seed: int, T: int, d: int) -> torch.Tensor:
     return torch.randn(T, d, generator=g, dtype=torch.float64)
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
-
-
 def test_alpha_max_gives_zero_weights_and_below_it_does_not() -> None:
     S = _states(0, 12, 64)
-    X, y = _unit(S.numpy())[:-1].T, _unit(S.numpy())[-1]
+    X, y = unit_rows(S.numpy())[:-1].T, unit_rows(S.numpy())[-1]
     amax = lasso_alpha_max(S)
     assert amax == pytest.approx(np.abs(X.T @ y).max() / 64, rel=1e-12)
     assert torch.count_nonzero(lasso_token_weights(S, alpha=amax * 1.0001)) == 0
@@ -43,7 +40,7 @@ def test_alpha_max_gives_zero_weights_and_below_it_does_not() -> None:
 
 def test_small_alpha_approaches_ordinary_least_squares() -> None:
     S = _states(1, 9, 40)  # T - 1 = 8 <= d = 40
-    U = _unit(S.numpy())
+    U = unit_rows(S.numpy())
     ols = np.linalg.lstsq(U[:-1].T, U[-1], rcond=None)[0]
     w = lasso_token_weights(S, alpha=1e-9)
     np.testing.assert_allclose(w.numpy(), ols, atol=1e-5)
@@ -81,7 +78,7 @@ def test_intercept_absorbs_a_common_offset() -> None:
 
 def test_selection_r2_matches_numpy_and_is_monotone() -> None:
     S = _states(6, 20, 30)
-    U = _unit(S.numpy())
+    U = unit_rows(S.numpy())
     X, y = U[:-1].T, U[-1]
     for sel in ([0], [4, 2], [1, 5, 7, 11]):
         w = np.linalg.lstsq(X[:, sel], y, rcond=None)[0]

@@ -18,10 +18,7 @@ from mm_align.metrics.info_gain import (
     ridge_residual,
     ridge_weights,
 )
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+from tests.helpers import unit_rows
 
 
 def _gram_h(Z: np.ndarray, lam: float) -> float:
@@ -42,7 +39,7 @@ def _ridge_lstsq(Zt: np.ndarray, z: np.ndarray, lam: float) -> tuple[np.ndarray,
 
 def _tokens(seed: int, T: int, d: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return _unit(
+    return unit_rows(
         rng.standard_normal((T, 4)) @ rng.standard_normal((4, d))
         + 0.3 * rng.standard_normal((T, d))
     )
@@ -160,7 +157,7 @@ def test_empty_context_and_float32() -> None:
     assert ridge_weights(torch.zeros(0, 8), z).shape == (0,)
     assert information_gain(torch.zeros(0, 8), z) == pytest.approx(0.5 * math.log(2.0))
     Z = torch.randn(10, 6)
-    assert logdet_entropy(Z) == pytest.approx(_gram_h(_unit(Z.double().numpy()), 1.0), abs=1e-10)
+    assert logdet_entropy(Z) == pytest.approx(_gram_h(unit_rows(Z.double().numpy()), 1.0), abs=1e-10)
 
 
 @pytest.mark.parametrize(

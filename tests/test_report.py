@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -14,59 +13,8 @@ from mm_align.report import write_report
 from mm_align.report.fmt import num
 from mm_align.rundir import RunDirError, load_run
 from mm_align.stages import METRICS
-from tests.helpers import read_jsonl, read_summary
+from tests.helpers import parse, read_jsonl, read_summary
 from tests.runfactory import NASTY_TEXT, make_run
-
-
-class PageParser(HTMLParser):
-    """Collects what a self-contained page must get right."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.imgs: list[str] = []
-        self.svgs = 0
-        self.links: list[str] = []  # ids that in-page links (href="#id") lead to
-        self.ids: list[str] = []
-        self.external: list[str] = []
-        self.scripts = 0
-        self.text: list[str] = []
-        self.stack: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag not in ("img", "br", "meta", "link"):
-            self.stack.append(tag)
-        if tag == "img":
-            self.imgs.append(attrs.get("src") or "")
-        if tag == "svg":
-            self.svgs += 1
-        if tag == "script":
-            self.scripts += 1
-        if attrs.get("id"):
-            self.ids.append(attrs["id"])
-        for name in ("src", "href", "xlink:href"):
-            value = attrs.get(name) or ""
-            if value and not value.startswith(("data:", "#")):
-                self.external.append(value)
-            elif value.startswith("#") and tag == "a":
-                self.links.append(value[1:])
-
-    def handle_endtag(self, tag):
-        assert self.stack and self.stack[-1] == tag, f"</{tag}> closes <{self.stack[-1:]}>"
-        self.stack.pop()
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-
-def parse(path: Path) -> PageParser:
-    source = path.read_text(encoding="utf-8")
-    parser = PageParser()
-    parser.feed(source)
-    parser.close()
-    assert not parser.stack, f"unclosed tags {parser.stack}"
-    assert not re.search(r"url\(\s*['\"]?(https?:)?//", source), "CSS fetches something"
-    return parser
 
 
 @pytest.fixture(scope="module")

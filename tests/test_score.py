@@ -429,7 +429,7 @@ def test_untrained_baseline(tmp_path, load_tiny) -> None:
 
 
 def test_report_of_a_real_run_is_self_contained(runs) -> None:
-    from tests.test_report import parse
+    from tests.helpers import parse
 
     page = parse(runs["qwen2_5_vl"] / "report.html")
     text = " ".join(page.text)
