@@ -60,6 +60,7 @@ def plain_batch(request, load_tiny, images, texts):
     return _represented(load_tiny, images, texts, request.param, "plain")
 
 
+@pytest.mark.slow
 def test_llm_stages_equal_output_hidden_states(batch) -> None:
     adapter, reps = batch
     for rep in reps:
@@ -79,6 +80,7 @@ def test_llm_stages_equal_output_hidden_states(batch) -> None:
         torch.testing.assert_close(joint[0][rep.masks["image"]], rep["projector"], **FP32)
 
 
+@pytest.mark.slow
 def test_image_stage_is_the_image_seen_alone_and_the_declaration_holds(batch) -> None:
     adapter, reps = batch
     for rep in reps:
@@ -91,6 +93,7 @@ def test_image_stage_is_the_image_seen_alone_and_the_declaration_holds(batch) ->
         assert same == adapter.image_prefix_is_image_only, (adapter.model_type, same)
 
 
+@pytest.mark.slow
 def test_masks(batch, texts) -> None:
     adapter, reps = batch
     tokenizer = adapter.processor.tokenizer
@@ -112,6 +115,7 @@ def test_masks(batch, texts) -> None:
         assert rep["image"].shape[1] == rep["text"].shape[1] == rep["joint"].shape[1] == rep["projector"].shape[1]
 
 
+@pytest.mark.slow
 def test_batch_of_4_equals_one_at_a_time(plain_batch, images, texts) -> None:
     adapter, reps = plain_batch
     for image, text, batched in zip(images, texts, reps):
@@ -128,6 +132,7 @@ def test_batch_of_4_equals_one_at_a_time(plain_batch, images, texts) -> None:
                     assert value.shape[0] == 1
 
 
+@pytest.mark.slow
 def test_include_special_covers_every_token(family, load_tiny, images, texts) -> None:
     adapter = load_tiny(family, include_special=True)
     rep = adapter.represent(images[1], texts[1])
@@ -137,6 +142,7 @@ def test_include_special_covers_every_token(family, load_tiny, images, texts) ->
     assert rep["joint"].shape[0] > plain["joint"].shape[0]
 
 
+@pytest.mark.slow
 def test_representation_mapping_and_layers(family, load_tiny, images, texts) -> None:
     adapter = load_tiny(family)
     rep = adapter.represent(images[0], texts[0])
@@ -159,6 +165,7 @@ def test_representation_mapping_and_layers(family, load_tiny, images, texts) -> 
     assert adapter.represent(images[0], texts[0], layers=[-3]).layers == (0, 2)
 
 
+@pytest.mark.slow
 def test_hooks_are_removed_after_return_and_after_error(family, load_tiny, images, texts, hook_count, monkeypatch):
     adapter = load_tiny(family)
     # transformers installs its own output-capturing hooks on some vision towers at their first
@@ -179,6 +186,7 @@ def test_hooks_are_removed_after_return_and_after_error(family, load_tiny, image
     assert not any("get_image_features" in vars(module) for module in adapter.model.modules())
 
 
+@pytest.mark.slow
 def test_bad_inputs_raise_clear_errors(family, load_tiny, images) -> None:
     import numpy as np
 
@@ -220,6 +228,7 @@ def test_unknown_dtype_and_prompt(tiny_checkpoints) -> None:
         load_vlm(tiny_checkpoints["llava"], prompt="fancy")
 
 
+@pytest.mark.slow
 def test_tiny_checkpoint_is_marked_and_loads_with_transformers(family, tiny_checkpoints) -> None:
     from transformers import AutoProcessor
 
@@ -238,6 +247,7 @@ def test_tiny_checkpoint_is_marked_and_loads_with_transformers(family, tiny_chec
         load_vlm(path)
 
 
+@pytest.mark.slow
 def test_tiny_cli_prints_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from mm_align.cli import main
 
@@ -246,6 +256,7 @@ def test_tiny_cli_prints_warning(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert (tmp_path / "t" / "model.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_bfloat16(family, load_tiny, images, texts) -> None:
     bf16 = load_tiny(family, dtype="bfloat16")
     fp32 = load_tiny(family)
@@ -279,6 +290,7 @@ def test_adapters_never_ask_for_all_hidden_states() -> None:
         assert "output_hidden_states=True" not in source.read_text(), source.name
 
 
+@pytest.mark.slow
 def test_untrained_llm_changes_the_llm_stages_only(family, load_tiny, images, texts) -> None:
     adapter = load_tiny(family)
     trained = adapter.represent(images[1], texts[1])

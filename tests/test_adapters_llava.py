@@ -39,6 +39,7 @@ def test_projector_is_the_models_image_features(adapter, images, texts) -> None:
         torch.testing.assert_close(rep["projector"], by_hand, **FP32)
 
 
+@pytest.mark.slow
 def test_full_strategy_keeps_cls(tiny_checkpoints, images, texts) -> None:
     from transformers import AutoProcessor, LlavaForConditionalGeneration
 

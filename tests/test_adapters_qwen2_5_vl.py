@@ -74,6 +74,7 @@ def test_extreme_aspect_ratio_is_rejected(adapter) -> None:
         adapter.represent(Image.new("RGB", (1000, 4)), "A very thin line.")
 
 
+@pytest.mark.slow
 def test_merged_view_is_what_the_merger_mlp_sees(adapter, load_tiny, reps, images, texts) -> None:
     merged = load_tiny("qwen2_5_vl", vision_view="merged")
     assert merged.vision_view == "merged" and adapter.vision_view == "patches"

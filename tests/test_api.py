@@ -50,6 +50,7 @@ def demo(tiny_checkpoints):
         return mm_align.score(str(tiny_checkpoints["qwen2_5_vl"]), SAMPLE, progress=False)
 
 
+@pytest.mark.slow
 def test_demo_run_numbers_are_pinned(demo) -> None:
     summary = {k: demo.summary[k] for k in PINNED if k != "per_sample_entropy"}
     assert_close(summary, {k: v for k, v in PINNED.items() if k != "per_sample_entropy"})
@@ -57,6 +58,7 @@ def test_demo_run_numbers_are_pinned(demo) -> None:
     assert_close(per_sample, PINNED["per_sample_entropy"])
 
 
+@pytest.mark.slow
 def test_in_memory_run_writes_nothing(tmp_path, monkeypatch, load_tiny) -> None:
     monkeypatch.chdir(tmp_path)
     result = mm_align.score(load_tiny("qwen2_5_vl"), SAMPLE, limit=3, progress=False)
@@ -65,6 +67,7 @@ def test_in_memory_run_writes_nothing(tmp_path, monkeypatch, load_tiny) -> None:
     assert "ScoreResult(n_samples=3, n_errors=0)" == repr(result)
 
 
+@pytest.mark.slow
 def test_pairs_and_datasets_give_the_pinned_numbers(load_tiny) -> None:
     import datasets
 
@@ -92,6 +95,7 @@ def test_bad_pairs_are_refused() -> None:
         mm_align.score("unused", [(Image.new("RGB", (8, 8)), "a"), ("not an image", "b")])
 
 
+@pytest.mark.slow
 def test_diff_erank_numbers_are_pinned(tmp_path) -> None:
     model = build_tiny_text_model(tmp_path / "opt", "opt")
     result = mm_align.diff_erank(model, SAMPLE / "metadata.jsonl", batch_size=4, progress=False)
@@ -102,6 +106,7 @@ def test_diff_erank_numbers_are_pinned(tmp_path) -> None:
     assert_close(per_sample, PINNED_DIFF["per_sample"])
 
 
+@pytest.mark.slow
 def test_readme_api_example_runs(tmp_path, monkeypatch, tiny_checkpoints, capsys) -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     code = re.search(r"<!-- readme:api -->\s*```python\n(.*?)```", readme, re.S).group(1)
@@ -116,6 +121,7 @@ def test_readme_api_example_runs(tmp_path, monkeypatch, tiny_checkpoints, capsys
     assert "image_text_alignment" in out and "'projector': (16, 64)" in out
 
 
+@pytest.mark.slow
 def test_cli_logs_resume_by_default(tmp_path, tiny_checkpoints, capsys) -> None:
     argv = ["score", "--model", str(tiny_checkpoints["llava"]), "--data", str(SAMPLE), "--out",
             str(tmp_path / "run"), "--no-progress", "--n-boot", "10"]
@@ -126,6 +132,7 @@ def test_cli_logs_resume_by_default(tmp_path, tiny_checkpoints, capsys) -> None:
     assert "resuming" not in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_vision_view_reaches_the_adapter_and_the_run(tiny_checkpoints, tmp_path) -> None:
     """Qwen's merged view: one vision row per projector row (the merger's 2x2 groups)."""
     common = {"limit": 2, "progress": False, "n_boot": 10}
@@ -142,6 +149,7 @@ def test_vision_view_reaches_the_adapter_and_the_run(tiny_checkpoints, tmp_path)
         assert p["tokens"]["vision"] == 4 * p["tokens"]["projector"]
 
 
+@pytest.mark.slow
 def test_loading_threads_change_no_number(load_tiny) -> None:
     result = mm_align.score(load_tiny("qwen2_5_vl"), SAMPLE, limit=8, num_workers=3, progress=False)
     assert [r["index"] for r in result.results] == list(range(8))  # in order
@@ -150,6 +158,7 @@ def test_loading_threads_change_no_number(load_tiny) -> None:
     assert_close(by_id, {k: PINNED["per_sample_entropy"][k] for k in by_id})
 
 
+@pytest.mark.slow
 def test_a_loaded_adapter_sets_the_runs_model_options(load_tiny, tmp_path) -> None:
     adapter = load_tiny("llava", prompt="chat")
     result = mm_align.score(adapter, SAMPLE, tmp_path / "run", limit=2, n_boot=10, progress=False)

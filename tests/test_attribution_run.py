@@ -45,6 +45,7 @@ def _kl(p_logits: torch.Tensor, q_logits: torch.Tensor) -> float:
     return float((p * (p.log() - torch.log_softmax(q_logits.double(), -1))).sum())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["llama", "opt"])
 def test_hooks_lasso_and_removal_equal_independent_computations(
     models: dict[str, Path], data: Path, family: str
@@ -75,6 +76,7 @@ def test_hooks_lasso_and_removal_equal_independent_computations(
                 _kl(out.logits[0, -1], q), rel=1e-4, abs=1e-7)
 
 
+@pytest.mark.slow
 def test_mask_intervention_equals_an_independent_masked_pass(models: dict[str, Path], data: Path) -> None:
     result = attribution(models["llama"], data, layer=1, k=(3,), alpha_ratio=0.1,
                          random_draws=1, intervention="mask", progress=False)
@@ -91,6 +93,7 @@ def test_mask_intervention_equals_an_independent_masked_pass(models: dict[str, P
     assert r["attention"] == pytest.approx(attention.tolist(), abs=1e-6)
 
 
+@pytest.mark.slow
 def test_keeping_every_candidate_changes_nothing(models: dict[str, Path], data: Path) -> None:
     T = [len(AutoTokenizer.from_pretrained(models["llama"])(t)["input_ids"]) for t in TEXTS[:3]]
     result = attribution(models["llama"], data, k=(min(T) - 2,), alpha_ratio=0.1,
@@ -101,6 +104,7 @@ def test_keeping_every_candidate_changes_nothing(models: dict[str, Path], data: 
         assert r["top1"]["keep_only"][selector][str(min(T) - 2)] == 1.0
 
 
+@pytest.mark.slow
 def test_run_directory_seeds_summary_and_report(
     models: dict[str, Path], data: Path, tmp_path: Path
 ) -> None:

@@ -81,6 +81,7 @@ def _untrained(model_dir: Path, seed: int) -> torch.nn.Module:
     return AutoModel.from_config(AutoConfig.from_pretrained(model_dir)).eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["opt", "llama"])
 def test_entropies_equal_official_procedure_on_last_hidden_state(
     family: str, models: dict[str, Path], data: Path, tmp_path: Path
@@ -111,6 +112,7 @@ def test_entropies_equal_official_procedure_on_last_hidden_state(
         )
 
 
+@pytest.mark.slow
 def test_summary_is_algorithms_a_and_b_of_the_results(full_run: Path) -> None:
     results = _results(full_run)
     summary = read_summary(full_run)
@@ -139,6 +141,7 @@ def test_summary_is_algorithms_a_and_b_of_the_results(full_run: Path) -> None:
     assert "RANDOM WEIGHTS" in prov["model"]["note"]
 
 
+@pytest.mark.slow
 def test_batch_size_and_padding_do_not_change_results(
     full_run: Path, models: dict[str, Path], data: Path, tmp_path: Path
 ) -> None:
@@ -149,6 +152,7 @@ def test_batch_size_and_padding_do_not_change_results(
             assert a[key] == pytest.approx(b[key], abs=1e-5)
 
 
+@pytest.mark.slow
 def test_untrained_model_is_seeded(
     full_run: Path, models: dict[str, Path], data: Path, tmp_path: Path
 ) -> None:
@@ -160,6 +164,7 @@ def test_untrained_model_is_seeded(
     assert all(o["entropy_untrained"] != f["entropy_untrained"] for o, f in zip(other, full))
 
 
+@pytest.mark.slow
 def test_resume_after_partial_run_equals_full_run(
     full_run: Path, models: dict[str, Path], data: Path, tmp_path: Path
 ) -> None:
@@ -185,6 +190,7 @@ def test_resume_after_partial_run_equals_full_run(
         assert summary[key] == full[key]
 
 
+@pytest.mark.slow
 def test_truncation_respects_max_length(full_run: Path) -> None:
     results = {r["index"]: r for r in _results(full_run)}
     assert all(r["tokens"] <= MAX_LENGTH for r in results.values())
@@ -193,6 +199,7 @@ def test_truncation_respects_max_length(full_run: Path) -> None:
     assert results[4]["text"] == LONG[:200]
 
 
+@pytest.mark.slow
 def test_empty_and_one_token_texts_are_errors(
     full_run: Path, models: dict[str, Path], data: Path, tmp_path: Path
 ) -> None:
@@ -234,6 +241,7 @@ def test_text_formats(tmp_path: Path) -> None:
     assert [(s.id, s.text) for s in open_texts(tmp_path / "ds")] == [("0", "a b"), ("1", "c d")]
 
 
+@pytest.mark.slow
 def test_cli_prints_table_and_reports_bad_data(
     models: dict[str, Path], data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -258,6 +266,7 @@ def test_cli_prints_table_and_reports_bad_data(
     assert "bad.jsonl:2: invalid JSON" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_text_without_spectrum_costs_only_itself(
     models: dict[str, Path], data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

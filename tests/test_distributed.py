@@ -3,6 +3,7 @@ give the run a single process gives, and resume across process counts."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -34,6 +35,12 @@ LAUNCHERS = {
 }
 
 
+def test_both_launchers_are_installed() -> None:
+    """The slow tests below start real launchers: both must be there (the ``dev`` extra)."""
+    assert importlib.util.find_spec("torch.distributed.run") is not None
+    assert shutil.which("accelerate"), "accelerate's launcher is not on PATH"
+
+
 def _launch(launcher: str, checkpoint: Path, out: Path, *extra: str) -> None:
     argv = [*LAUNCHERS[launcher], "-m", "mm_align", "score", "--model", str(checkpoint),
             "--data", str(SAMPLE), "--out", str(out), "--batch-size", "3", "--no-progress",
@@ -60,6 +67,7 @@ def _assert_same_run(merged: Path, single: Path) -> None:
     assert not (merged / "shards").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("launcher", sorted(LAUNCHERS))
 def test_two_processes_equal_one(tmp_path, tiny_checkpoints, single, launcher) -> None:
     out = tmp_path / "run"
@@ -69,6 +77,7 @@ def test_two_processes_equal_one(tmp_path, tiny_checkpoints, single, launcher) -
     assert (out / "report.html").exists()
 
 
+@pytest.mark.slow
 def test_resume_across_process_counts(tmp_path, tiny_checkpoints, load_tiny, single) -> None:
     out = tmp_path / "run"
     _launch("torchrun", tiny_checkpoints["qwen2_5_vl"], out, "--limit", "7")
@@ -81,6 +90,7 @@ def test_resume_across_process_counts(tmp_path, tiny_checkpoints, load_tiny, sin
     assert len(ids) == len(set(ids)) == 15
 
 
+@pytest.mark.slow
 def test_two_processes_keep_the_states_of_every_sample(tmp_path, tiny_checkpoints, load_tiny) -> None:
     """--metrics: both processes write into one states/ folder; the metrics equal a single
     process's (batches of 1, so no padding round-off tells the runs apart)."""

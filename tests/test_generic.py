@@ -57,6 +57,7 @@ def _alone(adapter, inputs) -> tuple[torch.Tensor, list[torch.Tensor]]:
     return feature_rows(features), received
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("family", "view"), VIEWS, ids=lambda x: x)
 def test_vision_and_projector_equal_get_image_features_on_each_sample_alone(family, view, load_tiny, images,
                                                                               texts) -> None:
@@ -75,6 +76,7 @@ def test_vision_and_projector_equal_get_image_features_on_each_sample_alone(fami
         assert rep["projector"].shape[0] == int(rep.masks["image"].sum())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", [f for f in families() if "merged" in adapter_class(f).vision_views])
 def test_merged_view_regroups_the_same_patches(family, load_tiny, images, texts) -> None:
     # A merge groups patch rows side by side: same values, fewer and wider rows (none when the

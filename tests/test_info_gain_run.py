@@ -33,6 +33,7 @@ def _hidden_states(model_dir: Path, text: str) -> tuple[torch.Tensor, ...]:
         return model.eval()(**tok(text, return_tensors="pt"), output_hidden_states=True).hidden_states
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("family", "layer"), [("llama", 0), ("llama", 2), ("llama", -1), ("opt", 1)])
 def test_curves_equal_gain_curve_of_transformers_hidden_states(
     models: dict[str, Path], data: Path, family: str, layer: int
@@ -48,6 +49,7 @@ def test_curves_equal_gain_curve_of_transformers_hidden_states(
         assert r["entropy"] == pytest.approx(sum(r["gain_curve"]), rel=1e-12)
 
 
+@pytest.mark.slow
 def test_run_directory_summary_and_report(models: dict[str, Path], data: Path, tmp_path: Path) -> None:
     out = tmp_path / "ig"
     argv = ["info-gain", "--model", str(models["llama"]), "--data", str(data), "--out", str(out),

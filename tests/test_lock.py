@@ -47,6 +47,7 @@ def _wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 120
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_second_start_fails_fast_naming_the_holder_then_kill_9_and_resume(
     tmp_path, tiny_checkpoints, load_tiny
 ) -> None:

@@ -92,6 +92,7 @@ def run(request, load_tiny, images, texts):
     return adapter, adapter.represent_batch(images, texts, layers=[0, 1])
 
 
+@pytest.mark.slow
 def test_pixels_are_the_official_eval_transform(run, images) -> None:
     _, reps = run
     mean, std = np.array([0.48145466, 0.4578275, 0.40821073]), np.array([0.26862954, 0.26130258, 0.27577711])
@@ -101,6 +102,7 @@ def test_pixels_are_the_official_eval_transform(run, images) -> None:
         torch.testing.assert_close(rep.inputs["joint"]["pixel_values"][0], expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_vision_and_projector_against_the_official_computation(run, files) -> None:
     adapter, reps = run
     assert adapter.projector is adapter.model.llama_proj
@@ -111,6 +113,7 @@ def test_vision_and_projector_against_the_official_computation(run, files) -> No
         torch.testing.assert_close(rep["projector"], reference_tokens(files, vision), **CLOSE)
 
 
+@pytest.mark.slow
 def test_lora_is_merged_into_q_and_v_only(load_tiny, folder, files) -> None:
     merged = load_tiny("minigpt_v2").model.llama_model.model.layers
     base = LlamaForCausalLM.from_pretrained(folder / "llama").model.layers
@@ -133,6 +136,7 @@ def _official_prompt(adapter, text: str, image: bool) -> str:
     return f"[INST] {'<Img><ImageHere></Img> ' if image else ''}{text} [/INST]"
 
 
+@pytest.mark.slow
 def test_llm_stages_against_a_reference_forward_of_get_context_emb(run, files, reference_llm, texts) -> None:
     adapter, reps = run
     embed = reference_llm.get_input_embeddings()
@@ -157,6 +161,7 @@ def test_llm_stages_against_a_reference_forward_of_get_context_emb(run, files, r
         assert tokenizer.decode(rep.inputs["text"]["input_ids"][0][rep.masks["text"]]) == text
 
 
+@pytest.mark.slow
 def test_batch_of_three_equals_one_at_a_time(run, images, texts) -> None:
     adapter, reps = run
     for image, text, batched in zip(images, texts, reps):
@@ -165,6 +170,7 @@ def test_batch_of_three_equals_one_at_a_time(run, images, texts) -> None:
             torch.testing.assert_close(batched[stage], single[stage], **CLOSE)
 
 
+@pytest.mark.slow
 def test_untrained_llm_reinitialises_the_llama_only(load_tiny, images, texts) -> None:
     adapter = load_tiny("minigpt_v2")
     before = adapter.represent(images[0], texts[0])
@@ -202,6 +208,7 @@ def test_missing_or_unexpected_keys_are_named(folder, tmp_path, file, change, na
         MiniGPTv2.from_pretrained(copy)
 
 
+@pytest.mark.slow
 def test_later_peft_names_and_official_extras_load_the_same(folder, tmp_path, files, load_tiny) -> None:
     copy = shutil.copytree(folder, tmp_path / "m")
 
@@ -220,6 +227,7 @@ def test_later_peft_names_and_official_extras_load_the_same(folder, tmp_path, fi
         torch.testing.assert_close(value, expected[key], rtol=0, atol=0, msg=key)
 
 
+@pytest.mark.slow
 def test_a_fresh_process_finds_the_family(folder) -> None:
     # `score` reads the run identity and `--dtype auto` the config's dtype before load_vlm, in a
     # process that has looked no family up yet: both must know the folder's model type.
@@ -232,6 +240,7 @@ def test_a_fresh_process_finds_the_family(folder) -> None:
     assert out.split() == ["minigpt_v2", "float32"]
 
 
+@pytest.mark.slow
 def test_load_vlm_finds_the_folder(load_tiny, folder) -> None:
     adapter = load_tiny("minigpt_v2")
     assert type(adapter) is MiniGPTv2Adapter

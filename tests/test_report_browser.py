@@ -124,6 +124,7 @@ def test_scatter_points_are_clickable_and_lead_to_their_rows(browser, reports):
     page.close()
 
 
+@pytest.mark.slow
 def test_sweep_report_loads_offline_with_its_trend_and_member_links(browser, tmp_path, tiny_checkpoints):
     """A real sweep's page: the trend and per-layer figures drawn, no page-wide overflow from
     the wide members table, and every member link opens that member's own report."""

@@ -58,6 +58,7 @@ def test_parameter_counts_equal_the_loaded_models(series: dict[str, Path]) -> No
             (path / "hidden.bak").rename(path / "model.safetensors")
 
 
+@pytest.mark.slow
 def test_member_entropies_equal_the_official_procedure(run: Path, series: dict[str, Path]) -> None:
     for name, path in series.items():
         lines = (run / "members" / f"llama-{name}" / "results.jsonl").read_text().splitlines()
@@ -70,6 +71,7 @@ def test_member_entropies_equal_the_official_procedure(run: Path, series: dict[s
             assert r["entropy"] == pytest.approx(official_entropy(states.numpy()), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_scaling_json_fits_the_members(run: Path) -> None:
     doc = json.loads((run / "scaling.json").read_text())
     assert [m["name"] for m in doc["models"]] == [f"llama-{n}" for n in SIZES]
@@ -90,6 +92,7 @@ def test_scaling_json_fits_the_members(run: Path) -> None:
     assert (run / "report.html").read_text().count("<svg") >= 1
 
 
+@pytest.mark.slow
 def test_resume_reuses_finished_members_and_adds_new_ones(
     series: dict[str, Path], data: Path, tmp_path: Path
 ) -> None:
@@ -105,6 +108,7 @@ def test_resume_reuses_finished_members_and_adds_new_ones(
     assert grown["models"][:2] == first["models"] and len(grown["models"]) == 3
 
 
+@pytest.mark.slow
 def test_in_memory_series_writes_nothing(series: dict[str, Path], data: Path, tmp_path: Path) -> None:
     doc = scaling([series["s"], series["l"]], data, None, progress=False, n_boot=20, limit=3)
     assert doc["n_texts"] == 3 and set(doc["fits"]) == {"entropy", "normalized_entropy", "erank"}

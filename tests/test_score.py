@@ -48,6 +48,7 @@ def runs(tmp_path_factory, tiny_checkpoints) -> dict[str, Path]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["llava", "qwen2_5_vl"])
 def test_summary_recomputed_from_results(runs, family) -> None:
     results = read_jsonl(runs[family] / "results.jsonl")
@@ -77,6 +78,7 @@ def test_summary_recomputed_from_results(runs, family) -> None:
     assert (runs[family] / "report.html").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["llava", "qwen2_5_vl"])
 def test_per_sample_eranks_match_reference_on_adapter_states(runs, load_tiny, family) -> None:
     adapter = load_tiny(family)
@@ -91,6 +93,7 @@ def test_per_sample_eranks_match_reference_on_adapter_states(runs, load_tiny, fa
         assert record[f"erank_{stage}"] == pytest.approx(official_erank(states), rel=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", ["llava", "qwen2_5_vl"])
 def test_batch_size_does_not_change_results(tmp_path, load_tiny, runs, family) -> None:
     score(load_tiny(family), SAMPLE, tmp_path / "b1", limit=6, batch_size=1, progress=False)
@@ -101,6 +104,7 @@ def test_batch_size_does_not_change_results(tmp_path, load_tiny, runs, family) -
             assert a[f"erank_{stage}"] == pytest.approx(b[f"erank_{stage}"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_same_inputs_and_seed_give_identical_results(tmp_path, load_tiny, runs) -> None:
     score(load_tiny("qwen2_5_vl"), SAMPLE, tmp_path / "again", limit=6, batch_size=4,
           progress=False)
@@ -109,6 +113,7 @@ def test_same_inputs_and_seed_give_identical_results(tmp_path, load_tiny, runs) 
     ).read_bytes()
 
 
+@pytest.mark.slow
 def test_resume_after_a_torn_write_equals_an_uninterrupted_run(tmp_path, load_tiny, runs) -> None:
     adapter = load_tiny("qwen2_5_vl")
     full = runs["qwen2_5_vl"]
@@ -125,6 +130,7 @@ def test_resume_after_a_torn_write_equals_an_uninterrupted_run(tmp_path, load_ti
     assert read_summary(run) == read_summary(full)
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_loses_nothing_and_scores_nothing_twice(tmp_path, tiny_checkpoints) -> None:
     run = tmp_path / "killed"
     argv = [sys.executable, "-m", "mm_align", "score", "--model", str(tiny_checkpoints["llava"]),
@@ -151,6 +157,7 @@ def test_kill_9_then_resume_loses_nothing_and_scores_nothing_twice(tmp_path, tin
     assert read_summary(run)["erank"] == read_summary(fresh)["erank"]
 
 
+@pytest.mark.slow
 def test_changed_settings_refuse_to_resume(tmp_path, load_tiny) -> None:
     adapter = load_tiny("qwen2_5_vl")
     score(adapter, SAMPLE, tmp_path / "r", limit=2, progress=False)
@@ -195,6 +202,7 @@ def _formats(root: Path) -> dict[str, tuple[Path, dict]]:
     return out
 
 
+@pytest.mark.slow
 def test_every_format_scores(tmp_path, load_tiny) -> None:
     adapter = load_tiny("llava")
     for name, (path, options) in _formats(tmp_path).items():
@@ -251,6 +259,7 @@ EXPECTED_ERRORS = {
 }
 
 
+@pytest.mark.slow
 def test_bad_samples_are_recorded_and_good_ones_scored(tmp_path, load_tiny, bad_manifest) -> None:
     score(load_tiny("qwen2_5_vl"), bad_manifest, tmp_path / "run", batch_size=4, progress=False)
     scored = {r["id"] for r in read_jsonl(tmp_path / "run" / "results.jsonl")}
@@ -265,6 +274,7 @@ def test_bad_samples_are_recorded_and_good_ones_scored(tmp_path, load_tiny, bad_
     assert not scored & set(errors)
 
 
+@pytest.mark.slow
 def test_strict_stops_at_the_first_bad_sample(tmp_path, load_tiny, bad_manifest) -> None:
     with pytest.raises(ScoreError, match="'missing'"):
         score(load_tiny("qwen2_5_vl"), bad_manifest, tmp_path / "run", strict=True, progress=False)
@@ -283,6 +293,7 @@ def test_too_few_tokens_is_a_metric_error(tmp_path, load_tiny) -> None:
     assert "text states (1 tokens)" in error["reason"] and "at least 2" in error["reason"]
 
 
+@pytest.mark.slow
 def test_all_failed_exits_non_zero_and_malformed_manifest_names_the_line(tmp_path, tiny_checkpoints, capsys) -> None:
     only_bad = tmp_path / "bad.jsonl"
     only_bad.write_text(json.dumps({"image": "nowhere.jpg", "text": "missing"}) + "\n")
@@ -298,6 +309,7 @@ def test_all_failed_exits_non_zero_and_malformed_manifest_names_the_line(tmp_pat
 # ---- layer sweep and controls ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_layer_sweep_last_layer_equals_default_and_summary(tmp_path, load_tiny, runs) -> None:
     adapter = load_tiny("qwen2_5_vl")
     summary = score(adapter, SAMPLE, tmp_path / "sweep", limit=6, batch_size=4, layers="all",
@@ -320,6 +332,7 @@ def test_layer_sweep_last_layer_equals_default_and_summary(tmp_path, load_tiny, 
         assert summary["layers_ci95"][key][last] == pytest.approx(summary["ci95"][name], rel=1e-12)
 
 
+@pytest.mark.slow
 def test_controls_write_sub_runs(tmp_path, load_tiny) -> None:
     run = tmp_path / "ctl"
     score(load_tiny("llava"), SAMPLE, run, limit=5, progress=False,
@@ -339,6 +352,7 @@ def test_controls_write_sub_runs(tmp_path, load_tiny) -> None:
 # ---- projector swap -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_projector_swap_changes_and_restores(tmp_path, load_tiny, tiny_checkpoints) -> None:
     import torch
     from safetensors.torch import save_file
@@ -385,6 +399,7 @@ def test_projector_swap_changes_and_restores(tmp_path, load_tiny, tiny_checkpoin
 # ---- trained vs untrained LLM -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_untrained_baseline(tmp_path, load_tiny) -> None:
     import torch
 
@@ -428,6 +443,7 @@ def test_untrained_baseline(tmp_path, load_tiny) -> None:
 # ---- report and compare on real tiny-model runs ----------------------------------------------
 
 
+@pytest.mark.slow
 def test_report_of_a_real_run_is_self_contained(runs) -> None:
     from tests.helpers import parse
 
@@ -441,6 +457,7 @@ def test_report_of_a_real_run_is_self_contained(runs) -> None:
     assert "RANDOM WEIGHTS" in text
 
 
+@pytest.mark.slow
 def test_compare_two_tiny_checkpoints(tmp_path, runs, load_tiny) -> None:
     from mm_align import compare as compare_runs
 
@@ -464,6 +481,7 @@ def test_compare_two_tiny_checkpoints(tmp_path, runs, load_tiny) -> None:
         assert m["diff"] == 0 and m["ci95"] == [0, 0] and m["p_value"] == 1
 
 
+@pytest.mark.slow
 def test_untrained_llm_is_seeded_and_always_restored(load_tiny) -> None:
     import torch
 

@@ -53,6 +53,7 @@ def _projectors(tmp_path: Path, adapter, n: int) -> list[Path]:
     return paths
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family, n, dtype", [("llava", 3, "float32"), ("qwen2_5_vl", 2, "float32"),
                                               ("llava", 2, "bfloat16")])
 def test_projector_sweep_runs_the_vision_tower_n_times_fewer(tmp_path, load_tiny, tiny_checkpoints,
@@ -83,6 +84,7 @@ def test_projector_sweep_runs_the_vision_tower_n_times_fewer(tmp_path, load_tiny
     assert (tmp_path / "sweep" / "report.html").is_file()
 
 
+@pytest.mark.slow
 def test_a_model_that_does_not_replay_is_scored_without_reuse(tmp_path, load_tiny, tiny_checkpoints) -> None:
     """LLaVA-NeXT adds rows after its connector (image newlines): the check refuses replay,
     the sweep says why and still gives the numbers of separate runs."""
@@ -95,6 +97,7 @@ def test_a_model_that_does_not_replay_is_scored_without_reuse(tmp_path, load_tin
         assert_same_run(tmp_path / "sweep" / "members" / path.stem, tmp_path / path.stem, FLOAT64)
 
 
+@pytest.mark.slow
 def test_checkpoint_sweep_glob_order_steps_resume(tmp_path, tiny_checkpoints) -> None:
     """A glob's folders in natural order, placed by step; the shared vision tower of two
     checkpoints is reused across them; resume skips finished members."""
@@ -118,6 +121,7 @@ def test_checkpoint_sweep_glob_order_steps_resume(tmp_path, tiny_checkpoints) ->
     assert again["members"][1]["metrics"] == doc["members"][1]["metrics"]
 
 
+@pytest.mark.slow
 def test_cli_sweep_and_its_errors(tmp_path, tiny_checkpoints, load_tiny, capsys) -> None:
     projectors = _projectors(tmp_path, load_tiny("llava"), 2)
     args = ["sweep", "--model", str(tiny_checkpoints["llava"]), "--data", str(SAMPLE), "--limit", "3",
@@ -175,6 +179,7 @@ REPLAYING = {"aya_vision", "cohere2_vision", "gemma3", "idefics3", "llava", "pal
 """The families whose vision tower is replayed (docs/CHOICES.md lists the others and why)."""
 
 
+@pytest.mark.slow
 def test_every_family_replays_exactly_or_says_why(family, tiny_checkpoints, images, texts) -> None:
     """Features recorded under one projector, replayed under another, in bfloat16: the
     states equal a real pass of the second projector bit for bit (or replay is off)."""
@@ -214,6 +219,7 @@ def test_members_hub_ids_revisions_and_clashes(tmp_path) -> None:
         members_of(SweepConfig(models=("m",), projectors=(str(tmp_path / "missing.bin"),), data="d", out="o"))
 
 
+@pytest.mark.slow
 def test_a_failing_member_is_recorded_and_the_sweep_goes_on(tmp_path, load_tiny, tiny_checkpoints) -> None:
     """A projector file that does not fit the model: its member fails with the reason, the
     others are scored, the report says so."""
@@ -230,6 +236,7 @@ def test_a_failing_member_is_recorded_and_the_sweep_goes_on(tmp_path, load_tiny,
                        strict=True, **RUN)
 
 
+@pytest.mark.slow
 def test_features_of_towers_no_member_shared_are_deleted(tmp_path, tiny_checkpoints) -> None:
     """Two checkpoints with different vision towers: nothing to replay, nothing left on disk."""
     from safetensors.torch import load_file

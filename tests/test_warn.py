@@ -38,6 +38,7 @@ def test_warning_from_code_outside_the_package_points_at_its_caller() -> None:
     assert record[0].category is RuntimeWarning
 
 
+@pytest.mark.slow
 def test_tiny_checkpoint_warning_points_at_load_vlm_call(tiny_checkpoints) -> None:
     from mm_align import load_vlm
 
