@@ -220,6 +220,7 @@ def test_score_stores_each_controls_paired_difference(load_tiny) -> None:
     assert result.summary["controls"]["shuffled"]["erank_vision"]["p_value"] == 1.0
 
 
+@pytest.mark.slow
 def test_report_overview_shows_controls_differences(tmp_path) -> None:
     run = make_run(tmp_path / "r", n=20, controls=["shuffled"])
     summary = read_summary(run)

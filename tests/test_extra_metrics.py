@@ -185,6 +185,7 @@ def test_unknown_metric_is_refused_naming_the_valid_ones() -> None:
     assert ScoreConfig(model="m", data="d", metrics=["mir", "erank", "cka"]).metrics == ("cka", "mir")
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:RANDOM WEIGHTS")
 def test_cli_flag_parses_and_is_in_the_identity(tmp_path, tiny_checkpoints) -> None:
     argv = ["score", "--model", "m", "--data", "d", "--out", "o", "--metrics", "rankme, erank,knn",

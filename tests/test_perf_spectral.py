@@ -101,6 +101,7 @@ def test_batch_spectra_name_the_bad_matrix() -> None:
         batch_spectra([torch.randn(4, 4), torch.randn(1, 4)])
 
 
+@pytest.mark.slow
 def test_float32_gram_tolerance() -> None:
     # The documented faster path: float32 product, float64 eigen-solver (docs/CHOICES.md).
     R, subset = _joint(576, 100, 1024, 2.0, seed=11, shuffle=False)

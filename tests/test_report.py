@@ -24,6 +24,7 @@ def full_run(tmp_path_factory) -> Path:
     )
 
 
+@pytest.mark.slow
 def test_report_is_self_contained_and_names_every_metric(full_run):
     out = write_report(full_run)
     assert out == full_run / "report.html"
@@ -55,6 +56,7 @@ def test_report_is_self_contained_and_names_every_metric(full_run):
     assert "cannot identify image file" in text  # errors table
 
 
+@pytest.mark.slow
 def test_report_shows_summary_numbers_with_four_significant_digits(full_run):
     summary = read_summary(full_run)
     text = write_report(full_run).read_text()
@@ -64,6 +66,7 @@ def test_report_shows_summary_numbers_with_four_significant_digits(full_run):
     assert f"{summary['erank_mean']['joint']:.2f}" in text  # Algorithm (b) shown
 
 
+@pytest.mark.slow
 def test_sample_text_is_escaped_and_missing_image_gets_placeholder(tmp_path):
     # s000 carries the nasty text and a missing image; make it the lowest alignment
     run = make_run(tmp_path / "r", n=8, layers=False)
@@ -77,6 +80,7 @@ def test_sample_text_is_escaped_and_missing_image_gets_placeholder(tmp_path):
     assert "image file missing" in source
 
 
+@pytest.mark.slow
 def test_missing_optional_parts_do_not_crash(tmp_path):
     run = make_run(
         tmp_path / "bare",
@@ -118,6 +122,7 @@ def test_run_without_any_scored_sample(tmp_path):
     assert "Image-text alignment" in " ".join(parse(write_report(run)).text)
 
 
+@pytest.mark.slow
 def test_top_level_model_note_is_shown(tmp_path):
     run = make_run(tmp_path / "r", n=5, layers=False, note_at_top=True, model_note="NOTE-XYZ")
     assert load_run(run).model_note == "NOTE-XYZ"
@@ -139,6 +144,7 @@ def test_missing_summary_fails_clearly(tmp_path):
         load_run(tmp_path / "nope")
 
 
+@pytest.mark.slow
 def test_cli_report(tmp_path, capsys):
     run = make_run(tmp_path / "r", n=5, layers=False)
     assert main(["report", str(run)]) == 0
@@ -183,6 +189,7 @@ def _scatter_links(source: str) -> list[str]:
     return re.findall(r'<a href="#(sample-\d+)"><title>([^<]*)</title>', svg)
 
 
+@pytest.mark.slow
 def test_every_scatter_point_links_to_its_sample_row(full_run):
     source = write_report(full_run).read_text()
     results = load_run(full_run).results
@@ -198,6 +205,7 @@ def test_every_scatter_point_links_to_its_sample_row(full_run):
         assert 'class="thumb small"' in row  # the thumbnail, or its placeholder
 
 
+@pytest.mark.slow
 def test_large_run_links_a_spread_of_samples_including_both_ends(tmp_path, monkeypatch):
     from mm_align.report import run_page
 
@@ -212,6 +220,7 @@ def test_large_run_links_a_spread_of_samples_including_both_ends(tmp_path, monke
     assert "5 of 30 points" in source
 
 
+@pytest.mark.slow
 def test_per_layer_bands_come_from_the_summary(tmp_path):
     run = make_run(tmp_path / "r", n=8)
     banded = write_report(run).read_text()

@@ -114,6 +114,7 @@ def _peak(route: str) -> dict[str, int]:
     return json.loads(out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_streamed_build_holds_one_module_at_a_time_in_cpu_memory() -> None:
     # A 101M-parameter Llama to bfloat16 on the CPU: the streamed peak is the bf16 model plus
     # about one float32 weight matrix; the whole build holds the float32 model and its copy.
