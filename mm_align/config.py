@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any, ClassVar, Literal, TypeVar
 
+from mm_align.constants import DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS, PROMPTS, VISION_VIEWS
+
 __all__ = [
     "BASELINES",
     "CONTROLS",
@@ -51,10 +53,6 @@ OWN_MODEL_ARGS = {"revision": "--revision", "trust_remote_code": "--trust-remote
                   "attn_implementation": "--attn-implementation", "dtype": "--dtype",
                   "torch_dtype": "--dtype", "device_map": "--device-map"}
 PAPER_SAMPLE_SEED = 123  # the official Diff-eRank script draws its 10,000 texts with seed 123
-PROMPTS = ("plain", "chat")
-VISION_VIEWS = ("patches", "merged")
-DEFAULT_MAX_PIXELS = 50_000_000  # equal to mm_align.data.images.DEFAULT_MAX_PIXELS (tested)
-DEFAULT_MAX_ASPECT_RATIO = 200.0  # equal to mm_align.data.images.DEFAULT_MAX_ASPECT_RATIO (tested)
 TEXT_OVERFLOWS = ("refuse", "truncate")
 # Alignment metrics a run may add to eRank (always computed), from the same captured states.
 EXTRA_METRICS = ("cka", "knn", "mir", "rankme")

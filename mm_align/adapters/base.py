@@ -31,6 +31,7 @@ from mm_align.adapters.modules import (
     seeded_init,
 )
 from mm_align.adapters.representation import Representation, normalize_layers
+from mm_align.constants import VISION_VIEWS
 from mm_align.stages import LLM_STAGES
 from mm_align.warn import warn
 
@@ -45,7 +46,6 @@ __all__ = [
 ]
 
 VisionView = Literal["patches", "merged"]
-VISION_VIEWS: tuple[str, ...] = ("patches", "merged")
 
 VisionSplit = Callable[[Sequence[Encoded]], list[tuple[torch.Tensor, torch.Tensor]]]
 """Called after a joint pass: per sample, its (vision, projector) rows, each (tokens x dim)."""

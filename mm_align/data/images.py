@@ -38,23 +38,22 @@ import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from mm_align.constants import DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS, MIN_SIDE
 from mm_align.data.errors import BadSampleError
 from mm_align.data.files import NotRegularFileError, open_regular
 
-if TYPE_CHECKING:
-    from mm_align.data.samples import ImageRef
+#: Where a sample's image comes from: a file, the encoded file content, or a PIL image
+#: (only for data sets that hand out decoded images), or None when the record named none.
+#: Defined here, beside its reader, so that samples.py imports images.py and never back.
+ImageRef = Path | bytes | Image.Image | None
 
-__all__ = ["DEFAULT_MAX_ASPECT_RATIO", "DEFAULT_MAX_PIXELS", "MIN_SIDE", "ImageLimits", "load_rgb",
+__all__ = ["DEFAULT_MAX_ASPECT_RATIO", "DEFAULT_MAX_PIXELS", "MIN_SIDE", "ImageLimits", "ImageRef", "load_rgb",
            "to_rgb"]
 
-DEFAULT_MAX_PIXELS = 50_000_000
-DEFAULT_MAX_ASPECT_RATIO = 200.0
-MIN_SIDE = 2
 
 
 @dataclass(frozen=True)

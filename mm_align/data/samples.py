@@ -18,7 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from mm_align.data.errors import BadSampleError
-from mm_align.data.images import DEFAULT_MAX_PIXELS, ImageLimits, load_rgb
+from mm_align.data.images import DEFAULT_MAX_PIXELS, ImageLimits, ImageRef, load_rgb
 
 __all__ = [
     "ImageRef",
@@ -26,9 +26,6 @@ __all__ = [
     "join_instruction_response",
 ]
 
-#: Where a sample's image comes from: a file, the encoded file content, or a PIL image
-#: (only for data sets that hand out decoded images), or None when the record named none.
-ImageRef = Path | bytes | Image.Image | None
 
 
 def join_instruction_response(instruction: str, response: str) -> str:

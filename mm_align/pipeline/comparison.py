@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import mm_align
+from mm_align._version import __version__
 from mm_align.metrics.bootstrap import Difference, paired_difference, unpaired_difference
 from mm_align.pipeline.summary import difference_rows
 from mm_align.rundir import Run, expand_series, load_run
@@ -229,7 +229,7 @@ def compare(
             }
         )
     doc = {
-        "mm_align_version": mm_align.__version__,
+        "mm_align_version": __version__,
         "baseline": baseline,
         "n_boot": N_BOOT,
         "seed": SEED,

@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 import torch
 import transformers
 
-import mm_align
+from mm_align._version import __version__
 from mm_align.data.files import DIGEST_BUDGET, bounded_digest, open_regular
 
 _CHUNK = 1 << 20
@@ -114,7 +114,7 @@ def model_identity(model: str | Path | Any, **hub_kwargs: Any) -> dict[str, Any]
 
 def software_versions() -> dict[str, str]:
     return {
-        "mm_align": mm_align.__version__,
+        "mm_align": __version__,
         "transformers": transformers.__version__,
         "torch": torch.__version__,
         "python": platform.python_version(),

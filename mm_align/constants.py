@@ -1,0 +1,19 @@
+"""Values shared by the option layer (:mod:`mm_align.config`) and the code that applies them
+(:mod:`mm_align.data.images`, :mod:`mm_align.adapters.base`): one home, no copies.
+
+A leaf module: it imports nothing, so the light config layer can read the defaults without
+loading PIL or torch.
+"""
+
+__all__ = ["DEFAULT_MAX_ASPECT_RATIO", "DEFAULT_MAX_PIXELS", "MIN_SIDE", "PROMPTS", "VISION_VIEWS"]
+
+# Images with more pixels are refused (a decompression-bomb guard; see data/images.py).
+DEFAULT_MAX_PIXELS = 50_000_000
+# Longer side / shorter side above which an image is refused (no processor tiles a 1 x 10,000 strip).
+DEFAULT_MAX_ASPECT_RATIO = 200.0
+# The shortest side an image may have, in pixels.
+MIN_SIDE = 2
+# How the image and the text are put in front of the model (see VLMAdapter's docstring).
+PROMPTS: tuple[str, ...] = ("plain", "chat")
+# What the rows of the "vision" stage are: one per patch, or one per merged token.
+VISION_VIEWS: tuple[str, ...] = ("patches", "merged")

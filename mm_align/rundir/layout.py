@@ -1,0 +1,117 @@
+"""The names of a run directory's files and the primitives that read and write them:
+JSON and JSON-lines (atomic, fsync'ed appends, a cut-short last line ignored) and the
+per-sample tensor files. No policy here: who may write is :mod:`~mm_align.rundir.owner`,
+what is written is :mod:`~mm_align.rundir.writers`."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # torch is loaded only where states are read or written
+    import torch
+
+RESULTS = "results.jsonl"
+ERRORS = "errors.jsonl"
+CONFIG = "config.json"
+SUMMARY = "summary.json"
+SHARDS = "shards"
+STATES = "states"
+CONTROLS = "controls"
+LOCK = ".mm-align.lock"
+OWNER = ".mm-align.owner"
+
+
+class RunDirError(RuntimeError):
+    """A directory cannot be used as a run directory as asked: it holds a run and resume is
+    off, the settings changed, it is not a finished run, or a file in it is unreadable."""
+
+
+class RunLockedError(RunDirError):
+    """Another process owns the run directory (see :func:`mm_align.rundir.owner.owned`)."""
+
+
+def read_jsonl(path: Path, problems: list[str] | None = None) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines file; a missing file has none.
+
+    A last line without its newline (a write cut short, or one still in progress) is not a
+    record yet. A complete line that is not a JSON object is corrupt: with ``problems`` it
+    is skipped and described there (a report can still be drawn), else
+    :class:`RunDirError` names the file and line.
+    """
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").split("\n")
+    records = []
+    for number, line in enumerate(lines[:-1], 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            record, why = None, f"not valid JSON ({exc.msg})"
+        else:
+            why = "not a JSON object"
+        if isinstance(record, dict):
+            records.append(record)
+        elif problems is None:
+            raise RunDirError(f"{path} line {number}: {why}")
+        else:
+            problems.append(f"{path.name} line {number}: {why}; skipped")
+    if lines[-1].strip() and problems is not None:
+        problems.append(f"{path.name} line {len(lines)}: cut short (a killed write?); skipped")
+    return records
+
+
+def read_json(path: Path) -> Any:
+    with path.open(encoding="utf-8") as f:
+        return json.load(f)
+
+
+def repair_tail(path: Path) -> None:
+    """Cut a trailing line that a kill left without its newline, before appending."""
+    if not path.exists():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        path.write_bytes(data[: data.rfind(b"\n") + 1])
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)  # a reader never sees half a file
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+States = Mapping[int, Mapping[str, "torch.Tensor"]]
+"""Sample index -> named tensors kept beside its record (see :meth:`~mm_align.rundir.writers.RunFiles.append`)."""
+
+
+def state_name(index: int) -> str:
+    return f"{index:08d}.safetensors"
+
+
+def write_states(folder: Path, index: int, tensors: Mapping[str, torch.Tensor]) -> None:
+    """One sample's tensors as ``folder/INDEX.safetensors``, atomically and on disk."""
+    from safetensors.torch import save
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / state_name(index)
+    # pid in the temporary name: data-parallel processes share the folder (never an index).
+    tmp = folder / f".{path.name}.{os.getpid()}.tmp"
+    with tmp.open("wb") as fh:
+        fh.write(save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def to_jsonl(records: Iterable[Mapping[str, Any]]) -> str:
+    return "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)

@@ -1,0 +1,144 @@
+"""Who may write an output folder: one owner per folder, one set of refusals, one wording.
+
+Every command that writes a folder (``score``, ``diff-erank``, ``info-gain``,
+``attribution``, ``scaling`` and its members, ``sweep``) enters :func:`owned` before it
+writes anything. It holds an OS lock (``flock`` through the ``filelock`` package) on
+``.mm-align.lock`` for the whole run, so a second start is refused at once, naming the
+holder; the OS drops the lock when its process dies, even by ``kill -9``, so a crashed run
+never blocks its resume. Then :func:`check` refuses a folder that is not ours (files but no
+``config.json``), a run of another command, a finished run without ``resume``, or one with
+other settings; :func:`claim` records the run's ``config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mm_align.rundir.kind import run_kind
+from mm_align.rundir.layout import (
+    CONFIG,
+    ERRORS,
+    LOCK,
+    OWNER,
+    RESULTS,
+    SHARDS,
+    RunDirError,
+    RunLockedError,
+    read_json,
+    write_json,
+)
+
+__all__ = ["check", "claim", "owned"]
+
+
+def _refuse_file(root: Path) -> None:
+    if root.exists() and not root.is_dir():
+        raise RunDirError(f"{root} is a file, not a run directory; choose another --out")
+
+
+def _holder(root: Path) -> str:
+    try:
+        owner = read_json(root / OWNER)
+        return f"process {owner['pid']} on {owner['host']} (started {owner['started']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process (it is starting: no owner recorded yet)"
+
+
+@contextmanager
+def owned(root: str | Path) -> Iterator[Path]:
+    """Own the folder ``root`` (created if needed) for the ``with`` block.
+
+    ``.mm-align.owner`` says who holds it (pid, host, start time) and is removed before the
+    lock is released, so it never names a process that is gone.
+
+    Raises:
+        RunDirError: ``root`` is a file.
+        RunLockedError: another process holds it (named by pid, host and start time).
+    """
+    from filelock import FileLock, Timeout
+
+    root = Path(root)
+    _refuse_file(root)
+    root.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(root / LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunLockedError(f"{root} is in use by {_holder(root)}; wait for that run to end (or "
+                             "stop it), or choose another --out") from None
+    try:
+        write_json(root / OWNER, {"pid": os.getpid(), "host": socket.gethostname(),
+                                  "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        yield root
+    finally:
+        (root / OWNER).unlink(missing_ok=True)  # before the release: never a stale name
+        lock.release()
+
+
+def _refuse_foreign(root: Path) -> None:
+    """A folder without ``config.json`` must hold nothing but a lock left by a start."""
+    if not root.is_dir():
+        return
+    # Our lock files, and a temporary file a kill left before its rename, do not count.
+    found = sorted(p.name for p in root.iterdir()
+                   if p.name not in (LOCK, OWNER) and not (p.name.startswith(".") and p.name.endswith(".tmp")))
+    records = [name for name in (RESULTS, ERRORS, SHARDS) if name in found]
+    if records:
+        raise RunDirError(f"{root} holds {', '.join(records)} but no {CONFIG}: records of an "
+                          "unknown run are never taken in; move them away or choose another --out")
+    if found:
+        raise RunDirError(f"{root} is not empty and is not an mm-align run (no {CONFIG}; it holds "
+                          f"{', '.join(found[:3])}{', ...' if len(found) > 3 else ''}); choose a "
+                          "new or empty --out")
+
+
+def _changes(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
+    return [f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}"
+            for k in sorted(set(saved) | set(wanted)) if saved.get(k) != wanted.get(k)]
+
+
+def check(root: str | Path, command: str, identity: Mapping[str, Any], resume: bool) -> None:
+    """Refuse ``root`` unless it is new, or holds a ``command`` run that ``resume`` continues
+    with the same ``identity`` (the settings and model / data identities that change numbers).
+
+    Read-only, so every process of a data-parallel run can check before any writes.
+
+    Raises:
+        RunDirError: a file; a folder that is not an mm-align run; a run of another command;
+            a run while ``resume`` is off; other settings.
+    """
+    root = Path(root)
+    _refuse_file(root)
+    path = root / CONFIG
+    if not path.exists():
+        _refuse_foreign(root)
+        return
+    try:
+        saved = read_json(path)
+        kind = run_kind(root, config=saved)
+        saved_identity = saved.get("identity", {})
+    except (json.JSONDecodeError, AttributeError) as err:
+        raise RunDirError(f"cannot use {root}: {CONFIG} is unreadable ({err})") from None
+    if kind != command:
+        raise RunDirError(f"{root} holds a {kind} run, not a {command} run; choose another --out")
+    if not resume:
+        raise RunDirError(f"{root} already holds a run; pass --resume to continue it or choose "
+                          "another --out")
+    if changed := _changes(saved_identity, identity):
+        raise RunDirError(f"cannot resume {root}: the run's settings changed ({'; '.join(changed)})")
+
+
+def claim(root: str | Path, command: str, config: Mapping[str, Any], identity: Mapping[str, Any]) -> None:
+    """Record the run in ``root/config.json`` (``command``, ``config``: the options as data,
+    ``identity``), unless a resumed run recorded it already."""
+    path = Path(root) / CONFIG
+    if not path.exists():
+        Path(root).mkdir(parents=True, exist_ok=True)
+        write_json(path, {"command": command, "config": dict(config), "identity": dict(identity)})
