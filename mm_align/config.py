@@ -19,13 +19,26 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, ClassVar, Literal, TypeVar
 
 from mm_align.constants import DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS, PROMPTS, VISION_VIEWS
+from mm_align.options import (
+    EXTRA_METRICS,
+    LayerSpec,
+    add_arguments,
+    at_least,
+    field_doc,
+    flag_help,
+    one_of,
+    option,
+    parse_ks,
+    parse_layers,
+    parse_metrics,
+    parse_model_args,
+    positive,
+)
 
 __all__ = [
     "BASELINES",
@@ -38,6 +51,8 @@ __all__ = [
     "ScoreConfig",
     "SweepConfig",
     "add_arguments",
+    "field_doc",
+    "flag_help",
     "parse_layers",
     "parse_metrics",
     "parse_model_args",
@@ -48,128 +63,9 @@ CONTROLS = ("shuffled", "image-only-noise")
 PERTURBATIONS = ("rotate90", "rotate180", "hflip", "grayscale")
 BASELINES = ("untrained",)
 DTYPE_NAMES = ("auto", "float32", "bfloat16", "float16")
-# from_pretrained arguments that have their own option: --model-args must not set them.
-OWN_MODEL_ARGS = {"revision": "--revision", "trust_remote_code": "--trust-remote-code",
-                  "attn_implementation": "--attn-implementation", "dtype": "--dtype",
-                  "torch_dtype": "--dtype", "device_map": "--device-map"}
 PAPER_SAMPLE_SEED = 123  # the official Diff-eRank script draws its 10,000 texts with seed 123
 TEXT_OVERFLOWS = ("refuse", "truncate")
-# Alignment metrics a run may add to eRank (always computed), from the same captured states.
-EXTRA_METRICS = ("cka", "knn", "mir", "rankme")
-
-LayerSpec = tuple[int, ...] | str | None
-"""``None`` (last layer only), ``"all"`` or explicit indices (``output_hidden_states``
-convention, negative counted from the end)."""
-
 _C = TypeVar("_C", bound="RunConfig")
-
-
-def option(default: Any, help: str, group: str, *, identity: bool = False, **cli: Any) -> Any:
-    """A config field: its default, CLI help and group, and whether it changes the numbers
-    (``identity``: resuming with another value is refused). ``cli`` goes to argparse
-    (``flags``, ``type``, ``choices``, ``metavar``; ``flags=()`` keeps it off the CLI)."""
-    return field(default=default, metadata={"help": help, "group": group, "identity": identity, **cli})
-
-
-def parse_layers(layers: str | Sequence[int] | None) -> LayerSpec:
-    """``"all"``, ``"0,8,-1"`` or integers -> ``"all"`` or a tuple of ints; ``None`` stays.
-
-    Raises:
-        ValueError: not 'all' and not comma-separated integers (an empty string included).
-    """
-    if layers is None:
-        return None
-    if isinstance(layers, str):
-        if layers.strip() == "all":
-            return "all"
-        parts = [v.strip() for v in layers.split(",")]
-        if not layers.strip() or not all(parts):
-            raise ValueError(f"layers takes 'all' or comma-separated integers, not {layers!r}")
-        try:
-            return tuple(int(v) for v in parts)
-        except ValueError:
-            raise ValueError(f"layers takes 'all' or comma-separated integers, not {layers!r}") from None
-    if any(isinstance(v, bool) or not isinstance(v, int) for v in layers):
-        raise ValueError(f"layers must be integers, got {list(layers)!r}")
-    return tuple(layers)
-
-
-def parse_metrics(metrics: str | Sequence[str] | None) -> tuple[str, ...]:
-    """``"rankme,cka"`` or names -> a sorted tuple of distinct extra metrics.
-
-    ``erank`` is accepted and dropped (it is always computed), so ``erank,cka`` and ``cka``
-    are the same run and one may resume the other.
-
-    >>> parse_metrics("mir, rankme,erank,mir")
-    ('mir', 'rankme')
-
-    Raises:
-        ValueError: a name that is not a metric; the message lists the valid ones.
-    """
-    if metrics is None:
-        return ()
-    items = metrics.split(",") if isinstance(metrics, str) else list(metrics)
-    names = {str(item).strip().lower() for item in items} - {""}
-    unknown = sorted(names - {"erank", *EXTRA_METRICS})
-    if unknown:
-        raise ValueError(f"unknown metric(s) {', '.join(unknown)}; valid: erank, {', '.join(EXTRA_METRICS)}")
-    return tuple(sorted(names - {"erank"}))
-
-
-_INT = re.compile(r"[+-]?\d+")
-_FLOAT = re.compile(r"[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?")
-
-
-def _model_arg_value(text: str) -> Any:
-    """``"4"`` -> 4, ``"0.5"`` -> 0.5, ``"true"`` -> True, anything else stays a string."""
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    if _INT.fullmatch(text):
-        return int(text)
-    if _FLOAT.fullmatch(text):  # not float(): "nan" or "inf" are names, not numbers, here
-        return float(text)
-    return text
-
-
-def parse_model_args(model_args: str | Mapping[str, Any] | None) -> dict[str, Any]:
-    """lmms-eval's ``key=value,key=value`` -> a dict for ``from_pretrained``; values that
-    look like an int, a float or true/false become one. A mapping is checked and copied.
-
-    >>> parse_model_args("gguf_file=m.gguf,low_cpu_mem_usage=true,max_memory_gb=1.5")
-    {'gguf_file': 'm.gguf', 'low_cpu_mem_usage': True, 'max_memory_gb': 1.5}
-
-    Raises:
-        ValueError: an item is not ``key=value``, a key is not an identifier or repeats, or
-            it names an argument that has its own option (``trust_remote_code``, ...).
-    """
-    if model_args is None:
-        return {}
-    if isinstance(model_args, str):
-        items = [item.strip() for item in model_args.split(",") if item.strip()]
-        if any("=" not in item for item in items):
-            raise ValueError(f"model_args takes key=value,key=value, not {model_args!r}")
-        pairs = [tuple(part.strip() for part in item.split("=", 1)) for item in items]
-        parsed = {key: _model_arg_value(value) for key, value in pairs}
-        if len(parsed) < len(pairs):
-            raise ValueError(f"model_args repeats a key: {model_args!r}")
-    else:
-        parsed = dict(model_args)
-    for key in parsed:
-        if not isinstance(key, str) or not key.isidentifier():
-            raise ValueError(f"model_args keys must be argument names, got {key!r}")
-        if key in OWN_MODEL_ARGS:
-            raise ValueError(f"set {key} with {OWN_MODEL_ARGS[key]} (API: its own option), not model_args")
-    return parsed
-
-
-def _at_least(name: str, value: int | None, low: int) -> None:
-    if value is not None and value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-
-
-def _one_of(name: str, value: Any, choices: Sequence[Any]) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose from {', '.join(map(str, choices))}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -197,6 +93,7 @@ class RunConfig:
     strict: bool = option(False, "stop at the first bad sample instead of recording it", "Run")
     n_boot: int = option(1000, "bootstrap replicates of the 95%% intervals", "Run", type=int)
     progress: bool = option(True, "hide the progress bars (API: progress=False)", "Run",
+                            doc="show progress bars while scoring (False: none)",
                             flags=("--no-progress",))
     revision: str | None = option(None, "hub branch, tag or commit of --model", "Model",
                                   identity=True, metavar="REV")
@@ -224,13 +121,13 @@ class RunConfig:
             value = getattr(self, name)
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"{name} must be a non-empty path or id, got {value!r}")
-        _at_least("batch_size", self.batch_size, 1)
-        _at_least("limit", self.limit, 1)
-        _at_least("n_boot", self.n_boot, 1)
-        _at_least("sample", self.sample, 1)
+        at_least("batch_size", self.batch_size, 1)
+        at_least("limit", self.limit, 1)
+        at_least("n_boot", self.n_boot, 1)
+        at_least("sample", self.sample, 1)
         if self.limit is not None and self.sample is not None:
             raise ValueError("limit takes the first N samples and sample a random N: choose one")
-        _one_of("dtype", self.dtype, DTYPE_NAMES)
+        one_of("dtype", self.dtype, DTYPE_NAMES)
         object.__setattr__(self, "model_args", parse_model_args(self.model_args))
 
     @classmethod
@@ -321,19 +218,19 @@ class ScoreConfig(RunConfig):
         super().__post_init__()
         object.__setattr__(self, "layers", parse_layers(self.layers))
         object.__setattr__(self, "metrics", parse_metrics(self.metrics))
-        _at_least("knn_k", self.knn_k, 1)
-        _at_least("mir_samples", self.mir_samples, 1)
+        at_least("knn_k", self.knn_k, 1)
+        at_least("mir_samples", self.mir_samples, 1)
         object.__setattr__(self, "controls", tuple(self.controls))
         for name in self.controls:
-            _one_of("control", name, (*CONTROLS, *PERTURBATIONS))
+            one_of("control", name, (*CONTROLS, *PERTURBATIONS))
         if self.baseline is not None:
-            _one_of("baseline", self.baseline, BASELINES)
-        _one_of("prompt", self.prompt, PROMPTS)
-        _at_least("max_pixels", self.max_pixels, 1)
-        _at_least("max_text_tokens", self.max_text_tokens, 1)
-        _one_of("text_overflow", self.text_overflow, TEXT_OVERFLOWS)
-        _one_of("vision_view", self.vision_view, VISION_VIEWS)
-        _at_least("num_workers", self.num_workers, 0)
+            one_of("baseline", self.baseline, BASELINES)
+        one_of("prompt", self.prompt, PROMPTS)
+        at_least("max_pixels", self.max_pixels, 1)
+        at_least("max_text_tokens", self.max_text_tokens, 1)
+        one_of("text_overflow", self.text_overflow, TEXT_OVERFLOWS)
+        one_of("vision_view", self.vision_view, VISION_VIEWS)
+        at_least("num_workers", self.num_workers, 0)
         if not self.max_aspect_ratio >= 1:  # also refuses NaN
             raise ValueError(f"max_aspect_ratio must be >= 1, got {self.max_aspect_ratio}")
 
@@ -357,57 +254,13 @@ class DiffErankConfig(RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _at_least("max_length", self.max_length, 2)
-
-
-def _flags(f: dataclasses.Field) -> tuple[str, ...]:
-    return f.metadata.get("flags", ("--" + f.name.replace("_", "-"),))
-
-
-def add_arguments(parser: argparse.ArgumentParser, config: type[RunConfig]) -> None:
-    """One argparse option per field of ``config``, in argument groups, defaults shown."""
-    groups: dict[str, Any] = {}
-    for f in dataclasses.fields(config):
-        meta = f.metadata
-        flags = _flags(f)
-        if not flags:
-            continue
-        group = groups.get(meta["group"]) or groups.setdefault(
-            meta["group"], parser.add_argument_group(meta["group"].lower() + " options")
-        )
-        kwargs: dict[str, Any] = {"dest": f.name, "help": meta["help"]}
-        kwargs.update({k: meta[k] for k in ("type", "choices", "metavar", "required") if k in meta})
-        if f.default is True:
-            kwargs["action"] = "store_false"
-        elif f.default is False:
-            kwargs["action"] = "store_true"
-        elif not meta.get("required"):
-            kwargs["default"] = f.default
-            if f.default not in (None, ()):
-                kwargs["help"] += " (default: %(default)s)"
-        group.add_argument(*flags, **kwargs)
+        at_least("max_length", self.max_length, 2)
 
 
 # ---- The companion paper's tools (GEOMETRY.md; docs/CHOICES.md) ---------------------------
 
 GAIN_FORMS = ("gram", "covariance")
 INTERVENTIONS = ("remove", "mask")
-
-
-def _positive(name: str, value: float) -> None:
-    if not value > 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-
-
-def parse_ks(ks: str | Sequence[int]) -> tuple[int, ...]:
-    """``"1,2,4"`` or integers -> a sorted tuple of distinct ks >= 1."""
-    try:
-        values = [int(v) for v in ks.split(",")] if isinstance(ks, str) else [int(v) for v in ks]
-    except ValueError:
-        raise ValueError(f"k takes comma-separated integers, not {ks!r}") from None
-    if not values or min(values) < 1:
-        raise ValueError(f"every k must be >= 1, got {ks!r}")
-    return tuple(sorted(set(values)))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -448,14 +301,17 @@ class InfoGainConfig(DiffErankConfig):
     form: Literal["gram", "covariance"] = option("gram", "gram: 1/2 ln(lam + rho); covariance: 1/2 ln(1 + rho/lam)",
                        "Analyses", identity=True, choices=GAIN_FORMS)
     half: bool = option(True, "drop the 1/2 factor of the log-det entropy", "Analyses",
+                        doc="keep the 1/2 factor of the log-det entropy (1/2 ln det; False: ln det)",
                         identity=True, flags=("--no-half",))
     normalize_rows: bool = option(True, "use raw token states instead of unit-normalised ones",
+                                  doc="scale every token state to unit length before the entropy "
+                                  "(False: the raw states)",
                                   "Analyses", identity=True, flags=("--raw-states",))
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _positive("lam", self.lam)
-        _one_of("form", self.form, GAIN_FORMS)
+        positive("lam", self.lam)
+        one_of("form", self.form, GAIN_FORMS)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -478,6 +334,8 @@ class AttributionConfig(DiffErankConfig):
                                "Analyses", identity=True, type=int)
     keep_first: bool = option(True, "let position 0 (BOS, an attention sink) be selected like "
                               "any token; by default it is never selected and always kept",
+                              doc="position 0 (BOS, an attention sink) is never selected and "
+                              "always kept (False: selected like any token)",
                               "Analyses", identity=True, flags=("--select-first",))
     intervention: str = option("remove", "remove: rerun on the kept tokens only (positions "
                                "renumbered); mask: full length, dropped tokens masked out of "
@@ -489,8 +347,8 @@ class AttributionConfig(DiffErankConfig):
         object.__setattr__(self, "k", parse_ks(self.k))
         if not 0 < self.alpha_ratio < 1:
             raise ValueError(f"alpha_ratio must be in (0, 1), got {self.alpha_ratio}")
-        _at_least("random_draws", self.random_draws, 1)
-        _one_of("intervention", self.intervention, INTERVENTIONS)
+        at_least("random_draws", self.random_draws, 1)
+        one_of("intervention", self.intervention, INTERVENTIONS)
 
 
 # ---- Series of VLMs: checkpoints or projectors (``mm-align sweep``) --------------------------
@@ -514,6 +372,8 @@ class SweepConfig(ScoreConfig):
     projector: str | None = option(None, "(one per member: see projectors)", "Model", flags=())
     reuse_vision: bool = option(True, "run the vision tower for every member instead of replaying "
                                 "its cached output (see docs/CHOICES.md)", "Analyses",
+                                doc="replay the cached vision tower output for members that share "
+                                "the tower (False: run it for every member)",
                                 flags=("--no-reuse-vision",))
     feature_cache: str | None = option(None, "folder of the cached vision features (default: "
                                        "OUT/features); share it between sweeps of one vision tower",

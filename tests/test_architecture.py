@@ -199,8 +199,8 @@ def test_public_names_resolve() -> None:
 
 
 def test_run_directory_files_are_written_in_one_module() -> None:
-    """Only mm_align/rundir.py names the run directory's files."""
+    """Only mm_align/rundir/layout.py names the run directory's files."""
     names = ('"results.jsonl"', '"errors.jsonl"', '"config.json"', '"summary.json"')
     writers = sorted(str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*.py")
                      if any(n in p.read_text(encoding="utf-8") for n in names))
-    assert writers == ["mm_align/rundir.py"]
+    assert writers == ["mm_align/rundir/layout.py"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from mm_align.pipeline.reduce import MetricError
 from mm_align.pipeline.result import ScoreResult
 from mm_align.pipeline.scorer import ScoreError
 from mm_align.pipeline.text_run import TextData, open_text_data, run_text_task
-from mm_align.rundir import MemoryRun, RunFiles, member_dir, write_series
+from mm_align.rundir import check, claim, member_dir, owned, write_series
 
 __all__ = ["SERIES_STATISTICS", "fit_series", "member_name", "run_member", "run_scaling"]
 
@@ -99,7 +100,7 @@ def run_member(config: DiffErankConfig, data: TextData) -> ScoreResult:
                                            **load_kwargs(config))
 
     return run_text_task(config, data, load=load, task=MemberTask, summarize=_member_summary,
-                         settings=count_parameters(config.model))
+                         settings=count_parameters(config.model), command="scaling-member")
 
 
 def _band(sizes: np.ndarray, rows: np.ndarray, kind: Statistic, offset: bool, n_boot: int,
@@ -173,9 +174,18 @@ def run_scaling(config: ScalingConfig) -> dict[str, Any]:
     data = open_text_data(config)
     identity = {**config.identity(), "data": data[1]["fingerprint"]}
     identity.pop("seed")  # the fit is redone on every run; only the members' numbers count
-    store = MemoryRun() if config.out is None else RunFiles(config.out)
-    store.check({"identity": identity}, config.resume)
-    store.open({"command": "scaling", "config": config.to_dict(), "identity": identity})
+    with nullcontext() if config.out is None else owned(config.out):
+        if config.out is not None:  # the series' own folder holds config.json, members/ and scaling.json
+            check(config.out, "scaling", identity, config.resume)
+            claim(config.out, "scaling", config.to_dict(), identity)
+        doc = _score_series(config, names, data)
+        if config.out is not None:
+            write_series(config.out, "scaling", doc)
+    return doc
+
+
+def _score_series(config: ScalingConfig, names: list[str], data: TextData) -> dict[str, Any]:
+    """Every member scored (or read back), then the fits: the ``scaling.json`` document."""
     members = [run_member(_member_config(config, model, name), data)
                for model, name in zip(config.models, names, strict=True)]
     models = [{"name": name, "model": model, "parameters": s["provenance"]["parameters"],
@@ -186,11 +196,8 @@ def run_scaling(config: ScalingConfig) -> dict[str, Any]:
                                         strict=True)]
     series = fit_series([m["parameters"] for m in models], [m.results for m in members],
                         offset=config.offset, n_boot=config.n_boot, seed=config.seed)
-    doc = {"name": config.model, "models": models, "n_texts": len(series["ids"]),
-           "offset": config.offset, "n_boot": config.n_boot, "seed": config.seed,
-           "fits": series["fits"],
-           "provenance": {"data": data[1], "versions": software_versions(),
-                          "max_length": config.max_length, "dtype": config.dtype}}
-    if config.out is not None:
-        write_series(config.out, "scaling", doc)
-    return doc
+    return {"name": config.model, "models": models, "n_texts": len(series["ids"]),
+            "offset": config.offset, "n_boot": config.n_boot, "seed": config.seed,
+            "fits": series["fits"],
+            "provenance": {"data": data[1], "versions": software_versions(),
+                           "max_length": config.max_length, "dtype": config.dtype}}

@@ -40,7 +40,7 @@ from mm_align.pipeline.result import ScoreResult
 from mm_align.pipeline.scorer import Reduced, ScoreError, Scorer, score_into
 from mm_align.pipeline.selection import select
 from mm_align.pipeline.summary import control_differences, diff_erank_summary, summarize
-from mm_align.rundir import MemoryRun, RunFiles
+from mm_align.rundir import MemoryRun, RunFiles, owned
 
 __all__ = ["ScoreError", "load_adapter", "open_source", "resolve_layers", "run_score"]
 
@@ -289,7 +289,7 @@ def _summaries(config: ScoreConfig, stores: dict, provenance: dict[str, Any]) ->
                                                seed=config.seed)
         if name is None:
             summary.update(_against_real(config, records))
-        store.write_summary(summary)
+        summary = store.write_summary(summary)
         out[name] = ScoreResult(summary, records[name], errors, out=getattr(store, "root", None))
     return _with_controls(out)
 
@@ -313,8 +313,8 @@ def run_score(config: ScoreConfig, model: Any = None, data: Any = None) -> Score
 
     Everything that can be refused is refused before any weights load: the data set (empty,
     malformed), the projector file, and ``out`` (owned by another process, not a run, or a
-    run with other settings). The main process owns ``out`` (:meth:`RunFiles.locked`) until
-    the run ends. Started under ``torchrun`` or ``accelerate launch``, each process scores
+    run with other settings). The main process owns ``out`` (:func:`mm_align.rundir.owned`)
+    until the run ends. Started under ``torchrun`` or ``accelerate launch``, each process scores
     its share and the main process merges them (:mod:`mm_align.pipeline.distributed`); every
     process returns the merged result.
 
@@ -335,16 +335,16 @@ def run_score(config: ScoreConfig, model: Any = None, data: Any = None) -> Score
     projector = load_projector_state(config.projector) if config.projector else None
     stores = _stores(config, workers)
     model = config.model if model is None else model
-    with ExitStack() as owned:
+    with ExitStack() as held:
         if workers.is_main and config.out is not None:
-            owned.enter_context(stores[None].locked())  # held until the run is written
+            held.enter_context(owned(config.out))  # held until the run is written
         identity = _identity(config, model, source)
         for name, store in stores.items():  # refuse a bad --out before loading any weights
-            store.check({"identity": {**identity, "control": name}}, config.resume)
+            store.check(config.command, {**identity, "control": name}, config.resume)
         adapter, projector_info = _load(config, model, workers, projector)
         workers.barrier()  # nobody writes before every worker has checked the directory
         for name, store in stores.items():
-            store.open({"command": "score", "config": config.to_dict(),
+            store.open({"command": config.command, "config": config.to_dict(),
                         "identity": {**identity, "control": name}} if workers.is_main else None)
         _score_all(config, adapter, chosen, stores, workers, n_total)
         workers.barrier()  # every shard is complete

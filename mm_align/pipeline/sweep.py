@@ -42,7 +42,7 @@ from mm_align.pipeline.distributed import Workers
 from mm_align.pipeline.provenance import software_versions
 from mm_align.pipeline.score import load_adapter, run_score
 from mm_align.pipeline.scorer import ScoreError
-from mm_align.rundir import MEMBERS, RunDirError, is_finished, member_dir, write_series
+from mm_align.rundir import MEMBERS, check, claim, is_finished, member_dir, owned, write_series
 from mm_align.stages import STAGES
 
 __all__ = ["Member", "members_of", "run_sweep", "summarize_sweep"]
@@ -139,14 +139,6 @@ def _vision(adapter: Any, store: FeatureStore | None, identity: str | None) -> I
         log.warning("vision features are not reused for %s: %s", adapter.model.name_or_path, stats.problem)
 
 
-def _refuse_existing(config: SweepConfig, members: list[Member]) -> None:
-    """A sweep directory with member runs continues only with ``resume``."""
-    existing = [m.name for m in members if member_dir(config.out, m.name).exists()]  # type: ignore[arg-type]
-    if existing and not config.resume:
-        raise RunDirError(f"{config.out} already holds member runs ({', '.join(existing[:3])}); "
-                          "pass --resume to continue the sweep, or choose another --out")
-
-
 Base = tuple[Any, str | None]
 """A projector sweep's loaded base model and its vision identity (None: not computed)."""
 
@@ -186,7 +178,7 @@ def run_sweep(config: SweepConfig) -> dict[str, Any]:
 
     Raises:
         ValueError: no ``out``, a bad member list, a data-parallel launch.
-        RunDirError: ``out`` holds member runs and ``resume`` is off.
+        RunDirError: ``out`` is in use, not a sweep folder, or holds one and ``resume`` is off.
         ScoreError: no member could be scored.
     """
     if config.out is None:
@@ -194,8 +186,23 @@ def run_sweep(config: SweepConfig) -> dict[str, Any]:
     if Workers.from_env().world_size > 1:
         raise ValueError("mm-align sweep runs in one process; launch data-parallel `score` runs per member instead")
     members = members_of(config)
-    _refuse_existing(config, members)
     root = Path(config.out)
+    with owned(root):  # each member's run is owned too, by its own score run
+        check(root, "sweep", {}, config.resume)
+        claim(root, "sweep", config.to_dict(), {})
+        failed, vision = _score_members(config, members, root)
+        done = [m for m in members if is_finished(member_dir(root, m.name))]
+        if not done:
+            raise ScoreError(f"no member of the sweep could be scored: {failed}")
+        doc = summarize_sweep(config, done, vision, failed)
+        write_series(root, "sweep", doc)
+    return doc
+
+
+def _score_members(config: SweepConfig, members: list[Member],
+                   root: Path) -> tuple[dict[str, str], dict[str, dict[str, Any]]]:
+    """Score every member not finished yet: member -> reason of those that failed, and
+    member -> its vision-reuse statistics."""
     store = FeatureStore(config.feature_cache or root / "features") if config.reuse_vision else None
     vision: dict[str, dict[str, Any]] = {}
     failed: dict[str, str] = {}
@@ -218,12 +225,7 @@ def run_sweep(config: SweepConfig) -> dict[str, Any]:
             _drop_unshared(store, vision, keep=latest[-1] if latest else None)
     if store is not None and config.feature_cache is None:
         _drop_unshared(store, vision, keep=None)
-    done = [m for m in members if is_finished(member_dir(root, m.name))]
-    if not done:
-        raise ScoreError(f"no member of the sweep could be scored: {failed}")
-    doc = summarize_sweep(config, done, vision, failed)
-    write_series(root, "sweep", doc)
-    return doc
+    return failed, vision
 
 
 def _extra_scalars(extra: dict[str, Any]) -> tuple[dict[str, float], dict[str, list[float]]]:

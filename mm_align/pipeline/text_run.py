@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from mm_align.pipeline.result import ScoreResult
 from mm_align.pipeline.scorer import ScoreError, Scorer, Task, score_into
 from mm_align.pipeline.selection import Selection, select
 from mm_align.pipeline.texts import open_texts
-from mm_align.rundir import MemoryRun, RunFiles, is_finished
+from mm_align.rundir import MemoryRun, RunFiles, is_finished, owned
 
 __all__ = ["TextData", "open_text_data", "run_text_task"]
 
@@ -56,34 +57,37 @@ def run_text_task(
     task: Callable[[Any], Task],
     summarize: Callable[[list[dict[str, Any]], int, dict[str, Any]], dict[str, Any]],
     settings: Mapping[str, Any] | None = None,
+    command: str | None = None,
 ) -> ScoreResult:
     """Score ``data`` with the model ``load()`` gives (a :class:`TextAdapter` or an object
     with its ``model``, ``config``, ``dtype`` and ``device``) through ``task(model)``.
 
     ``summarize(results, n_errors, provenance)`` makes ``summary.json``; ``settings`` join
-    the provenance (the conventions of the analysis). ``config.command`` names the run in
-    ``config.json``.
+    the provenance (the conventions of the analysis). ``command`` (default
+    ``config.command``) names the run in ``config.json``.
 
     Raises:
         ScoreError: no text could be scored, or ``strict`` and a text failed.
         RunDirError: ``config.out`` holds another run, or one with other settings.
     """
     samples, info = data
+    command = command or config.command
     store = MemoryRun() if config.out is None else RunFiles(config.out)
-    with store.locked():  # one process owns the run directory until the run is written
+    # one process owns the run directory until the run is written
+    with nullcontext() if config.out is None else owned(config.out):
         identity = {**config.identity(),
                     "model": model_identity(config.model, **config_kwargs(hf_kwargs(config))),
                     "data": info["fingerprint"]}
-        store.check({"identity": identity}, config.resume)  # before the weights load
+        store.check(command, identity, config.resume)  # before the weights load
         out = store.root if isinstance(store, RunFiles) else None
         if isinstance(store, RunFiles) and config.resume and is_finished(store.root) \
                 and {s.id for s in samples} <= set(store.done_ids()):  # nothing left: no model load
             return ScoreResult(store.read_summary(), store.results(), store.errors(), out=out)
         model = load()
-        store.open({"command": config.command, "config": config.to_dict(), "identity": identity})
+        store.open({"command": command, "config": config.to_dict(), "identity": identity})
         score_into(Scorer(task(model), config.strict), lambda: iter(samples), store,
                    owns=lambda _: True, n_samples=len(samples), batch_size=config.batch_size,
-                   progress=config.progress, desc=config.command)
+                   progress=config.progress, desc=command)
         provenance = {"model": model_provenance(config.model, model.config), "data": info,
                       **(settings or {}), "max_length": config.max_length,
                       "dtype": str(model.dtype).removeprefix("torch."), "device": str(model.device),
@@ -92,8 +96,7 @@ def run_text_task(
         del model
         gc.collect()  # a series loads one model after another
         results, errors = store.results(), store.errors()
-        summary = summarize(results, len(errors), provenance)
-        store.write_summary(summary)
+        summary = store.write_summary(summarize(results, len(errors), provenance))
     if not results:
         where = f"; see the errors in {out}" if out else ""
         raise ScoreError(f"none of the {len(samples)} texts could be scored{where}")

@@ -11,17 +11,25 @@ from mm_align.report.html import save_page
 from mm_align.report.run_page import render_report
 from mm_align.report.scaling_page import render_scaling
 from mm_align.report.sweep_page import render_sweep
-from mm_align.rundir import Run, load_run, read_series, series_kind
+from mm_align.rundir import Run, RunDirError, load_run, read_series, series_kind
 
 __all__ = ["write_report"]
 
 
+_PAGES: dict[str, Callable[[Run], str]] = {
+    "score": render_report,
+    "diff-erank": render_diff_erank,
+    "info-gain": render_geometry_page,
+    "attribution": render_geometry_page,
+}
+"""A run's command (:attr:`Run.command`) -> its page; series have their own (below)."""
+
+
 def _renderer(run: Run) -> Callable[[Run], str]:
-    if run.command == "diff-erank":
-        return render_diff_erank
-    if run.summary.get("analysis") in ("info_gain", "attribution"):
-        return render_geometry_page
-    return render_report
+    if run.command == "scaling-member":
+        raise RunDirError(f"{run.path} is one model of a scaling series, with no page of its own; "
+                          f"write the report of the series folder ({run.path.parent.parent})")
+    return _PAGES[run.command]
 
 
 def write_report(run_dir: str | Path) -> Path:
