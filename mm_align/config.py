@@ -304,9 +304,9 @@ class InfoGainConfig(DiffErankConfig):
                         doc="keep the 1/2 factor of the log-det entropy (1/2 ln det; False: ln det)",
                         identity=True, flags=("--no-half",))
     normalize_rows: bool = option(True, "use raw token states instead of unit-normalised ones",
+                                  "Analyses", identity=True, flags=("--raw-states",),
                                   doc="scale every token state to unit length before the entropy "
-                                  "(False: the raw states)",
-                                  "Analyses", identity=True, flags=("--raw-states",))
+                                  "(False: the raw states)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -334,9 +334,9 @@ class AttributionConfig(DiffErankConfig):
                                "Analyses", identity=True, type=int)
     keep_first: bool = option(True, "let position 0 (BOS, an attention sink) be selected like "
                               "any token; by default it is never selected and always kept",
+                              "Analyses", identity=True, flags=("--select-first",),
                               doc="position 0 (BOS, an attention sink) is never selected and "
-                              "always kept (False: selected like any token)",
-                              "Analyses", identity=True, flags=("--select-first",))
+                              "always kept (False: selected like any token)")
     intervention: str = option("remove", "remove: rerun on the kept tokens only (positions "
                                "renumbered); mask: full length, dropped tokens masked out of "
                                "attention, original positions", "Analyses", identity=True,
