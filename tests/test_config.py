@@ -102,3 +102,35 @@ def test_paths_become_strings(tmp_path) -> None:
     config = ScoreConfig(model=tmp_path, data=tmp_path / "d", projector=tmp_path / "p.bin")
     assert config.model == str(tmp_path) and config.projector == str(tmp_path / "p.bin")
     json.dumps(config.to_dict())
+
+
+@pytest.mark.parametrize(("config", "name", "doc", "flag", "help_"), [
+    ("InfoGainConfig", "half", "keep the 1/2 factor", "--no-half", "drop the 1/2 factor"),
+    ("InfoGainConfig", "normalize_rows", "scale every token state to unit length", "--raw-states",
+     "use raw token states"),
+    ("AttributionConfig", "keep_first", "position 0 (BOS, an attention sink) is never selected", "--select-first",
+     "let position 0 (BOS, an attention sink) be selected"),
+    ("DiffErankConfig", "progress", "show progress bars", "--no-progress", "hide the progress bars"),
+])
+def test_a_fields_doc_describes_the_field_and_its_flags_help_the_flag(config, name, doc, flag, help_) -> None:
+    import argparse
+
+    from mm_align import config as module
+
+    cls = getattr(module, config)
+    assert module.field_doc(cls, name).startswith(doc)  # what True means
+    assert module.flag_help(cls, name).startswith(help_)  # what passing the flag does
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser, cls)
+    action = next(a for a in parser._actions if a.dest == name)
+    assert action.option_strings == [flag] and action.help.startswith(help_)
+    required = ["--model", "m", "--data", "d", "--out", "o"]
+    assert getattr(parser.parse_args(required), name) is True
+    assert getattr(parser.parse_args([*required, flag]), name) is False
+
+
+def test_an_option_true_by_default_must_document_the_field() -> None:
+    from mm_align.options import option
+
+    with pytest.raises(TypeError, match="an option True by default needs doc="):
+        option(True, "turn it off", "Run")

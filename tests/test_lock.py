@@ -16,7 +16,7 @@ import pytest
 
 from mm_align import score
 from mm_align.pipeline.scorer import ScoreError
-from mm_align.rundir import OWNER, RunFiles, RunLockedError, load_run
+from mm_align.rundir import OWNER, RunLockedError, load_run, owned
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"
@@ -86,7 +86,7 @@ def test_second_start_fails_fast_naming_the_holder_then_kill_9_and_resume(
 def test_the_lock_is_held_for_the_whole_run_and_released_after_a_failure(tmp_path, load_tiny) -> None:
     adapter = load_tiny("llava")
     run = tmp_path / "run"
-    with RunFiles(run).locked():
+    with owned(run):
         owner = json.loads((run / OWNER).read_text())
         assert owner["pid"] == os.getpid() and owner["host"] == socket.gethostname()
         with pytest.raises(RunLockedError, match=f"in use by process {os.getpid()}"):
@@ -97,7 +97,7 @@ def test_the_lock_is_held_for_the_whole_run_and_released_after_a_failure(tmp_pat
     bad.write_text(json.dumps({"id": "gone", "image": "nowhere.jpg", "text": "Missing."}) + "\n")
     with pytest.raises(ScoreError, match="'gone'"):
         score(adapter, bad, tmp_path / "strict", strict=True, progress=False)
-    with RunFiles(tmp_path / "strict").locked():
+    with owned(tmp_path / "strict"):
         pass
     score(adapter, SAMPLE, run, limit=2, progress=False)
     assert _ids(run / "results.jsonl") == _manifest_ids()[:2]

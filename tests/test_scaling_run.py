@@ -114,3 +114,15 @@ def test_in_memory_series_writes_nothing(series: dict[str, Path], data: Path, tm
     assert doc["n_texts"] == 3 and set(doc["fits"]) == {"entropy", "normalized_entropy", "erank"}
     with pytest.raises(ValueError, match="at least 2 models"):
         scaling([series["s"]], data, None)
+
+
+def test_the_series_folder_holds_its_config_members_and_document_only(run: Path) -> None:
+    """The series folder is not a run of records: no empty results.jsonl / errors.jsonl;
+    its kind is its config.json's command, and each member is a ``scaling-member`` run."""
+    from mm_align.rundir import load_run, run_kind, series_kind
+
+    assert sorted(p.name for p in run.iterdir() if not p.name.startswith(".")) == [
+        "config.json", "members", "report.html", "scaling.json"]
+    assert run_kind(run) == series_kind(run) == "scaling"
+    member = load_run(run / "members" / f"llama-{next(iter(SIZES))}")
+    assert member.command == "scaling-member" and member.summary["schema"] == 1
