@@ -204,3 +204,13 @@ def test_run_directory_files_are_written_in_one_module() -> None:
     writers = sorted(str(p.relative_to(ROOT)) for p in PACKAGE.rglob("*.py")
                      if any(n in p.read_text(encoding="utf-8") for n in names))
     assert writers == ["mm_align/rundir/layout.py"]
+
+
+def test_the_version_lives_in_a_leaf_module_equal_to_pyprojects() -> None:
+    import tomllib
+
+    from mm_align._version import __version__
+
+    assert __version__ == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    for leaf in ("_version.py", "constants.py"):
+        assert "import" not in (PACKAGE / leaf).read_text(encoding="utf-8"), leaf
