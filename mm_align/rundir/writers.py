@@ -32,7 +32,7 @@ from mm_align.rundir.layout import (
     write_states,
 )
 from mm_align.rundir.owner import check, claim
-from mm_align.rundir.schema import Summary, read_summary, stamp, write_summary
+from mm_align.rundir.schema import read_summary, stamp, write_summary
 
 if TYPE_CHECKING:  # torch is loaded only where states are read or written
     import torch
@@ -145,14 +145,15 @@ class RunFiles:
                 raise RunDirError(f"{path} lacks {', '.join(missing)}")
             return {k: f.get_tensor(k) for k in (f.keys() if keys is None else keys)}
 
-    def read_summary(self) -> Summary:
-        """``summary.json`` (written by :meth:`write_summary` when the run completed)."""
-        return read_summary(self.root / SUMMARY)
+    def read_summary(self) -> dict[str, Any]:
+        """``summary.json`` (written by :meth:`write_summary` when the run completed), a
+        :class:`~mm_align.rundir.schema.Summary` as a plain dict."""
+        return dict(read_summary(self.root / SUMMARY))
 
-    def write_summary(self, summary: Mapping[str, Any]) -> Summary:
+    def write_summary(self, summary: Mapping[str, Any]) -> dict[str, Any]:
         """Write ``summary.json`` (:func:`mm_align.rundir.schema.write_summary`) and return
         it as written."""
-        return write_summary(self.root / SUMMARY, summary)
+        return dict(write_summary(self.root / SUMMARY, summary))
 
 
 class MemoryRun:
@@ -203,7 +204,6 @@ class MemoryRun:
     def errors(self) -> list[dict[str, Any]]:
         return sorted(self._errors, key=lambda r: r["index"])
 
-    def write_summary(self, summary: Mapping[str, Any]) -> Summary:
-        doc = stamp(summary)
-        self.summary = dict(doc)
-        return doc
+    def write_summary(self, summary: Mapping[str, Any]) -> dict[str, Any]:
+        self.summary = dict(stamp(summary))
+        return self.summary
