@@ -177,7 +177,7 @@ def run_scaling(config: ScalingConfig) -> dict[str, Any]:
     with nullcontext() if config.out is None else owned(config.out):
         if config.out is not None:  # the series' own folder holds config.json, members/ and scaling.json
             check(config.out, "scaling", identity, config.resume)
-            claim(config.out, "scaling", config.to_dict(), identity)
+            claim(config.out, {"command": "scaling", "config": config.to_dict(), "identity": identity})
         doc = _score_series(config, names, data)
         if config.out is not None:
             write_series(config.out, "scaling", doc)

@@ -189,7 +189,7 @@ def run_sweep(config: SweepConfig) -> dict[str, Any]:
     root = Path(config.out)
     with owned(root):  # each member's run is owned too, by its own score run
         check(root, "sweep", {}, config.resume)
-        claim(root, "sweep", config.to_dict(), {})
+        claim(root, {"command": "sweep", "config": config.to_dict(), "identity": {}})
         failed, vision = _score_members(config, members, root)
         done = [m for m in members if is_finished(member_dir(root, m.name))]
         if not done:

@@ -135,10 +135,12 @@ def check(root: str | Path, command: str, identity: Mapping[str, Any], resume: b
         raise RunDirError(f"cannot resume {root}: the run's settings changed ({'; '.join(changed)})")
 
 
-def claim(root: str | Path, command: str, config: Mapping[str, Any], identity: Mapping[str, Any]) -> None:
-    """Record the run in ``root/config.json`` (``command``, ``config``: the options as data,
-    ``identity``), unless a resumed run recorded it already."""
+def claim(root: str | Path, record: Mapping[str, Any]) -> None:
+    """Record the run in ``root/config.json``, unless a resumed run recorded it already.
+
+    ``record``: ``command`` (the run's kind, :func:`~mm_align.rundir.kind.run_kind`),
+    ``config`` (the options as data) and ``identity`` (what :func:`check` compares)."""
     path = Path(root) / CONFIG
     if not path.exists():
         Path(root).mkdir(parents=True, exist_ok=True)
-        write_json(path, {"command": command, "config": dict(config), "identity": dict(identity)})
+        write_json(path, dict(record))

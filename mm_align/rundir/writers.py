@@ -65,7 +65,7 @@ class RunFiles:
         ``results.jsonl`` and ``errors.jsonl`` exist from here on, empty or not."""
         self.own.mkdir(parents=True, exist_ok=True)
         if record is not None:
-            claim(self.root, **record)
+            claim(self.root, record)
         for name in (RESULTS, ERRORS):
             repair_tail(self.own / name)
             (self.own / name).touch()
