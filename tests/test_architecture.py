@@ -18,7 +18,8 @@ PACKAGE = ROOT / "mm_align"
 
 LAYERS = {
     # Leaves: import nothing of mm_align, so any layer may use them.
-    "mm_align.stages": 0, "mm_align.warn": 0, "mm_align.config": 0,
+    "mm_align.stages": 0, "mm_align.warn": 0, "mm_align.config": 0, "mm_align.options": 0,
+    "mm_align._version": 0, "mm_align.constants": 0,
     "mm_align.metrics": 1, "mm_align.data": 1,
     "mm_align.capture": 2, "mm_align.adapters": 2,
     "mm_align.pipeline": 3, "mm_align.rundir": 3,
@@ -34,15 +35,9 @@ lower ones. This is the one definition of the layering that docs/ARCHITECTURE.md
 # An entry that no longer occurs fails the tests below, so the lists cannot go stale.
 KNOWN_UPWARD_IMPORTS = {
     ("mm_align.cli", "mm_align"),  # __version__
-    ("mm_align.pipeline.comparison", "mm_align"),
-    ("mm_align.pipeline.provenance", "mm_align"),
-    ("mm_align.report.compare", "mm_align"),
-    ("mm_align.report.diff_erank_page", "mm_align"),
-    ("mm_align.report.geometry_page", "mm_align"),
-    ("mm_align.report.run_page", "mm_align"),
 }
-KNOWN_MUTUAL_IMPORTS = {("mm_align.data.images", "mm_align.data.samples")}
-KNOWN_LONG_MODULES = {"mm_align.config", "mm_align.rundir"}
+KNOWN_MUTUAL_IMPORTS: set[tuple[str, str]] = set()
+KNOWN_LONG_MODULES: set[str] = set()
 
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 80
@@ -213,4 +208,5 @@ def test_the_version_lives_in_a_leaf_module_equal_to_pyprojects() -> None:
 
     assert __version__ == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     for leaf in ("_version.py", "constants.py"):
-        assert "import" not in (PACKAGE / leaf).read_text(encoding="utf-8"), leaf
+        tree = ast.parse((PACKAGE / leaf).read_text(encoding="utf-8"))
+        assert not any(isinstance(n, ast.Import | ast.ImportFrom) for n in ast.walk(tree)), leaf
