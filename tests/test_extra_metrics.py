@@ -236,6 +236,7 @@ def test_memory_run_equals_the_run_directory_and_too_few_samples_is_a_reason(fre
 def test_report_shows_the_metrics(fresh) -> None:
     page = (fresh / "report.html").read_text()
     assert "Neighbouring alignment metrics" in page and "Mutual k-NN (k = 2)" in page
+    assert "CKNNA (k = 2)" in page and "text rows: after-image" in page and "pooled features: platonic" in page
 
 
 def test_unknown_metric_is_refused_naming_the_valid_ones() -> None:

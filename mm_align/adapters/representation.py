@@ -23,7 +23,9 @@ Tensors live on the model's device in the model's dtype (metrics cast to float64
 stages are at the last hidden state (after the final norm, the ``hidden_states[-1]``
 convention); :meth:`Representation.layer` reads other captured layers, indexed like
 ``output_hidden_states`` (0 = embedding output, negative counted from the end).
-``masks`` and ``inputs`` record which tokens were kept and what the model saw.
+``masks`` and ``inputs`` record which tokens were kept and what the model saw;
+:meth:`Representation.joint_sequence` gives the joint pass at every position, the tokens the
+masks leave out (BOS, markers, template) included.
 """
 
 from __future__ import annotations
