@@ -25,6 +25,7 @@ from mm_align.cli import build_parser, main
 from mm_align.config import ScoreConfig
 from mm_align.data import open_dataset
 from mm_align.metrics.mir import mir, mir_per_layer
+from mm_align.pipeline.extra_metrics import extra_summary
 from mm_align.rundir import MemoryRun, RunDirError, RunFiles, load_run
 from tests.helpers import SAMPLE, read_summary
 from tests.test_metrics_mir import _ref_mir
@@ -186,6 +187,17 @@ def test_mir_text_rows_follow_mirs_script_on_qwen(text_rows, load_tiny) -> None:
     rep = adapter.represent(*next(iter(open_dataset(SAMPLE))).load())
     after, content = (_mir_rows_from_transformers(adapter, rep, rule)[1][0] for rule in ("after-image", "content"))
     assert len(after) == len(content) + 1
+
+
+def test_pooled_states_that_cannot_be_prepared_leave_a_reason() -> None:
+    store = MemoryRun()
+    store.open({"identity": {}})
+    results = [{"id": str(i), "index": i} for i in range(5)]
+    bad = {"pooled.image": torch.full((3,), math.nan, dtype=torch.float64), "pooled.text": torch.ones(3, dtype=torch.float64)}
+    store.append(results, [], {r["index"]: bad for r in results})
+    got = extra_summary(("cka", "cknna"), results, store)
+    assert got == {m: {"skipped": "x: holds NaN or Inf values", "n_samples": 5, "features": "platonic"}
+                   for m in ("cka", "cknna")}
 
 
 @pytest.mark.parametrize("kind", ["files", "memory"])

@@ -188,12 +188,15 @@ def _pooled_summary(metrics: Sequence[str], results: Sequence[Mapping[str, Any]]
     """CKA, mutual k-NN and CKNNA between the pooled image and text states of every result,
     on platonic-rep's prepared features (each matrix on its own) or the raw ones."""
     pooled = _pooled(results, store)
-    eps = 0.0
+    n, out, eps = len(results), {}, 0.0
     if features == "platonic":
-        pooled = {stage: platonic_features(x) for stage, x in pooled.items()}
+        try:
+            pooled = {stage: platonic_features(x) for stage, x in pooled.items()}
+        except ValueError as err:  # NaN / Inf pooled states: no metric has a value
+            return {m: {"skipped": str(err), "n_samples": n, "features": features}
+                    for m in POOLED_METRICS if m in metrics}
         eps = PLATONIC_EPS
     image, text = pooled["image"], pooled["text"]
-    n, out = len(results), {}
     if "cka" in metrics:
         out["cka"] = _guarded(n, lambda: linear_cka(image, text, eps=eps), features=features)
     if "knn" in metrics:
