@@ -45,7 +45,9 @@ __all__ = [
     "CONTROLS",
     "DTYPE_NAMES",
     "EXTRA_METRICS",
+    "MIR_TEXTS",
     "PERTURBATIONS",
+    "POOLED_FEATURES",
     "DiffErankConfig",
     "RunConfig",
     "ScoreConfig",
@@ -65,6 +67,11 @@ BASELINES = ("untrained",)
 DTYPE_NAMES = ("auto", "float32", "bfloat16", "float16")
 PAPER_SAMPLE_SEED = 123  # the official Diff-eRank script draws its 10,000 texts with seed 123
 TEXT_OVERFLOWS = ("refuse", "truncate")
+# What CKA, mutual k-NN and CKNNA compare: platonic-rep's prepared features or the raw pooled states.
+POOLED_FEATURES = ("platonic", "raw")
+# MIR's text rows: every joint-pass token after the image (MIR's script) or the text's own tokens.
+MIR_TEXTS = ("after-image", "content")
+
 _C = TypeVar("_C", bound="RunConfig")
 
 
@@ -209,10 +216,18 @@ class ScoreConfig(RunConfig):
     metrics: tuple[str, ...] = option((), "alignment metrics besides eRank, from the same states: "
                                       f"{','.join(EXTRA_METRICS)} (see docs/CHOICES.md)", "Analyses",
                                       identity=True, metavar="NAME,...")
-    knn_k: int = option(10, "neighbours per sample of --metrics knn (the platonic-rep paper's 10)",
-                        "Analyses", identity=True, type=int, metavar="K")
+    knn_k: int = option(10, "neighbours per sample of --metrics knn and cknna (the platonic-rep "
+                        "paper's 10)", "Analyses", identity=True, type=int, metavar="K")
+    pooled_features: Literal["platonic", "raw"] = option(
+        "platonic", "what --metrics cka, knn and cknna compare: platonic (platonic-rep's "
+        "measure_alignment: values clamped at the exact 0.95 quantile of |x|, rows L2-normalised) "
+        "or raw (the pooled states as they are)", "Analyses", identity=True, choices=POOLED_FEATURES)
     mir_samples: int = option(100, "--metrics mir uses the first N selected samples (MIR's "
                               "protocol: 100)", "Analyses", identity=True, type=int, metavar="N")
+    mir_text: Literal["after-image", "content"] = option(
+        "after-image", "MIR's text rows: after-image (every joint-pass token after the image "
+        "tokens: markers, template, text, EOS, as MIR's mir.py) or content (the text's own tokens)",
+        "Analyses", identity=True, choices=MIR_TEXTS)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -220,6 +235,8 @@ class ScoreConfig(RunConfig):
         object.__setattr__(self, "metrics", parse_metrics(self.metrics))
         at_least("knn_k", self.knn_k, 1)
         at_least("mir_samples", self.mir_samples, 1)
+        one_of("pooled_features", self.pooled_features, POOLED_FEATURES)
+        one_of("mir_text", self.mir_text, MIR_TEXTS)
         object.__setattr__(self, "controls", tuple(self.controls))
         for name in self.controls:
             one_of("control", name, (*CONTROLS, *PERTURBATIONS))

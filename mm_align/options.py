@@ -33,7 +33,7 @@ OWN_MODEL_ARGS = {"revision": "--revision", "trust_remote_code": "--trust-remote
                   "attn_implementation": "--attn-implementation", "dtype": "--dtype",
                   "torch_dtype": "--dtype", "device_map": "--device-map"}
 # Alignment metrics a run may add to eRank (always computed), from the same captured states.
-EXTRA_METRICS = ("cka", "knn", "mir", "rankme")
+EXTRA_METRICS = ("cka", "cknna", "knn", "mir", "rankme")
 
 LayerSpec = tuple[int, ...] | str | None
 """``None`` (last layer only), ``"all"`` or explicit indices (``output_hidden_states``

@@ -74,6 +74,8 @@ def test_llm_stages_equal_output_hidden_states(batch) -> None:
             torch.testing.assert_close(rep.layer("image", layer), image[layer][image_mask], **FP32)
             torch.testing.assert_close(rep.layer("joint", layer), joint[layer][rep.masks["joint"]], **FP32)
             torch.testing.assert_close(rep.layer("text", layer), text[layer][rep.masks["text"]], **FP32)
+            # Every position of the joint pass, special and template tokens included (MIR's rows).
+            torch.testing.assert_close(rep.joint_sequence(layer), joint[layer], **FP32)
         torch.testing.assert_close(rep["joint"], joint[-1][rep.masks["joint"]], **FP32)
         torch.testing.assert_close(rep["text"], text[-1][rep.masks["text"]], **FP32)
         # The image features enter the LLM unchanged at the image positions.

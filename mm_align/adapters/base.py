@@ -274,6 +274,8 @@ class VLMAdapter(PromptEncoding, LLMCapture):
             passes = {"image": (image_got, j.length), "joint": (joint_got, j.length), "text": (text_got, t.length)}
             llm = {stage: token_states(passes[stage][0], b, passes[stage][1], masks[stage], wanted)
                    for stage in LLM_STAGES}
+            # The few joint-pass rows the masks leave out: Representation.joint_sequence (MIR).
+            joint_rest = token_states(joint_got, b, j.length, ~masks["joint"], wanted)
             reps.append(
                 Representation(
                     vision=vision_rows,
@@ -282,6 +284,7 @@ class VLMAdapter(PromptEncoding, LLMCapture):
                     num_hidden_states=self.num_hidden_states,
                     masks=masks,
                     inputs={"joint": self._to_model(j.inputs), "text": self._to_model(t.inputs)},
+                    joint_rest=joint_rest,
                 )
             )
         return reps

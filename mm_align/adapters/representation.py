@@ -23,7 +23,9 @@ Tensors live on the model's device in the model's dtype (metrics cast to float64
 stages are at the last hidden state (after the final norm, the ``hidden_states[-1]``
 convention); :meth:`Representation.layer` reads other captured layers, indexed like
 ``output_hidden_states`` (0 = embedding output, negative counted from the end).
-``masks`` and ``inputs`` record which tokens were kept and what the model saw.
+``masks`` and ``inputs`` record which tokens were kept and what the model saw;
+:meth:`Representation.joint_sequence` gives the joint pass at every position, the tokens the
+masks leave out (BOS, markers, template) included.
 """
 
 from __future__ import annotations
@@ -77,9 +79,13 @@ class Representation(Mapping[str, torch.Tensor]):
         num_hidden_states: int,
         masks: Mapping[str, torch.Tensor],
         inputs: Mapping[str, Mapping[str, torch.Tensor]],
+        joint_rest: Mapping[int, torch.Tensor] | None = None,
     ) -> None:
         self._vision_stages = {"vision": vision, "projector": projector}
         self._llm = {stage: dict(by_layer) for stage, by_layer in llm.items()}
+        # The joint pass at the positions masks["joint"] leaves out (BOS, markers, template),
+        # per captured layer: a few rows that let joint_sequence() rebuild the whole pass.
+        self._joint_rest = None if joint_rest is None else dict(joint_rest)
         self._num_hidden_states = num_hidden_states
         self.masks: Mapping[str, torch.Tensor] = MappingProxyType(dict(masks))
         """1-D bool tensors: ``"image"`` and ``"joint"`` over ``inputs["joint"]["input_ids"][0]``,
@@ -103,6 +109,22 @@ class Representation(Mapping[str, torch.Tensor]):
         if wanted not in self._llm[stage]:
             raise KeyError(f"layer {layer} was not captured; captured layers: {self.layers}")
         return self._llm[stage][wanted]
+
+    def joint_sequence(self, layer: int) -> torch.Tensor:
+        """The joint pass at EVERY position of ``inputs["joint"]`` (special and template
+        tokens included), in position order: ``(L_joint, hidden)`` at ``layer``.
+
+        Raises:
+            KeyError: the layer was not captured, or the adapter kept only the masked rows.
+        """
+        rows = self.layer("joint", layer)
+        if self._joint_rest is None:
+            raise KeyError("this representation keeps only the joint rows its mask selects")
+        rest = self._joint_rest[normalize_layer(layer, self._num_hidden_states)]
+        mask = self.masks["joint"].to(rows.device)
+        out = rows.new_empty((mask.shape[0], rows.shape[1]))
+        out[mask], out[~mask] = rows, rest.to(rows.device)
+        return out
 
     def __getitem__(self, stage: str) -> torch.Tensor:
         if stage in self._vision_stages:

@@ -8,8 +8,9 @@ sample i. With column-centred X and Y,
               = HSIC(K, L) / sqrt(HSIC(K, K) HSIC(L, L)),   K = X X^T, L = Y Y^T,
 
 the biased ("original") HSIC estimator, as in the linear CKA of the platonic-representation
-code (github.com/minyoungg/platonic-rep, ``metrics.py``), without its ``+1e-6`` in the
-denominator. CKA lies in [0, 1], is invariant to orthogonal transforms and isotropic scaling
+code (github.com/minyoungg/platonic-rep, ``metrics.py``); its ``+1e-6`` in the denominator
+is ``eps`` (0 by default). The preparation that code applies first (outlier clamp, unit rows)
+is :mod:`mm_align.metrics.platonic`'s, not this function's. CKA lies in [0, 1], is invariant to orthogonal transforms and isotropic scaling
 of either side (not to general invertible linear maps), and is 1 for Y = X.
 """
 
@@ -26,11 +27,13 @@ def _matrix(x: torch.Tensor, what: str) -> torch.Tensor:
     return real_matrix(x, what, unit="samples")
 
 
-def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
+def linear_cka(x: torch.Tensor, y: torch.Tensor, eps: float = 0.0) -> float:
     """Linear CKA between two representations of the same samples, in [0, 1].
 
     Args:
         x: ``(n, d1)``; y: ``(n, d2)``; row i of both describes sample i, n >= 2.
+        eps: added to the denominator ``sqrt(HSIC(K, K) HSIC(L, L))`` (unnormalised HSIC,
+            ``tr(K H L H)``); platonic-rep adds ``1e-6``.
 
     Returns:
         the CKA similarity (1 = identical up to rotation and scale).
@@ -52,6 +55,8 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
     n = X.shape[0]
     if n < 2:
         raise ValueError(f"CKA needs at least 2 samples, got {n}")
+    if not eps >= 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
     X, Y = X - X.mean(0), Y - Y.mean(0)
     if n < X.shape[1] + Y.shape[1]:
         K, L = X @ X.T, Y @ Y.T
@@ -61,4 +66,4 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor) -> float:
         kk, ll = (X.T @ X).square().sum(), (Y.T @ Y).square().sum()
     if not (kk > 0 and ll > 0):
         raise ValueError("a representation is constant over the samples: CKA is undefined")
-    return float(cross / (kk.sqrt() * ll.sqrt()))
+    return float(cross / (kk.sqrt() * ll.sqrt() + eps))

@@ -20,7 +20,7 @@ import torch
 
 from mm_align.metrics.checks import real_matrix, unit_rows
 
-__all__ = ["mutual_knn", "nearest_neighbors"]
+__all__ = ["mutual_knn", "nearest_neighbors", "neighbour_mask", "top_k_others"]
 
 
 def _unit_rows(x: torch.Tensor, what: str) -> torch.Tensor:
@@ -32,6 +32,28 @@ def _check_k(n: int, k: int) -> None:
         raise ValueError(f"k must be a positive int, got {k!r}")
     if k >= n:
         raise ValueError(f"k = {k} needs at least k + 1 = {k + 1} samples (self excluded), got {n}")
+
+
+def top_k_others(sim: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of each row's k largest entries of ``sim`` off the diagonal.
+
+    Args:
+        sim: ``(n, n)`` similarities (not modified); k: 1 <= k < n.
+
+    Returns:
+        int64 ``(n, k)``, largest first, ties towards the lower index; row i never holds i.
+    """
+    n = sim.shape[0]
+    _check_k(n, k)
+    others = sim.clone()
+    others.fill_diagonal_(-torch.inf)
+    return torch.sort(others, dim=1, descending=True, stable=True).indices[:, :k]
+
+
+def neighbour_mask(indices: torch.Tensor) -> torch.Tensor:
+    """``(n, k)`` neighbour indices -> ``(n, n)`` bool, True at ``[i, indices[i]]``."""
+    n = indices.shape[0]
+    return torch.zeros(n, n, dtype=torch.bool, device=indices.device).scatter_(1, indices, True)
 
 
 def nearest_neighbors(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -48,12 +70,7 @@ def nearest_neighbors(x: torch.Tensor, k: int) -> torch.Tensor:
     [1, 0, 1]
     """
     X = _unit_rows(x, "x")
-    n = X.shape[0]
-    _check_k(n, k)
-    sim = X @ X.T
-    sim.fill_diagonal_(-torch.inf)
-    order = torch.sort(sim, dim=1, descending=True, stable=True).indices
-    return order[:, :k]
+    return top_k_others(X @ X.T, k)
 
 
 def mutual_knn(a: torch.Tensor, b: torch.Tensor, k: int = 10) -> float:
@@ -74,9 +91,5 @@ def mutual_knn(a: torch.Tensor, b: torch.Tensor, k: int = 10) -> float:
     n = knn_a.shape[0]
     if knn_b.shape[0] != n:
         raise ValueError(f"a and b need the same samples (rows), got {n} and {knn_b.shape[0]}")
-    mask_a = torch.zeros(n, n, dtype=torch.bool, device=knn_a.device)
-    mask_b = torch.zeros_like(mask_a)
-    mask_a.scatter_(1, knn_a, True)
-    mask_b.scatter_(1, knn_b, True)
-    overlap = (mask_a & mask_b).sum(dim=1).to(torch.float64) / k
+    overlap = (neighbour_mask(knn_a) & neighbour_mask(knn_b)).sum(dim=1).to(torch.float64) / k
     return float(overlap.mean())

@@ -1,18 +1,23 @@
-"""The alignment metrics of ``--metrics`` (RankMe, linear CKA, mutual k-NN, MIR) in a run.
+"""The alignment metrics of ``--metrics`` (RankMe, linear CKA, mutual k-NN, CKNNA, MIR) in a run.
 
 They come from the same captured states as the eRanks, in float64 (docs/CHOICES.md,
-"Neighbouring alignment metrics"):
+"Neighbouring alignment metrics" and "Reference pipelines of the neighbouring metrics"):
 
 * ``rankme``: per sample, RankMe of each stage's rows goes into the record
   (``"rankme": {stage: value}``); the summary holds the per-stage mean over samples and its
   95% percentile bootstrap interval.
-* ``cka``, ``knn``: dataset level, between the per-sample POOLED states: the mean over rows
-  of the ``image`` stage and of the ``text`` stage (last layer), computed in float64. Each
-  sample's two ``(d,)`` vectors are kept beside its record (the run's states sidecar).
-* ``mir``: over the first ``mir_samples`` selected samples, the image-token and text-token
+* ``cka``, ``knn``, ``cknna``: dataset level, between the per-sample POOLED states: the mean
+  over rows of the ``image`` stage and of the ``text`` stage (last layer), computed in
+  float64. Each sample's two ``(d,)`` vectors are kept beside its record (the run's states
+  sidecar). With ``pooled_features="platonic"`` (default) each ``(n, d)`` matrix is first
+  prepared as platonic-rep's ``measure_alignment.py`` does (exact 0.95-quantile clamp, unit
+  rows) and CKA / CKNNA add its ``1e-6`` to their denominators; ``"raw"`` compares the
+  pooled states as they are.
+* ``mir``: over the first ``mir_samples`` selected samples, the image-token rows and the text
   rows of the joint pass (one prompt holding both, as MIR's script) at the swept LLM layers
   and the last one, without the embedding output (layer 0), kept beside the record in the
-  model's dtype.
+  model's dtype. Text rows (``mir_text``): ``"after-image"`` (default), every position after
+  the last image token, as MIR's ``mir.py`` slices them; ``"content"``, the text's own tokens.
 
 The summary part reads only the run's results and kept states, in dataset order, so a
 resumed run and an uninterrupted one give the same numbers.
@@ -30,8 +35,10 @@ import torch
 
 from mm_align.metrics.bootstrap import percentile_interval, resample_indices
 from mm_align.metrics.cka import linear_cka
+from mm_align.metrics.cknna import cknna
 from mm_align.metrics.knn import mutual_knn
 from mm_align.metrics.mir import mir_per_layer
+from mm_align.metrics.platonic import PLATONIC_EPS, platonic_features
 from mm_align.metrics.rankme import rankme
 from mm_align.pipeline.reduce import MetricError, image_rows_of_joint
 from mm_align.stages import STAGES
@@ -39,7 +46,8 @@ from mm_align.stages import STAGES
 __all__ = ["ExtraMetrics", "extra_summary", "mir_layers"]
 
 POOLED = ("image", "text")
-"""The stages whose mean row feeds CKA and mutual k-NN."""
+"""The stages whose mean row feeds CKA, mutual k-NN and CKNNA."""
+POOLED_METRICS = ("cka", "cknna", "knn")
 
 
 def _pooled_key(stage: str) -> str:
@@ -56,17 +64,30 @@ def mir_layers(sweep: Sequence[int], num_hidden_states: int) -> tuple[int, ...]:
     return tuple(sorted({*sweep, num_hidden_states - 1} - {0}))
 
 
-def _joint_split(rep: Any, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _joint_split(rep: Any, layer: int, text_rows: str) -> tuple[torch.Tensor, torch.Tensor]:
     """``(image rows, text rows)`` of the joint pass at ``layer``: ``(N_i, d)``, ``(N_t, d)``
-    in the model's dtype; the rows are told apart by the representation's masks."""
+    in the model's dtype. Image rows: the image tokens (the masks). Text rows: every position
+    after the last image token (``"after-image"``) or the other rows the joint mask keeps,
+    the text's own tokens (``"content"``)."""
     joint = rep.layer("joint", layer)
     is_image = image_rows_of_joint(rep)
     if is_image is None or is_image.shape[0] != joint.shape[0]:
         raise MetricError("mir: the masks do not say which joint-pass rows are image tokens")
     is_image = is_image.to(joint.device)
-    if not (bool(is_image.any()) and bool((~is_image).any())):
-        raise MetricError("mir: the joint pass lacks image or text rows")
-    return joint[is_image], joint[~is_image]
+    if not bool(is_image.any()):
+        raise MetricError("mir: the joint pass has no image rows")
+    if text_rows == "content":
+        text = joint[~is_image]
+    else:
+        try:
+            sequence = rep.joint_sequence(layer)
+        except (AttributeError, KeyError):
+            raise MetricError("mir: this adapter keeps no joint-pass rows outside its masks; "
+                              "use mir_text='content'") from None
+        text = sequence[int(torch.nonzero(rep.masks["image"]).max()) + 1 :]
+    if text.shape[0] == 0:
+        raise MetricError("mir: the joint pass has no text rows")
+    return joint[is_image], text
 
 
 @dataclass(frozen=True)
@@ -75,11 +96,13 @@ class ExtraMetrics:
 
     ``mir_layers``: MIR's layers (:func:`mir_layers`); ``mir_keep``: indices of the samples
     whose MIR states are kept (the first ``mir_samples`` selected: only they can be among
-    the first scored ones, and MIR's states are the large ones)."""
+    the first scored ones, and MIR's states are the large ones); ``mir_text``: MIR's text
+    rows (:func:`_joint_split`)."""
 
     metrics: tuple[str, ...]
     mir_layers: tuple[int, ...] = ()
     mir_keep: frozenset[int] = field(default_factory=frozenset)
+    mir_text: str = "after-image"
 
     def of_sample(self, index: int, rep: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         """``(record fields, states to keep)`` of sample ``index`` from its representation.
@@ -94,12 +117,12 @@ class ExtraMetrics:
                 fields["rankme"] = {stage: rankme(rep[stage]) for stage in STAGES}
             except ValueError as err:
                 raise MetricError(f"rankme: {err}") from None
-        if "cka" in self.metrics or "knn" in self.metrics:
+        if set(POOLED_METRICS) & set(self.metrics):
             # float64 before the mean: a bfloat16 sum over hundreds of rows loses digits.
             states.update({_pooled_key(s): rep[s].to(torch.float64).mean(0) for s in POOLED})
         if "mir" in self.metrics and index in self.mir_keep:
             for layer in self.mir_layers:
-                image, text = _joint_split(rep, layer)
+                image, text = _joint_split(rep, layer, self.mir_text)
                 states[_mir_key("image", layer)], states[_mir_key("text", layer)] = image, text
         return fields, states
 
@@ -160,13 +183,41 @@ def _mir_summary(results: Sequence[Mapping[str, Any]], store: Any, mir_samples: 
     return {"value": math.log10(total), "n_samples": len(chosen), "layers": per_layer}
 
 
+def _pooled_summary(metrics: Sequence[str], results: Sequence[Mapping[str, Any]], store: Any,
+                    knn_k: int, features: str) -> dict[str, Any]:
+    """CKA, mutual k-NN and CKNNA between the pooled image and text states of every result,
+    on platonic-rep's prepared features (each matrix on its own) or the raw ones."""
+    pooled = _pooled(results, store)
+    n, out, eps = len(results), {}, 0.0
+    if features == "platonic":
+        try:
+            pooled = {stage: platonic_features(x) for stage, x in pooled.items()}
+        except ValueError as err:  # NaN / Inf pooled states: no metric has a value
+            return {m: {"skipped": str(err), "n_samples": n, "features": features}
+                    for m in POOLED_METRICS if m in metrics}
+        eps = PLATONIC_EPS
+    image, text = pooled["image"], pooled["text"]
+    if "cka" in metrics:
+        out["cka"] = _guarded(n, lambda: linear_cka(image, text, eps=eps), features=features)
+    if "knn" in metrics:
+        out["knn"] = _guarded(n, lambda: mutual_knn(image, text, k=knn_k), k=knn_k, features=features)
+        if "value" in out["knn"]:
+            # two random k-sets of the n - 1 other samples share k / (n - 1) on average
+            out["knn"]["chance"] = knn_k / (n - 1)
+    if "cknna" in metrics:
+        out["cknna"] = _guarded(n, lambda: cknna(image, text, k=knn_k, eps=eps), k=knn_k, features=features)
+    return out
+
+
 def extra_summary(
     metrics: Sequence[str],
     results: Sequence[Mapping[str, Any]],
     store: Any,
     *,
     knn_k: int = 10,
+    pooled_features: str = "platonic",
     mir_samples: int = 100,
+    mir_text: str = "after-image",
     n_boot: int = 1000,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -174,22 +225,17 @@ def extra_summary(
 
     Args:
         results: the run's records in dataset order; store: its store (``read_states``).
-        knn_k: neighbours of mutual k-NN; mir_samples: samples of MIR.
+        knn_k: neighbours of mutual k-NN and CKNNA; pooled_features: ``"platonic"`` or
+            ``"raw"``, recorded in their entries (``features``).
+        mir_samples: samples of MIR; mir_text: how its text rows were kept, recorded in its
+            entry (``text_rows``).
         n_boot, seed: RankMe's bootstrap.
     """
     out: dict[str, Any] = {}
     if "rankme" in metrics and results:
         out["rankme"] = _rankme_summary(results, n_boot, seed)
-    if ("cka" in metrics or "knn" in metrics) and results:
-        pooled = _pooled(results, store)
-        n = len(results)
-        if "cka" in metrics:
-            out["cka"] = _guarded(n, lambda: linear_cka(pooled["image"], pooled["text"]))
-        if "knn" in metrics:
-            out["knn"] = _guarded(n, lambda: mutual_knn(pooled["image"], pooled["text"], k=knn_k), k=knn_k)
-            if "value" in out["knn"]:
-                # two random k-sets of the n - 1 other samples share k / (n - 1) on average
-                out["knn"]["chance"] = knn_k / (n - 1)
+    if set(POOLED_METRICS) & set(metrics) and results:
+        out.update(_pooled_summary(metrics, results, store, knn_k, pooled_features))
     if "mir" in metrics:
-        out["mir"] = _mir_summary(results, store, mir_samples)
+        out["mir"] = {**_mir_summary(results, store, mir_samples), "text_rows": mir_text}
     return out

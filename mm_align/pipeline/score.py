@@ -232,7 +232,7 @@ def _extras(config: ScoreConfig, sweep: Sequence[int], num_hidden_states: int,
     if not config.metrics:
         return None
     keep = frozenset(s.index for s in itertools.islice(source, config.mir_samples)) if "mir" in config.metrics else frozenset()
-    return ExtraMetrics(config.metrics, mir_layers(sweep, num_hidden_states), keep)
+    return ExtraMetrics(config.metrics, mir_layers(sweep, num_hidden_states), keep, config.mir_text)
 
 
 def _score_all(config: ScoreConfig, adapter: Any, source: Sequence[Sample], stores: dict,
@@ -284,9 +284,10 @@ def _summaries(config: ScoreConfig, stores: dict, provenance: dict[str, Any]) ->
         summary = summarize(records[name], len(errors), {**provenance, "control": name},
                             n_boot=config.n_boot, seed=config.seed)
         if config.metrics and records[name]:
-            summary["metrics"] = extra_summary(config.metrics, records[name], store, knn_k=config.knn_k,
-                                               mir_samples=config.mir_samples, n_boot=config.n_boot,
-                                               seed=config.seed)
+            summary["metrics"] = extra_summary(
+                config.metrics, records[name], store, knn_k=config.knn_k,
+                pooled_features=config.pooled_features, mir_samples=config.mir_samples,
+                mir_text=config.mir_text, n_boot=config.n_boot, seed=config.seed)
         if name is None:
             summary.update(_against_real(config, records))
         summary = store.write_summary(summary)

@@ -230,14 +230,14 @@ def _score_members(config: SweepConfig, members: list[Member],
 
 def _extra_scalars(extra: dict[str, Any]) -> tuple[dict[str, float], dict[str, list[float]]]:
     """The ``--metrics`` of a run's summary as flat values and intervals: ``rankme_STAGE``
-    (mean and interval over samples), ``cka``, ``knn``, ``mir`` (values only)."""
+    (mean and interval over samples), ``cka``, ``cknna``, ``knn``, ``mir`` (values only)."""
     values: dict[str, float] = {}
     intervals: dict[str, list[float]] = {}
     rankme = extra.get("rankme", {})
     for stage in (s for s in STAGES if s in rankme.get("mean", {})):
         values[f"rankme_{stage}"] = rankme["mean"][stage]
         intervals[f"rankme_{stage}"] = list(rankme["ci95"][stage])
-    for name in ("cka", "knn", "mir"):
+    for name in ("cka", "cknna", "knn", "mir"):
         if isinstance(extra.get(name), dict) and "value" in extra[name]:
             values[name] = extra[name]["value"]
     return values, intervals

@@ -21,6 +21,7 @@ METRIC_LABELS = {
     **{f"rankme_{s}": f"RankMe · {s}" for s in STAGE_LABELS},
     "cka": "Linear CKA (pooled image vs text)",
     "knn": "Mutual k-NN (pooled image vs text)",
+    "cknna": "CKNNA (pooled image vs text)",
     "mir": "MIR (log10, lower = better)",
 }
 

@@ -358,12 +358,19 @@ def _extra_metrics(run: Run) -> Markup:
         rows.append(_extra_row(f"Mutual k-NN (k = {k}), pooled image vs text", metrics["knn"],
                                "higher = more shared neighbours" + (
                                    f"; chance level {num(chance)}" if isinstance(chance, float) else "")))
+    if "cknna" in metrics:
+        k = metrics["cknna"].get("k", "?") if isinstance(metrics["cknna"], dict) else "?"
+        rows.append(_extra_row(f"CKNNA (k = {k}), pooled image vs text", metrics["cknna"],
+                               "higher = more similar neighbourhoods"))
     mir = metrics.get("mir") if isinstance(metrics.get("mir"), dict) else None
     if mir is not None:
-        rows.append(_extra_row("MIR (log10 of summed FD)", mir, "LOWER = better integrated"))
+        rows.append(_extra_row("MIR (log10 of summed FD)", mir, "LOWER = better integrated; text rows: "
+                               + str(mir.get("text_rows", "content"))))
+    features = {str(m["features"]) for m in metrics.values() if isinstance(m, dict) and "features" in m}
+    prepared = f"; pooled features: {', '.join(sorted(features))}" if features else ""
     parts: list[Any] = [table(["Metric", "Value", "95% CI", "Samples", "Note"], rows, numeric=(1, 2, 3),
                               caption="Computed by the run from the same captured states as the eRanks "
-                              "(docs/CHOICES.md); pooled = mean of a stage's rows, last layer.")]
+                              f"(docs/CHOICES.md); pooled = mean of a stage's rows, last layer{prepared}.")]
     layers = mir.get("layers") if mir else None
     if isinstance(layers, dict) and layers:
         parts.append(table(["Layer", "Frechet distance"], [[str(k), num(v)] for k, v in layers.items()],
