@@ -17,6 +17,7 @@ from PIL import Image
 
 import mm_align
 from mm_align.cli import main
+from mm_align.pipeline.live import ShardedModelError
 from mm_align.pipeline.probe import PREFIX, Probe, flat_metrics
 from mm_align.stages import METRICS
 
@@ -126,6 +127,22 @@ def test_probe_unwraps_ddp_and_accelerate_mixed_precision(tiny: Any) -> None:
     forward = wrapped.forward
     assert probe(wrapped) == plain
     assert wrapped.forward == forward  # the mixed-precision forward is put back
+
+
+def test_probe_refuses_sharded_weights_and_leaves_other_processes_out(
+        tiny: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ZeRO-3 marks each parameter with its ``ds_id``: a shard is not the model. A process
+    other than the main one returns at once, the model untouched (still in training mode)."""
+    model, processor = _load(tiny("llava"))
+    probe = Probe(str(SAMPLE), processor=processor, **PROBE_OPTIONS)
+    first = next(model.parameters())
+    first.ds_id = 0  # type: ignore[attr-defined]
+    with pytest.raises(ShardedModelError, match="sharded over the processes"):
+        probe(model)
+    del first.ds_id
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert probe(model.train()) == {} and model.training and probe.calls == 0
 
 
 def test_probe_refuses_a_foreign_folder_and_bad_options(tmp_path: Path) -> None:

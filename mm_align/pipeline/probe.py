@@ -33,6 +33,7 @@ from typing import Any
 
 from mm_align.adapters import adapter_class
 from mm_align.config import ScoreConfig, SweepConfig
+from mm_align.data.memory import IN_MEMORY
 from mm_align.pipeline.distributed import Workers
 from mm_align.pipeline.live import borrowed
 from mm_align.pipeline.score import open_source, run_score
@@ -46,8 +47,6 @@ log = logging.getLogger(__name__)
 
 PREFIX = "mm_align/"
 """What every scalar name of the probe begins with (a tracker's group)."""
-
-IN_MEMORY_DATA = "<in memory>"
 
 
 def _finite(value: Any) -> float | None:
@@ -94,7 +93,7 @@ class Probe:
                  **options: Any) -> None:
         named = isinstance(data, str | Path)
         self.config = ScoreConfig.from_options(**{
-            "model": "live model", "data": str(data) if named else IN_MEMORY_DATA, "out": None,
+            "model": "live model", "data": str(data) if named else IN_MEMORY, "out": None,
             "progress": False, **options})
         self.source = open_source(data, self.config)
         if len(self.source) == 0:
@@ -108,17 +107,24 @@ class Probe:
     def __call__(self, model: Any, processor: Any = None, *, step: int | None = None) -> dict[str, float]:
         """Score the probe set on ``model`` (a VLM of a served family, possibly wrapped for
         parallel training) at training step ``step`` (default: the number of this call);
-        returns :func:`flat_metrics` of the run, ``{}`` on a process other than the main one."""
+        returns :func:`flat_metrics` of the run, ``{}`` on a process other than the main one.
+
+        Raises:
+            ShardedModelError: the weights are sharded over the processes (FSDP, ZeRO-3).
+            ValueError: the model's family is not served, or it has no processor.
+            ScoreError: no sample of the probe set could be scored."""
         if not Workers.from_env().is_main:
             return {}
-        self.calls += 1
-        step = self.calls if step is None else int(step)
+        step = self.calls + 1 if step is None else int(step)
         started = time.perf_counter()
         with borrowed(model) as inner:
             adapter = self._adapter(inner, processor)
             run_out = self._member_dir(step)
-            config = self.config.replace(model=str(inner.name_or_path or "live model"), out=run_out)
+            config = self.config.replace(  # the run records the model as it is
+                model=str(inner.name_or_path or "live model"), out=run_out, device=str(inner.device),
+                dtype=str(inner.dtype).removeprefix("torch."))
             result = run_score(config, model=adapter, data=self.source, workers=Workers())
+        self.calls += 1
         if self.out is not None:
             self._write_series()
         log.info("probe at step %d: %d samples in %.2f s", step, result.summary["n_samples"],
