@@ -74,8 +74,8 @@ class Probe:
     Args:
         data: any ``mm-align score --data`` form (a path or hub name), a
             ``datasets.Dataset`` or ``(PIL.Image, str)`` pairs; opened (and checked) once, here.
-        processor: the model's processor; default: the one given to each call, else the one
-            saved with the model (``AutoProcessor.from_pretrained(model.name_or_path)``).
+        processor: the model's processor, for calls that give none; default: the one saved
+            with the model (``AutoProcessor.from_pretrained(model.name_or_path)``, loaded once).
         out: a series folder; each call adds ``OUT/members/step-N`` and rewrites
             ``OUT/sweep.json``. A step probed again (training resumed from a checkpoint)
             replaces its run.
@@ -126,7 +126,7 @@ class Probe:
             result = run_score(config, model=adapter, data=self.source, workers=Workers())
         self.calls += 1
         if self.out is not None:
-            self._write_series()
+            self._write_series(config.model)
         log.info("probe at step %d: %d samples in %.2f s", step, result.summary["n_samples"],
                  time.perf_counter() - started)
         return flat_metrics(result.summary)
@@ -159,13 +159,13 @@ class Probe:
             shutil.rmtree(run_dir)
         return str(run_dir)
 
-    def _write_series(self) -> None:
+    def _write_series(self, model: str) -> None:
         """``OUT/sweep.json`` over every finished step run in ``OUT/members``, by step."""
         assert self.out is not None
-        steps = sorted(_step_members(self.out, self.config.model), key=lambda m: m.step or 0)
+        steps = sorted(_step_members(self.out, model), key=lambda m: m.step or 0)
         series = SweepConfig.from_options(**{
             **{k: v for k, v in self.config.to_dict().items() if k not in ("model", "data", "out")},
-            "model": "probe", "models": (self.config.model,), "data": self.config.data,
+            "model": f"probe of {model}", "models": (model,), "data": self.config.data,
             "out": str(self.out), "reuse_vision": False})
         doc = summarize_sweep(series, steps, {})
         doc["kind"] = "training steps"
