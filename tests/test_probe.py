@@ -18,7 +18,7 @@ from PIL import Image
 import mm_align
 from mm_align.cli import main
 from mm_align.pipeline.live import ShardedModelError
-from mm_align.pipeline.probe import PREFIX, Probe, flat_metrics
+from mm_align.pipeline.probe import PREFIX, Probe, probe_scalars
 from mm_align.stages import METRICS
 
 SAMPLE = Path(__file__).resolve().parent.parent / "data" / "sample"
@@ -58,20 +58,20 @@ def _reference(checkpoint: Path) -> dict[str, float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         result = mm_align.score(checkpoint, str(SAMPLE), progress=False, **PROBE_OPTIONS)
-    return flat_metrics(result.summary)
+    return probe_scalars(result.summary)
 
 
 def _generators() -> tuple[Any, ...]:
     return torch.rand(3), np.random.rand(3), random.random()
 
 
-def test_flat_metrics_names_and_skips_non_finite() -> None:
+def test_probe_scalars_names_and_skips_non_finite() -> None:
     summary = {"erank": {"vision": 3.0, "projector": 2.0, "image": 1.5, "text": 4.0, "joint": 5.0},
                "image_reduction_ratio": 0.25, "image_text_alignment": float("nan"),
                "metrics": {"rankme": {"mean": {"image": 2.5}, "ci95": {"image": [2, 3]}},
                            "cka": {"value": 0.5}, "mir": {"skipped": "why"}},
                "layers": {"image_text_alignment": {"0": 0.1, "2": 0.2}}}
-    assert flat_metrics(summary) == {
+    assert probe_scalars(summary) == {
         "mm_align/erank_vision": 3.0, "mm_align/erank_projector": 2.0, "mm_align/erank_image": 1.5,
         "mm_align/erank_text": 4.0, "mm_align/erank_joint": 5.0, "mm_align/image_reduction_ratio": 0.25,
         "mm_align/rankme_image": 2.5, "mm_align/cka": 0.5,

@@ -41,7 +41,7 @@ from mm_align.pipeline.sweep import Member, extra_scalars, summarize_sweep
 from mm_align.rundir import MEMBERS, RunDirError, is_finished, member_dir, write_series
 from mm_align.stages import METRICS
 
-__all__ = ["PREFIX", "Probe", "flat_metrics"]
+__all__ = ["PREFIX", "Probe", "probe_scalars"]
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +53,17 @@ def _finite(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
-def flat_metrics(summary: Mapping[str, Any], prefix: str = PREFIX) -> dict[str, float]:
-    """A run's ``summary.json`` as flat scalars for a logger: ``erank_vision`` ...
+def probe_scalars(summary: Mapping[str, Any], prefix: str = PREFIX) -> dict[str, float]:
+    """A run's ``summary.json`` as the probe's flat scalars for a logger: ``erank_vision`` ...
     ``erank_joint`` (dataset eRanks), ``image_reduction_ratio``, ``image_text_alignment``,
     the ``--metrics`` (``rankme_STAGE``, ``cka``, ``knn``, ``mir``) and, when layers were
     swept, ``image_text_alignment_layerL``; each name after ``prefix``. Values that are not
-    finite numbers (a ratio of a degenerate set) are left out."""
+    finite numbers (a ratio of a degenerate set) are left out.
+
+    The names are the metric keys of runs and sweeps (``METRICS``, the sweep page's columns),
+    so a tracker's curve and the series folder's trend carry one name;
+    :func:`mm_align.rundir.flat_metrics` flattens every number of a summary by its key path
+    instead (``mm_align/erank/vision``)."""
     eranks = summary.get("erank") or {}
     raw = {key: eranks.get(key.removeprefix("erank_")) if key.startswith("erank_") else summary.get(key)
            for key in METRICS}
@@ -107,7 +112,7 @@ class Probe:
     def __call__(self, model: Any, processor: Any = None, *, step: int | None = None) -> dict[str, float]:
         """Score the probe set on ``model`` (a VLM of a served family, possibly wrapped for
         parallel training) at training step ``step`` (default: the number of this call);
-        returns :func:`flat_metrics` of the run, ``{}`` on a process other than the main one.
+        returns :func:`probe_scalars` of the run, ``{}`` on a process other than the main one.
 
         Raises:
             ShardedModelError: the weights are sharded over the processes (FSDP, ZeRO-3).
@@ -129,7 +134,7 @@ class Probe:
             self._write_series(config.model)
         log.info("probe at step %d: %d samples in %.2f s", step, result.summary["n_samples"],
                  time.perf_counter() - started)
-        return flat_metrics(result.summary)
+        return probe_scalars(result.summary)
 
     def _adapter(self, model: Any, processor: Any) -> Any:
         """``model`` in its family's adapter (no copy, no reload) with the run's options."""
