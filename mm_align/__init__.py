@@ -24,6 +24,7 @@ _EXPORTS = {
     "info_gain": "mm_align.api",
     "attribution": "mm_align.api",
     "sweep": "mm_align.api",
+    "Probe": "mm_align.pipeline.probe",
     "ScoreConfig": "mm_align.config",
     "DiffErankConfig": "mm_align.config",
     "SweepConfig": "mm_align.config",
@@ -41,7 +42,7 @@ _EXPORTS = {
 __all__ = [  # noqa: RUF022 - grouped like _EXPORTS
     "__version__",
     "score", "diff_erank", "compare", "export", "write_report", "scaling", "info_gain", "attribution",
-    "sweep", "ScoreConfig", "SweepConfig", "DiffErankConfig", "ScoreResult", "load_vlm",
+    "sweep", "Probe", "ScoreConfig", "SweepConfig", "DiffErankConfig", "ScoreResult", "load_vlm",
     "VanishingRowsWarning", "aggregate_erank", "erank", "image_reduction_ratio",
     "image_text_alignment", "matrix_entropy", "spectrum",
 ]
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
         matrix_entropy,
         spectrum,
     )
+    from mm_align.pipeline.probe import Probe
     from mm_align.pipeline.result import ScoreResult
 
 

@@ -24,7 +24,7 @@ LAYERS = {
     "mm_align.capture": 2, "mm_align.adapters": 2,
     "mm_align.pipeline": 3, "mm_align.rundir": 3,
     "mm_align.report": 4,
-    "mm_align.api": 5,
+    "mm_align.api": 5, "mm_align.integrations": 5,
     "mm_align.cli": 6,
     "mm_align": 7, "mm_align.__main__": 7,  # the package root is the top: nothing imports it
 }

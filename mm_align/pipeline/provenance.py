@@ -33,7 +33,7 @@ def weights_fingerprint(model_dir: str | Path) -> str | None:
     large files by size and 64 evenly spaced 1 MiB blocks.
     """
     root = Path(model_dir)
-    if not root.is_dir():
+    if not str(model_dir) or not root.is_dir():  # a model built in memory has no path ("" is ".")
         return None
     digest = hashlib.sha256()
     files = sorted(p for p in root.iterdir()

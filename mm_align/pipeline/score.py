@@ -61,7 +61,10 @@ def resolve_layers(layers: LayerSpec, num_hidden_states: int) -> list[int]:
 
 
 def open_source(data: Any, config: ScoreConfig) -> SampleSource:
-    """The samples of ``data``: a path or hub name, a ``datasets.Dataset`` or (image, text) pairs."""
+    """The samples of ``data``: a path or hub name, a ``datasets.Dataset``, (image, text) pairs
+    or a source opened already."""
+    if isinstance(data, SampleSource):
+        return data
     if isinstance(data, str | Path):
         return open_dataset(
             data, image_root=config.image_root, image_column=config.image_column,
@@ -303,14 +306,17 @@ def _reread(config: ScoreConfig) -> ScoreResult:
                            for name, files in runs.items()})
 
 
-def run_score(config: ScoreConfig, model: Any = None, data: Any = None) -> ScoreResult:
+def run_score(config: ScoreConfig, model: Any = None, data: Any = None,
+              workers: Workers | None = None) -> ScoreResult:
     """Score a VLM over an image-caption set (see :class:`~mm_align.config.ScoreConfig`).
 
     Args:
         config: every option of the run; ``config.out=None`` keeps the run in memory.
         model: an adapter already loaded, or None to load ``config.model``.
-        data: samples already in memory (a ``datasets.Dataset`` or (image, text) pairs), or
-            None to open ``config.data``.
+        data: samples already in memory (a ``datasets.Dataset``, (image, text) pairs or an
+            opened :class:`~mm_align.data.SampleSource`), or None to open ``config.data``.
+        workers: the processes that share the run (default: from the launcher's environment;
+            ``Workers()`` scores everything in this process).
 
     Everything that can be refused is refused before any weights load: the data set (empty,
     malformed), the projector file, and ``out`` (owned by another process, not a run, or a
@@ -325,7 +331,7 @@ def run_score(config: ScoreConfig, model: Any = None, data: Any = None) -> Score
         RunDirError: ``out`` is in use, not a run, holds a run and ``resume`` is off, or its
             settings differ.
     """
-    workers = Workers.from_env()
+    workers = workers or Workers.from_env()
     torch.manual_seed(config.seed)
     source = open_source(config.data if data is None else data, config)
     chosen = select(source, config.limit, config.sample, config.sample_seed)

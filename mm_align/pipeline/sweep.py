@@ -45,7 +45,7 @@ from mm_align.pipeline.scorer import ScoreError
 from mm_align.rundir import MEMBERS, check, claim, is_finished, member_dir, owned, write_series
 from mm_align.stages import STAGES
 
-__all__ = ["Member", "members_of", "run_sweep", "summarize_sweep"]
+__all__ = ["Member", "extra_scalars", "members_of", "run_sweep", "summarize_sweep"]
 
 log = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ def _score_members(config: SweepConfig, members: list[Member],
     return failed, vision
 
 
-def _extra_scalars(extra: dict[str, Any]) -> tuple[dict[str, float], dict[str, list[float]]]:
+def extra_scalars(extra: dict[str, Any]) -> tuple[dict[str, float], dict[str, list[float]]]:
     """The ``--metrics`` of a run's summary as flat values and intervals: ``rankme_STAGE``
     (mean and interval over samples), ``cka``, ``cknna``, ``knn``, ``mir`` (values only)."""
     values: dict[str, float] = {}
@@ -244,7 +244,7 @@ def _extra_scalars(extra: dict[str, Any]) -> tuple[dict[str, float], dict[str, l
 
 
 def _member_entry(member: Member, run: Any, vision: dict[str, Any] | None) -> dict[str, Any]:
-    values, intervals = _extra_scalars(run.extra_metrics())
+    values, intervals = extra_scalars(run.extra_metrics())
     return {"name": member.name, "model": member.model, "revision": member.revision,
             "projector": member.projector, "step": member.step,
             "run": f"{MEMBERS}/{member.name}", "n_samples": run.n_samples, "n_errors": run.n_errors,

@@ -46,6 +46,9 @@ def write_report(run_dir: str | Path) -> Path:
     if kind == "sweep":
         doc = read_series(root, kind)
         members = {m["name"]: load_run(root / m["run"], with_controls=False) for m in doc["members"]}
+        for run in members.values():  # the page links each member's own report
+            if not (run.path / "report.html").is_file():
+                save_page(run.path / "report.html", _renderer(run)(run))
         return save_page(root / "report.html", render_sweep(doc, members))
     run = load_run(root)
     return save_page(run.path / "report.html", _renderer(run)(run))

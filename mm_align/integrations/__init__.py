@@ -1,0 +1,2 @@
+"""Integrations with training frameworks: :mod:`mm_align.integrations.transformers` (a
+``Trainer`` callback). Each module imports its framework; this package imports none."""
