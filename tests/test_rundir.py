@@ -18,7 +18,6 @@ from mm_align.rundir import (
     SCHEMA_VERSION,
     RunDirError,
     RunLockedError,
-    flat_metrics,
     load_run,
     owned,
     read_summary,
@@ -115,12 +114,3 @@ def test_the_summary_schema_is_stamped_and_checked(tmp_path) -> None:
 def test_the_reader_takes_one_spelling_of_intervals(tmp_path) -> None:
     write_summary(tmp_path / "summary.json", {**FRAME, "ci95": {"erank_vision": [1.0, 2.0], "text": [3.0, 4.0]}})
     assert load_run(tmp_path).ci() == {"erank_vision": (1.0, 2.0)}
-
-
-def test_flat_metrics_are_every_finite_number_but_provenance() -> None:
-    summary = {**FRAME, "schema": 1, "provenance": {"seed": 3}, "erank": {"vision": 2.5, "text": None},
-               "image_text_alignment": 0.25, "ci95": {"erank_vision": [1.0, 2.0]},
-               "metrics": {"cka": {"value": 0.5}}, "analysis": "x", "flag": True}
-    assert flat_metrics(summary) == {"mm_align/n_samples": 1.0, "mm_align/n_errors": 0.0,
-                                     "mm_align/erank/vision": 2.5, "mm_align/image_text_alignment": 0.25,
-                                     "mm_align/metrics/cka/value": 0.5}

@@ -61,9 +61,8 @@ def probe_scalars(summary: Mapping[str, Any], prefix: str = PREFIX) -> dict[str,
     finite numbers (a ratio of a degenerate set) are left out.
 
     The names are the metric keys of runs and sweeps (``METRICS``, the sweep page's columns),
-    so a tracker's curve and the series folder's trend carry one name;
-    :func:`mm_align.rundir.flat_metrics` flattens every number of a summary by its key path
-    instead (``mm_align/erank/vision``)."""
+    so a tracker's curve and the series folder's trend carry one name. This is the one flat
+    view of a summary."""
     eranks = summary.get("erank") or {}
     raw = {key: eranks.get(key.removeprefix("erank_")) if key.startswith("erank_") else summary.get(key)
            for key in METRICS}

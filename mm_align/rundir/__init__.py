@@ -44,7 +44,7 @@ from mm_align.rundir.layout import (
 )
 from mm_align.rundir.owner import check, claim, owned
 from mm_align.rundir.reader import Run, load_run
-from mm_align.rundir.schema import SCHEMA_VERSION, Summary, flat_metrics, read_summary, write_summary
+from mm_align.rundir.schema import SCHEMA_VERSION, Summary, read_summary, write_summary
 from mm_align.rundir.series import (
     MEMBERS,
     expand_series,
@@ -80,7 +80,6 @@ __all__ = [
     "check",
     "claim",
     "expand_series",
-    "flat_metrics",
     "is_finished",
     "load_run",
     "member_dir",

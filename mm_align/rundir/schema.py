@@ -14,14 +14,13 @@ Any other version is refused in one line, naming the versions this mm-align read
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypedDict
 
 from mm_align.rundir.layout import RunDirError, read_json, write_json
 
-__all__ = ["SCHEMA_VERSION", "Summary", "flat_metrics", "read_summary", "stamp", "write_summary"]
+__all__ = ["SCHEMA_VERSION", "Summary", "read_summary", "stamp", "write_summary"]
 
 SCHEMA_VERSION = 1
 """The version of the layout below; raise it when a field changes meaning or spelling."""
@@ -102,26 +101,3 @@ def read_summary(path: Path) -> Summary:
         raise RunDirError(f"{path}: summary schema {version!r} is not one this mm-align reads "
                           f"(it reads {SCHEMA_VERSION}); use the mm-align that wrote it")
     return doc  # type: ignore[return-value]
-
-
-def _leaves(tree: Mapping[str, Any], prefix: str) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for key, value in tree.items():
-        name = f"{prefix}/{key}"
-        if isinstance(value, Mapping):
-            out.update(_leaves(value, name))
-        elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            out[name] = float(value)
-    return out
-
-
-def flat_metrics(summary: Mapping[str, Any], prefix: str = "mm_align") -> dict[str, float]:
-    """Every finite number of ``summary`` as ``{"mm_align/erank/vision": value, ...}``: the
-    path of keys joined by ``/``, for loggers that take flat scalars (TensorBoard, W&B).
-
-    ``schema`` and ``provenance`` are left out, and so are lists (the ``[lo, hi]`` intervals).
-
-    >>> flat_metrics({"n_samples": 2, "erank": {"vision": 3.5}, "ci95": {"erank_vision": [3, 4]}})
-    {'mm_align/n_samples': 2.0, 'mm_align/erank/vision': 3.5}
-    """
-    return _leaves({k: v for k, v in summary.items() if k not in ("schema", "provenance")}, prefix)
