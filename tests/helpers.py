@@ -107,6 +107,24 @@ def assert_same_run(a: Path, b: Path, rel: float) -> None:
         assert math.isclose(sa[key], sb[key], rel_tol=rel, abs_tol=rel), key
 
 
+def assert_tree_close(actual: object, expected: object, rel: float, path: str = "") -> None:
+    """Nested dicts and lists equal in shape and in every non-float leaf, and every float
+    within ``rel`` (relative and absolute); ``actual`` may hold extra keys. The failure names
+    the path of the leaf (``.ci95.erank_image[0]``)."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict) and set(actual) >= set(expected), path
+        for key, value in expected.items():
+            assert_tree_close(actual[key], value, rel, f"{path}.{key}")
+    elif isinstance(expected, list):
+        assert isinstance(actual, list) and len(actual) == len(expected), path
+        for i, (a, e) in enumerate(zip(actual, expected)):
+            assert_tree_close(a, e, rel, f"{path}[{i}]")
+    elif isinstance(expected, float):
+        assert math.isclose(actual, expected, rel_tol=rel, abs_tol=rel), (path, actual, expected)
+    else:
+        assert actual == expected, (path, actual, expected)
+
+
 def unit_rows(x: np.ndarray) -> np.ndarray:
     """Every row of ``x`` (n, d) scaled to unit L2 norm."""
     return x / np.linalg.norm(x, axis=-1, keepdims=True)

@@ -4,7 +4,6 @@ README's example runs as written."""
 from __future__ import annotations
 
 import json
-import math
 import re
 import shutil
 import warnings
@@ -17,7 +16,7 @@ import mm_align
 from mm_align.adapters.tiny.text import build_tiny_text_model
 from mm_align.cli import main
 from mm_align.stages import STAGES
-from tests.helpers import pin_tolerance
+from tests.helpers import assert_tree_close, pin_tolerance
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"
@@ -31,19 +30,8 @@ TOL_DIFF = pin_tolerance(PINNED_DIFF)
 del PINNED["environment"], PINNED_DIFF["environment"]
 
 
-def assert_close(actual, expected, path="", tol=TOL) -> None:
-    if isinstance(expected, dict):
-        assert set(actual) >= set(expected), path
-        for key, value in expected.items():
-            assert_close(actual[key], value, f"{path}.{key}", tol)
-    elif isinstance(expected, list):
-        assert len(actual) == len(expected), path
-        for i, (a, e) in enumerate(zip(actual, expected)):
-            assert_close(a, e, f"{path}[{i}]", tol)
-    elif isinstance(expected, float):
-        assert math.isclose(actual, expected, rel_tol=tol, abs_tol=tol), (path, actual, expected)
-    else:
-        assert actual == expected, path
+def assert_close(actual, expected, tol=TOL) -> None:
+    assert_tree_close(actual, expected, tol)
 
 
 @pytest.fixture(scope="module")
