@@ -65,7 +65,7 @@ def _format_of(path: Path) -> str:
 def _read(
     path: Path, fmt: str, columns: Columns, image_root: str | Path | None, max_pixels: int
 ) -> list[Sample]:
-    reader = RecordReader(path, Path(image_root or path.parent), columns, max_pixels)
+    reader = RecordReader(path, Path(image_root or path.parent), columns, max_pixels, content_ids=True)
     records = (
         csv_records(path, check_header=lambda names: reader.check_columns(names, line=1))
         if fmt == "csv"
