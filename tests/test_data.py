@@ -19,8 +19,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.layouts import pair_id
-
 from mm_align.data import (
     FORMATS,
     BadSampleError,
@@ -30,6 +28,7 @@ from mm_align.data import (
     load_rgb,
     open_dataset,
 )
+from tests.layouts import pair_id
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
 META = [json.loads(line) for line in (SAMPLE_DIR / "metadata.jsonl").read_text().splitlines()]
@@ -199,7 +198,7 @@ def test_save_to_disk_with_image_feature_and_column_options(tmp_path: Path, phot
     assert source.fmt == "save_to_disk"
     assert_matches_photos(source)
     assert [s.id for s in open_dataset(tmp_path / "saved")] == FOUR  # img, caption detected
-    with pytest.raises(ManifestError, match="no 'picture' column.*--image-column"):
+    with pytest.raises(ManifestError, match=r"no 'picture' column.*--image-column"):
         open_dataset(tmp_path / "saved", image_column="picture")
 
 

@@ -13,6 +13,7 @@ every image's bytes once); each image is decoded when its sample is accessed. A
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,7 +126,7 @@ def from_dataset(
     ]
     images = dataset.select_columns([columns.image])
     raw_ids = dataset[columns.id] if columns.id in dataset.column_names else [None] * len(dataset)
-    ids = [reader.claim_id(raw, i, item=i, content=lambda i=i: _content_id(reader, images, texts, i))
+    ids = [reader.claim_id(raw, i, functools.partial(_content_id, reader, images, texts, i), item=i)
            for i, raw in enumerate(raw_ids)]
     samples = _LazySamples(images, reader, ids, texts)
     return SampleSource(samples, fmt=fmt, path=path)

@@ -25,8 +25,8 @@ the column rules live here:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
 import dataclasses
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,7 +139,7 @@ class RecordReader:
         if c.id_named and c.id not in names:
             raise self.error(f"no '{c.id}' column (columns: {sorted(names)}) for --id-column", where)
 
-    def claim_id(self, sample_id: Any, index: int, *, content: Callable[[], str] | None = None,
+    def claim_id(self, sample_id: Any, index: int, content: Callable[[], str] | None = None, /,
                  **where: int | None) -> str:
         """The id of record ``index`` as a string; fails on a bad type or a repeated id.
 
@@ -214,7 +214,7 @@ class RecordReader:
         image = self.image_of(record[self.columns.image], **where)
         if known_id is None:
             content = (lambda: content_id(image, text)) if self.content_ids else None
-            known_id = self.claim_id(record.get(self.columns.id), index, content=content, **where)
+            known_id = self.claim_id(record.get(self.columns.id), index, content, **where)
         return Sample(id=known_id, index=index, text=text, image=image, max_pixels=self.max_pixels,
                       origin=origin)
 

@@ -53,7 +53,7 @@ def _sample(reader: RecordReader, index: int, origin: str, record: Mapping[str, 
     # An unreadable record has nothing trustworthy to hash but its place.
     hashed = (image, text) if problem is None else (None, origin)
     content = (lambda: content_id(*hashed)) if reader.content_ids else None
-    sample_id = reader.claim_id(raw_id, index, content=content, item=index)
+    sample_id = reader.claim_id(raw_id, index, content, item=index)
     return Sample(sample_id, index, text, image, reader.max_pixels, origin=origin, problem=problem)
 
 
