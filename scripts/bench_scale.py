@@ -88,8 +88,9 @@ def write_data(root: Path, n: int) -> dict[str, dict[int, Path]]:
     return paths
 
 
+# VmHWM, not getrusage: ru_maxrss survives fork + exec, so a child would report its parent's peak.
 _CHILD = """
-import json, resource, sys
+import json, re, sys
 from mm_align.data import open_dataset
 from mm_align.pipeline.selection import select
 source = open_dataset(sys.argv[1])
@@ -100,7 +101,8 @@ for sample in select(source):
     if n < 200:
         sample.load_image()
     n += 1
-print(json.dumps({"n": n, "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+hwm = re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read())
+print(json.dumps({"n": n, "rss_mb": int(hwm.group(1)) / 1024}))
 """
 
 

@@ -39,7 +39,7 @@ def join_instruction_response(instruction: str, response: str) -> str:
     return "\n".join(p for p in parts if p)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a manifest holds one per pair
 class Sample:
     """One image-text pair of a data set.
 
