@@ -153,3 +153,24 @@ def test_columns_are_detected_in_every_format_and_two_candidates_are_refused(tmp
     Image.open(photo).save(buffer, "PNG")
     shard = write_tar(tmp_path / "s.tar", [("k.png", buffer.getvalue()), ("k.caption", b"A png.")])
     assert next(iter(open_dataset(shard))).load()[0].size == Image.open(photo).size
+
+
+def test_a_response_alone_is_the_text(tmp_path) -> None:
+    photo, caption = PAIRS[3]
+    (tmp_path / "r.jsonl").write_text(json.dumps({"image": str(photo), "response": caption}) + "\n")
+    assert next(iter(open_dataset(tmp_path / "r.jsonl"))).text == caption
+
+
+def test_a_streamed_datasets_source_gives_the_same_ids(tmp_path, layouts) -> None:
+    """``streaming=True`` goes through datasets' IterableDataset (here a local folder that
+    load_dataset reads with its parquet builder, as it would a hub repository)."""
+    from mm_align.data.hf import open_hub
+    from mm_align.data.rows import Columns
+
+    folder = tmp_path / "repo"
+    folder.mkdir()
+    (folder / "train.parquet").write_bytes(layouts["parquet"].read_bytes())
+    source = open_hub(str(folder), split="train", columns=Columns(), image_root=None,
+                      max_pixels=10**8, streaming=True)
+    assert source.is_stream and [s.id for s in source] == IDS
+    assert next(iter(source)).load()[1] == PAIRS[0][1]

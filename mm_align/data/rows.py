@@ -81,8 +81,10 @@ class Columns:
             found = [n for n in TEXT_COLUMNS if n in names]
             if len(found) > 1:
                 return self, _ambiguous("text", found)
-            joined = {self.instruction, self.response} <= names
-            text = found[0] if found else self.text if joined else self.response if self.response in names else text
+            if found:
+                text = found[0]
+            elif self.response in names and self.instruction not in names:
+                text = self.response  # a response alone is the text; with an instruction, joined
         return dataclasses.replace(self, image=image, text=text), None
 
 
