@@ -19,6 +19,7 @@ from tests.test_distributed import LAUNCHERS
 
 IDS = [pair_id(image.read_bytes(), text) for image, text in PAIRS]
 STAGES = ("vision", "projector", "image", "text", "joint")
+pytestmark = pytest.mark.slow  # whole runs of a tiny model
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,6 @@ def test_a_resumed_stream_decodes_only_what_is_left(tmp_path, setup, monkeypatch
     assert [r["id"] for r in _results(out)] == IDS
 
 
-@pytest.mark.slow
 def test_two_processes_over_shards_equal_one(tmp_path, setup) -> None:
     checkpoint, layouts = setup
     shards = f"{layouts['webdataset']}/shard-{{00000..00002}}.tar"
