@@ -180,9 +180,15 @@ class ScoreConfig(RunConfig):
     projector: str | None = option(None, "swap in connector weights (.safetensors or LLaVA "
                                    "mm_projector.bin) before scoring", "Model", metavar="FILE")
     image_root: str | None = option(None, "image folder for detail_23k-style data", "Data")
-    image_column: str | None = option(None, "image column of a HF dataset (default: image)", "Data")
-    text_column: str | None = option(None, "text column of a HF dataset (default: text)", "Data")
+    image_column: str | None = option(None, "image column, in every format (default: detected: image, "
+                                      "img, jpg, png, file_name, filename, path, ...)", "Data")
+    text_column: str | None = option(None, "text column, in every format (default: detected: text, "
+                                     "caption, txt, sentence; else instruction + response)", "Data")
+    id_column: str | None = option(None, "id column, in every format (default: id if present, else ids "
+                                   "from the content; __key__ keeps WebDataset keys)", "Data")
     split: str | None = option(None, "split of a HF dataset dict", "Data")
+    streaming: bool = option(False, "stream a hub data set instead of downloading it (parquet and "
+                             "WebDataset are always streamed)", "Data")
     max_pixels: int = option(DEFAULT_MAX_PIXELS, "refuse images with more pixels than this", "Data",
                              identity=True, type=int)
     layers: LayerSpec = option(  # noqa: RUF009 - option() is a dataclass field()

@@ -28,6 +28,7 @@ from mm_align.data import (
     load_rgb,
     open_dataset,
 )
+from tests.layouts import pair_id
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
 META = [json.loads(line) for line in (SAMPLE_DIR / "metadata.jsonl").read_text().splitlines()]
@@ -54,6 +55,10 @@ def photos(tmp_path: Path) -> Path:
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def photo_ids(names: list[str]) -> list[str]:
+    return [pair_id(PHOTOS[i][0].read_bytes(), PHOTOS[i][1]) for i in names]
 
 
 def four_rows(folder_name: str = "imgs") -> list[dict]:
@@ -99,7 +104,7 @@ def test_jsonl_manifest_relative_and_absolute_paths(tmp_path: Path, photos: Path
     assert all(s.image_path is not None and s.image_path.is_absolute() for s in source)
 
 
-def test_jsonl_id_defaults_to_row_index_and_blank_lines_are_skipped(
+def test_jsonl_id_defaults_to_the_content_and_blank_lines_are_skipped(
     tmp_path: Path, photos: Path
 ) -> None:
     rows = [{k: v for k, v in r.items() if k != "id"} for r in four_rows()]
@@ -107,7 +112,7 @@ def test_jsonl_id_defaults_to_row_index_and_blank_lines_are_skipped(
     manifest.write_text(
         "\n".join(json.dumps(r) for r in rows[:2]) + "\n\n" + json.dumps(rows[2]) + "\n"
     )
-    assert [s.id for s in open_dataset(manifest)] == ["0", "1", "2"]
+    assert [s.id for s in open_dataset(manifest)] == photo_ids(FOUR[:3])
 
 
 def test_csv_manifest_with_quoted_fields(tmp_path: Path, photos: Path) -> None:
@@ -122,7 +127,7 @@ def test_csv_manifest_with_quoted_fields(tmp_path: Path, photos: Path) -> None:
     source = open_dataset(manifest)
     assert source.fmt == "csv"
     assert_matches_photos([*source][:4])
-    assert source[4].text == 'a "quoted", comma\nand a newline'
+    assert list(source)[4].text == 'a "quoted", comma\nand a newline'
 
 
 @pytest.mark.parametrize("suffix", ["jsonl", "csv"])
@@ -175,7 +180,7 @@ def test_imagefolder_with_metadata_csv(tmp_path: Path, photos: Path) -> None:
         writer.writerow(["file_name", "text"])
         writer.writerows([f"{i}.jpg", PHOTOS[i][1]] for i in FOUR)
     source = open_dataset(photos)
-    assert source.fmt == "imagefolder" and [s.id for s in source] == ["0", "1", "2", "3"]
+    assert source.fmt == "imagefolder" and [s.id for s in source] == photo_ids(FOUR)
     assert [s.text for s in source] == [PHOTOS[i][1] for i in FOUR]
 
 
@@ -192,8 +197,9 @@ def test_save_to_disk_with_image_feature_and_column_options(tmp_path: Path, phot
     source = open_dataset(tmp_path / "saved", image_column="img", text_column="caption")
     assert source.fmt == "save_to_disk"
     assert_matches_photos(source)
-    with pytest.raises(ManifestError, match="no 'image' column"):
-        open_dataset(tmp_path / "saved", text_column="caption")
+    assert [s.id for s in open_dataset(tmp_path / "saved")] == FOUR  # img, caption detected
+    with pytest.raises(ManifestError, match=r"no 'picture' column.*--image-column"):
+        open_dataset(tmp_path / "saved", image_column="picture")
 
 
 def test_save_to_disk_dataset_dict_with_bytes_and_paths(tmp_path: Path, photos: Path) -> None:
@@ -299,7 +305,7 @@ def test_unknown_layout_lists_the_supported_formats(tmp_path: Path) -> None:
         open_dataset(tmp_path / "missing.jsonl")
     assert detect_format("someone/captions") == "hub"
     with pytest.raises(ValueError, match="unknown format"):
-        open_dataset(tmp_path, fmt="parquet")
+        open_dataset(tmp_path, fmt="feather")
 
 
 # ---------------------------------------------------------------- bad samples
@@ -384,12 +390,12 @@ def test_each_bad_sample_has_a_specific_reason_and_the_rest_still_load(
 
 def test_max_pixels_is_configurable(tmp_path: Path, photos: Path) -> None:
     manifest = write_jsonl(tmp_path / "m.jsonl", four_rows())
-    small = open_dataset(manifest, max_pixels=320 * 320 - 1)
+    first, second, *_ = open_dataset(manifest, max_pixels=320 * 320 - 1)
     with pytest.raises(
         BadSampleError, match="320 x 320 = 102400 pixels, more than the limit of 102399"
     ):
-        small[0].load_image()
-    assert small[1].load_image().size == (320, 213)
+        first.load_image()
+    assert second.load_image().size == (320, 213)
 
 
 # ---------------------------------------------------------------- image modes
@@ -514,7 +520,9 @@ def test_malformed_jsonl_fails_fast_with_the_line(
 @pytest.mark.parametrize(
     ("content", "line", "message"),
     [
-        ("image,caption\na.jpg,x\n", 1, "no 'text' column"),
+        ("image,words\na.jpg,x\n", 1, "no 'text' column.*--text-column"),
+        ("image,caption,txt\na.jpg,x,y\n", 1, "2 candidate text columns: caption, txt; .*--text-column"),
+        ("image,path,text\na.jpg,x,y\n", 1, "2 candidate image columns: image, path; .*--image-column"),
         ("image,text\na.jpg,x\nb.jpg\n", 3, "fewer fields than the header"),
         ("image,text\na.jpg,x,extra\n", 2, "more fields than the header"),
         ("", 1, "empty CSV file"),
@@ -571,13 +579,16 @@ def test_iteration_streams_and_does_not_open_images(
     assert len(opened) == 1  # the missing file is noticed before PIL is asked
 
 
-def test_blank_ids_fall_back_to_the_row_index_and_non_utf8_manifests_name_the_line(tmp_path):
+def test_blank_ids_fall_back_to_the_content_and_non_utf8_manifests_name_the_line(tmp_path):
     from mm_align.data import ManifestError, open_dataset
 
     photo = Path(__file__).resolve().parents[1] / "data" / "sample" / "coffee.jpg"
     manifest = tmp_path / "ids.csv"
-    manifest.write_text(f"id,image,text\n,{photo},A cup.\n ,{photo},Another cup.\nx,{photo},Third.\n")
-    assert [s.id for s in open_dataset(manifest)] == ["0", "1", "x"]
+    manifest.write_text(f"id,image,text\n,{photo},A cup.\n ,{photo},Another cup.\nx,{photo},Third.\n"
+                        f",{photo},A cup.\n")
+    cup, another = (pair_id(photo.read_bytes(), text) for text in ("A cup.", "Another cup."))
+    # The same pair twice: its repeat is numbered, in data set order.
+    assert [s.id for s in open_dataset(manifest)] == [cup, another, "x", f"{cup}-2"]
     for suffix, body in ((".jsonl", b'{"image": "a.jpg", "text": "ok"}\n{"image": "b.jpg", "text": "caf\xe9"}\n'),
                          (".csv", b"image,text\na.jpg,ok\nb.jpg,caf\xe9\n")):
         bad = tmp_path / f"latin1{suffix}"

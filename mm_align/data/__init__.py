@@ -1,4 +1,5 @@
-"""Samples from manifests, image folders, Hugging Face data sets and the paper's formats.
+"""Samples from manifests, image folders, parquet files, WebDataset shards, Hugging Face data
+sets (downloaded or streamed) and the paper's formats.
 
 >>> source = open_dataset("data/sample")          # format detected
 >>> for sample in source:                         # streams; nothing decoded yet
@@ -6,7 +7,9 @@
 
 See ``docs/ARCHITECTURE.md`` ("Samples") for the contract and the modules for the rules:
 :mod:`~mm_align.data.images` (decoding, modes, limits), :mod:`~mm_align.data.rows`
-(columns, ids, texts), :mod:`~mm_align.data.paper` (detail_23k, cc_sbu_align).
+(columns, ids, texts), :mod:`~mm_align.data.content` (ids and digests from the content),
+:mod:`~mm_align.data.shards` (parquet, WebDataset), :mod:`~mm_align.data.stream` (records of a
+stream), :mod:`~mm_align.data.paper` (detail_23k, cc_sbu_align).
 """
 
 from mm_align.data.errors import BadSampleError, ManifestError

@@ -4,20 +4,26 @@ Images may be an ``Image`` feature (read with ``decode=False``, so the encoded b
 file path reach :func:`~mm_align.data.images.load_rgb` untouched and are only read on
 access), a string column of paths (relative ones resolved against ``image_root``, by
 default the dataset folder, or the working directory for hub data sets) or a binary column.
-Ids and texts are read up front as columns; each image is read when its sample is accessed.
-A ``DatasetDict`` needs ``split`` unless it holds a single split.
+Ids and texts are read up front as columns (content ids, when there is no id column, read
+every image's bytes once); each image is decoded when its sample is accessed. A
+``DatasetDict`` needs ``split`` unless it holds a single split. A hub data set opened with
+``streaming=True`` is never downloaded whole: it is read row by row on every pass
+(:mod:`~mm_align.data.stream`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from mm_align.data.content import content_id
 from mm_align.data.errors import ManifestError
 from mm_align.data.rows import Columns, RecordReader
 from mm_align.data.samples import Sample
 from mm_align.data.source import SampleSource
+from mm_align.data.stream import stream_samples
 
 if TYPE_CHECKING:
     import datasets
@@ -51,15 +57,38 @@ def open_hub(
     columns: Columns,
     image_root: str | Path | None,
     max_pixels: int,
+    streaming: bool = False,
 ) -> SampleSource:
-    """Open a hub data set with ``datasets.load_dataset`` (needs network or a local cache)."""
+    """Open a hub data set with ``datasets.load_dataset`` (needs network or a local cache);
+    ``streaming``: read it row by row on each pass instead of downloading it."""
     import datasets
 
-    try:
-        loaded = datasets.load_dataset(name, split=split or "train")
-    except Exception as err:  # datasets raises many unrelated types for "cannot get it"
-        raise ManifestError(name, f"could not load from the Hugging Face hub: {err}") from err
-    return from_dataset(loaded, name, "hub", columns, Path(image_root or "."), max_pixels)
+    def load() -> Any:
+        try:
+            return datasets.load_dataset(name, split=split or "train", streaming=streaming)
+        except Exception as err:  # datasets raises many unrelated types for "cannot get it"
+            raise ManifestError(name, f"could not load from the Hugging Face hub: {err}") from err
+
+    if not streaming:
+        return from_dataset(load(), name, "hub", columns, Path(image_root or "."), max_pixels)
+    load()  # fail now, not on the first pass
+
+    def samples() -> Iterator[Sample]:
+        rows = _undecoded(load())
+        reader = RecordReader(name, Path(image_root or "."), columns, max_pixels, content_ids=True)
+        return stream_samples(reader, ((f"{name} row {i}", row) for i, row in enumerate(rows)))
+
+    return SampleSource(samples, fmt="hub stream", path=name)
+
+
+def _undecoded(dataset: Any) -> Any:
+    """``dataset`` with its image features left encoded (bytes or path, decoded on access)."""
+    import datasets
+
+    for name, feature in (dataset.features or {}).items():
+        if isinstance(feature, datasets.Image):
+            dataset = dataset.cast_column(name, datasets.Image(decode=False))
+    return dataset
 
 
 def _pick_split(
@@ -80,12 +109,10 @@ def from_dataset(
     base_dir: Path,
     max_pixels: int,
 ) -> SampleSource:
-    import datasets
-
-    reader = RecordReader(path, base_dir, columns, max_pixels)
+    reader = RecordReader(path, base_dir, columns, max_pixels, content_ids=True)
     reader.check_columns(dataset.column_names)
-    if isinstance(dataset.features[columns.image], datasets.Image):
-        dataset = dataset.cast_column(columns.image, datasets.Image(decode=False))
+    columns = reader.columns  # with the detected names
+    dataset = _undecoded(dataset)
     text_columns = (
         [columns.text]
         if columns.text in dataset.column_names
@@ -97,10 +124,16 @@ def from_dataset(
         reader.text_of({name: table[name][i] for name in text_columns}, item=i)
         for i in range(len(dataset))
     ]
+    images = dataset.select_columns([columns.image])
     raw_ids = dataset[columns.id] if columns.id in dataset.column_names else [None] * len(dataset)
-    ids = [reader.claim_id(raw, i, item=i) for i, raw in enumerate(raw_ids)]
-    samples = _LazySamples(dataset.select_columns([columns.image]), reader, ids, texts)
+    ids = [reader.claim_id(raw, i, functools.partial(_content_id, reader, images, texts, i), item=i)
+           for i, raw in enumerate(raw_ids)]
+    samples = _LazySamples(images, reader, ids, texts)
     return SampleSource(samples, fmt=fmt, path=path)
+
+
+def _content_id(reader: RecordReader, images: datasets.Dataset, texts: list[str], i: int) -> str:
+    return content_id(reader.image_of(images[i][reader.columns.image], item=i), texts[i])
 
 
 class _LazySamples(Sequence[Sample]):

@@ -4,6 +4,10 @@
 Relative image paths are resolved against the manifest's folder (or ``image_root`` when
 given); absolute paths are used as they are. Blank JSONL lines are skipped. Line numbers
 in errors are 1-based physical lines (a CSV header is line 1).
+
+A manifest is read as a stream: opening it makes one pass (every record validated, ids
+claimed, the fingerprint computed, so a malformed manifest fails at once) and every later
+pass reads the file again, so memory stays flat however many lines it has.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ def open_manifest(
     """Read a ``.jsonl`` or ``.csv`` manifest (``fmt`` forces one of "jsonl", "csv")."""
     path = Path(path)
     fmt = fmt or _format_of(path)
-    return SampleSource(_read(path, fmt, columns, image_root, max_pixels), fmt=fmt, path=path)
+    return _scanned(SampleSource(_read(path, fmt, columns, image_root, max_pixels), fmt=fmt, path=path))
 
 
 def open_imagefolder(
@@ -55,7 +59,12 @@ def open_imagefolder(
     if metadata is None:
         raise ManifestError(folder, f"no {' or '.join(IMAGEFOLDER_METADATA)} in this folder")
     samples = _read(metadata, _format_of(metadata), columns, image_root, max_pixels)
-    return SampleSource(samples, fmt="imagefolder", path=folder)
+    return _scanned(SampleSource(samples, fmt="imagefolder", path=folder))
+
+
+def _scanned(source: SampleSource) -> SampleSource:
+    source.scan()  # a malformed manifest fails here, before anything is scored
+    return source
 
 
 def _format_of(path: Path) -> str:
@@ -64,14 +73,20 @@ def _format_of(path: Path) -> str:
 
 def _read(
     path: Path, fmt: str, columns: Columns, image_root: str | Path | None, max_pixels: int
-) -> list[Sample]:
-    reader = RecordReader(path, Path(image_root or path.parent), columns, max_pixels)
-    records = (
-        csv_records(path, check_header=lambda names: reader.check_columns(names, line=1))
-        if fmt == "csv"
-        else jsonl_records(path)
-    )
-    return [reader.sample(index, record, line=line) for index, (line, record) in enumerate(records)]
+) -> Callable[[], Iterator[Sample]]:
+    """A function that starts a new pass over the manifest's samples."""
+
+    def samples() -> Iterator[Sample]:
+        reader = RecordReader(path, Path(image_root or path.parent), columns, max_pixels, content_ids=True)
+        records = (
+            csv_records(path, check_header=lambda names: reader.check_columns(names, line=1))
+            if fmt == "csv"
+            else jsonl_records(path)
+        )
+        for index, (line, record) in enumerate(records):
+            yield reader.sample(index, record, line=line)
+
+    return samples
 
 
 def _utf8_lines(path: Path, raw_lines: Iterator[bytes]) -> Iterator[tuple[int, str]]:

@@ -1,33 +1,49 @@
 """Records -> samples: the one place where every format's rows are validated and turned
 into :class:`~mm_align.data.samples.Sample` objects.
 
-Each format only has to produce mappings (a JSONL object, a CSV row, a Hugging Face row,
-or a record built from the paper's JSON layouts); the column rules live here:
+Each format only has to produce mappings (a JSONL object, a CSV row, a parquet or Hugging
+Face row, a WebDataset sample's members, or a record built from the paper's JSON layouts);
+the column rules live here:
 
-* image column (default ``image``): a path (relative paths are resolved against the
-  format's base folder), encoded bytes, a Hugging Face ``{"bytes", "path"}`` dict, or a
-  PIL image. A null or empty value gives a sample whose ``load_image()`` reports "no image
-  given"; a missing column is a :class:`ManifestError`.
-* text column (default ``text``); without it, ``instruction`` + ``response`` joined by
-  :func:`~mm_align.data.samples.join_instruction_response`. A null text counts as empty
-  (a bad sample, not a malformed manifest).
-* ``id`` (optional): a string or integer; the sample's index as a string by default.
-  Duplicate ids are a :class:`ManifestError`, because run files are keyed by id.
+* columns are detected by name unless the user names them (``--image-column``,
+  ``--text-column``, ``--id-column``, in every format): image from
+  :data:`IMAGE_COLUMNS`, text from :data:`TEXT_COLUMNS` (else ``instruction`` +
+  ``response`` joined by :func:`~mm_align.data.samples.join_instruction_response`, else
+  ``response`` alone), id from ``id``. Two candidates for one role is a
+  :class:`ManifestError` that lists them and names the flag.
+* image column: a path (relative paths are resolved against the format's base folder),
+  encoded bytes, a Hugging Face ``{"bytes", "path"}`` dict, or a PIL image. A null or empty
+  value gives a sample whose ``load_image()`` reports "no image given"; a missing column is
+  a :class:`ManifestError`.
+* text: a null text counts as empty (a bad sample, not a malformed manifest).
+* id (optional): a string or integer. Without one (no id column, or a blank cell) the id is
+  derived from the content (:func:`~mm_align.data.content.content_id`) where the format
+  asks for it, else the sample's index as a string. A repeated explicit id is a
+  :class:`ManifestError`, because run files are keyed by id; a repeated content id (the
+  same image and text twice) gets ``-2``, ``-3``, ... in data set order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import dataclasses
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
+from mm_align.data.content import content_id
 from mm_align.data.errors import ManifestError
 from mm_align.data.samples import ImageRef, Sample, join_instruction_response
 
-__all__ = ["Columns", "RecordReader"]
+__all__ = ["IMAGE_COLUMNS", "TEXT_COLUMNS", "Columns", "RecordReader"]
+
+#: Column names taken for the image when the user names none (WebDataset members included).
+IMAGE_COLUMNS = ("image", "img", "jpg", "jpeg", "png", "webp", "file_name", "filename", "path")
+#: Column names taken for the text when the user names none.
+TEXT_COLUMNS = ("text", "caption", "txt", "sentence")
+_FLAGS = {"image": "--image-column", "text": "--text-column"}
 
 
 @dataclass(frozen=True)
@@ -41,17 +57,40 @@ class Columns:
     response: str = "response"
     text_named: bool = False
     """The user named the text column: no falling back to instruction + response."""
+    image_named: bool = False
+    id_named: bool = False
 
-    def with_overrides(self, image: str | None, text: str | None) -> Columns:
-        """These columns, with the user's ``image_column`` / ``text_column`` if given."""
-        return Columns(
-            image=image or self.image,
-            text=text or self.text,
-            id=self.id,
-            instruction=self.instruction,
-            response=self.response,
-            text_named=text is not None,
+    def with_overrides(self, image: str | None, text: str | None, id: str | None = None) -> Columns:
+        """These columns, with the user's ``image_column`` / ``text_column`` / ``id_column``."""
+        return dataclasses.replace(
+            self, image=image or self.image, text=text or self.text, id=id or self.id,
+            image_named=image is not None, text_named=text is not None, id_named=id is not None,
         )
+
+    def fit(self, names: Iterable[str]) -> tuple[Columns, str | None]:
+        """These columns with each role the user did not name detected among ``names``
+        (see the module doc), or the columns unchanged and why detection failed."""
+        names = set(names)
+        image, text = self.image, self.text
+        if not self.image_named:
+            found = [n for n in IMAGE_COLUMNS if n in names]
+            if len(found) > 1:
+                return self, _ambiguous("image", found)
+            image = found[0] if found else image
+        if not self.text_named:
+            found = [n for n in TEXT_COLUMNS if n in names]
+            if len(found) > 1:
+                return self, _ambiguous("text", found)
+            if found:
+                text = found[0]
+            elif self.response in names and self.instruction not in names:
+                text = self.response  # a response alone is the text; with an instruction, joined
+        return dataclasses.replace(self, image=image, text=text), None
+
+
+def _ambiguous(role: str, found: list[str]) -> str:
+    return (f"{len(found)} candidate {role} columns: {', '.join(found)}; name the one to use with "
+            f"{_FLAGS[role]}")
 
 
 class RecordReader:
@@ -64,11 +103,14 @@ class RecordReader:
         max_pixels: passed on to every sample.
     """
 
-    def __init__(self, path: str | Path, base_dir: Path, columns: Columns, max_pixels: int) -> None:
+    def __init__(self, path: str | Path, base_dir: Path, columns: Columns, max_pixels: int,
+                 *, content_ids: bool = False) -> None:
         self.path = Path(path)
         self.base_dir = base_dir
         self.columns = columns
         self.max_pixels = max_pixels
+        self.content_ids = content_ids
+        self._fitted = False
         self._seen_ids: dict[str, str] = {}
 
     def error(self, message: str, where: Mapping[str, int | None]) -> ManifestError:
@@ -76,34 +118,59 @@ class RecordReader:
         return ManifestError(self.path, message, **where)
 
     def check_columns(self, names: Iterable[str], **where: int | None) -> None:
-        """Fail unless ``names`` holds the image column and a text source."""
+        """Fail unless ``names`` holds the image column and a text source; the first call
+        detects the columns the user did not name (the same for every later record)."""
         names = set(names)
+        if not self._fitted:
+            self.columns, problem = self.columns.fit(names)
+            if problem:
+                raise self.error(f"{problem} (columns: {sorted(names)})", where)
+            self._fitted = True
         c = self.columns
         if c.image not in names:
-            raise self.error(f"no '{c.image}' column (columns: {sorted(names)})", where)
+            hint = "" if c.image_named else f"; looked for {', '.join(IMAGE_COLUMNS)}"
+            raise self.error(f"no '{c.image}' column (columns: {sorted(names)}){hint}; name it "
+                             "with --image-column", where)
         if c.text not in names and (c.text_named or not {c.instruction, c.response} <= names):
             raise self.error(
                 f"no '{c.text}' column, nor '{c.instruction}' + '{c.response}' "
-                f"(columns: {sorted(names)})",
+                f"(columns: {sorted(names)}); looked for {', '.join(TEXT_COLUMNS)}; name it with "
+                "--text-column",
                 where,
             )
+        if c.id_named and c.id not in names:
+            raise self.error(f"no '{c.id}' column (columns: {sorted(names)}) for --id-column", where)
 
-    def claim_id(self, sample_id: Any, index: int, **where: int | None) -> str:
-        """The id of record ``index`` as a string; fails on a bad type or a repeated id."""
+    def claim_id(self, sample_id: Any, index: int, content: Callable[[], str] | None = None, /,
+                 **where: int | None) -> str:
+        """The id of record ``index`` as a string; fails on a bad type or a repeated id.
+
+        A missing or blank id is ``content()`` when given (a repeat then gets ``-2``, ``-3``,
+        ...), else the index."""
         if sample_id is None or (isinstance(sample_id, str) and not sample_id.strip()):
-            sample_id = str(index)  # a blank optional id (an empty CSV cell) means "none"
-        elif isinstance(sample_id, (str, int)) and not isinstance(sample_id, bool):
-            sample_id = str(sample_id)
-        else:
-            raise self.error(
-                f"'{self.columns.id}' must be a string or an integer, got {sample_id!r}", where
-            )
+            # A blank optional id (an empty CSV cell) means "none".
+            return self._claim_content(content(), where) if content else self._claim(str(index), index, where)
+        if isinstance(sample_id, (str, int)) and not isinstance(sample_id, bool):
+            return self._claim(str(sample_id), index, where)
+        raise self.error(
+            f"'{self.columns.id}' must be a string or an integer, got {sample_id!r}", where
+        )
+
+    def _claim(self, sample_id: str, index: int, where: Mapping[str, int | None]) -> str:
         location = ", ".join(f"{k} {v}" for k, v in where.items() if v is not None)
         if sample_id in self._seen_ids:
             raise self.error(
                 f"duplicate id {sample_id!r} (first at {self._seen_ids[sample_id]})", where
             )
         self._seen_ids[sample_id] = location or f"index {index}"
+        return sample_id
+
+    def _claim_content(self, base: str, where: Mapping[str, int | None]) -> str:
+        sample_id, repeat = base, 1
+        while sample_id in self._seen_ids:
+            repeat += 1
+            sample_id = f"{base}-{repeat}"
+        self._seen_ids[sample_id] = ""
         return sample_id
 
     def text_of(self, record: Mapping[str, Any], **where: int | None) -> str:
@@ -134,24 +201,24 @@ class RecordReader:
         )
 
     def sample(
-        self, index: int, record: Any, *, known_id: str | None = None, **where: int | None
+        self, index: int, record: Any, *, known_id: str | None = None, origin: str | None = None,
+        **where: int | None,
     ) -> Sample:
         """Validate one record and build its sample.
 
-        ``known_id`` skips the id check for readers that claimed all ids up front.
+        ``known_id`` skips the id check for readers that claimed all ids up front; ``origin``
+        says where a stream's sample came from (shard and key, file and row).
         """
         if not isinstance(record, Mapping):
             raise self.error(f"expected an object, got {type(record).__name__}", where)
         self.check_columns(record.keys(), **where)
-        return Sample(
-            id=known_id
-            if known_id is not None
-            else self.claim_id(record.get(self.columns.id), index, **where),
-            index=index,
-            text=self.text_of(record, **where),
-            image=self.image_of(record[self.columns.image], **where),
-            max_pixels=self.max_pixels,
-        )
+        text = self.text_of(record, **where)
+        image = self.image_of(record[self.columns.image], **where)
+        if known_id is None:
+            content = (lambda: content_id(image, text)) if self.content_ids else None
+            known_id = self.claim_id(record.get(self.columns.id), index, content, **where)
+        return Sample(id=known_id, index=index, text=text, image=image, max_pixels=self.max_pixels,
+                      origin=origin)
 
     def _string(self, value: Any, column: str, where: Mapping[str, int | None]) -> str:
         if value is None:

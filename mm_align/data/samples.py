@@ -39,18 +39,21 @@ def join_instruction_response(instruction: str, response: str) -> str:
     return "\n".join(p for p in parts if p)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a manifest holds one per pair
 class Sample:
     """One image-text pair of a data set.
 
     Attributes:
-        id: the record's id (its position as a string when the data set gives none).
+        id: the record's id (derived from the content, or the position as a string, when the
+            data set gives none: :mod:`~mm_align.data.rows`).
         index: 0-based position of the sample in its source.
         text: the text as given (for instruction data, see
             :func:`join_instruction_response`). It may be empty: call
             :meth:`check_text` (or :meth:`load`) to have that reported as a bad sample.
         image: where the image comes from (see :data:`ImageRef`).
         max_pixels: images with more pixels than this are rejected by :meth:`load_image`.
+        origin: where a sample of a stream or shard came from, for error records and
+            results (``"shard-00000.tar key 000042"``, ``"pairs.parquet row 17"``), or None.
     """
 
     id: str
@@ -58,6 +61,10 @@ class Sample:
     text: str
     image: ImageRef = field(repr=False)
     max_pixels: int = field(default=DEFAULT_MAX_PIXELS, repr=False, compare=False)
+    origin: str | None = field(default=None, repr=False, compare=False)
+    problem: str | None = field(default=None, repr=False, compare=False)
+    """Why a stream's record could not be read (a member that is not UTF-8, a cell of the
+    wrong type); such a sample fails :meth:`check_text` with this reason."""
 
     @property
     def image_path(self) -> Path | None:
@@ -65,7 +72,10 @@ class Sample:
         return self.image.absolute() if isinstance(self.image, Path) else None
 
     def check_text(self) -> str:
-        """Return the text, or raise ``BadSampleError("text is empty")`` when it is blank."""
+        """Return the text, or raise ``BadSampleError("text is empty")`` when it is blank
+        (or the record's ``problem``)."""
+        if self.problem:
+            raise BadSampleError(self.problem)
         if not self.text.strip():
             raise BadSampleError("text is empty")
         return self.text

@@ -1,85 +1,99 @@
-"""SampleSource: what :func:`~mm_align.data.open_dataset` returns."""
+"""SampleSource: what :func:`~mm_align.data.open_dataset` returns, over a list of samples or
+a stream of them."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from PIL import Image
-
-from mm_align.data.files import bounded_digest, open_regular
-from mm_align.data.samples import ImageRef, Sample
+from mm_align.data.content import image_digest, length_prefixed
+from mm_align.data.samples import Sample
 
 __all__ = ["SampleSource"]
+
+_FINGERPRINT_SALT = b"mm-align samples v1\n"
 
 
 class SampleSource:
     """The samples of one data set, in order.
 
-    Texts and ids were read (and the records validated) when the source was opened; images
-    are only referenced, and decoded by :meth:`Sample.load_image`, so iterating is cheap
-    and memory stays flat however large the data set.
+    ``samples`` is either a sequence (texts and ids read and records validated when the
+    source was opened; images only referenced) or a function that starts a new pass over a
+    stream (WebDataset shards, parquet files, hub streams: nothing is held, each pass reads
+    the data again). Either way images are decoded only by :meth:`Sample.load_image`, so
+    iterating is cheap and memory stays flat however large the data set.
+
+    A stream's length and fingerprint take one pass that reads every sample's bytes but
+    decodes no image (:meth:`scan`); it also finds a malformed record or a repeated id
+    before anything is scored. A stream has no random access.
 
     Args:
-        samples: the samples, built eagerly or on access (any ``Sequence``).
+        samples: the samples (any ``Sequence``), or a function returning a new iterator.
         fmt: the format name (see ``mm_align.data.FORMATS``).
         path: the file, folder or hub name the samples were read from.
     """
 
-    def __init__(self, samples: Sequence[Sample], *, fmt: str, path: str | Path) -> None:
+    def __init__(self, samples: Sequence[Sample] | Callable[[], Iterator[Sample]], *, fmt: str,
+                 path: str | Path) -> None:
         self._samples = samples
         self.fmt = fmt
         self.path = str(path)
         self._fingerprint: str | None = None
+        self._length: int | None = None
+
+    @property
+    def is_stream(self) -> bool:
+        """True when the samples are read afresh on every pass (no random access)."""
+        return callable(self._samples)
 
     def __len__(self) -> int:
+        if callable(self._samples):
+            self.scan()
+            assert self._length is not None
+            return self._length
         return len(self._samples)
 
     def __iter__(self) -> Iterator[Sample]:
+        if callable(self._samples):
+            yield from self._samples()
+            return
         for i in range(len(self._samples)):
             yield self._samples[i]
 
     def __getitem__(self, index: int) -> Sample:
+        if callable(self._samples):
+            raise TypeError(f"{self.describe()} is a stream: it has no random access")
         return self._samples[index]
 
     def describe(self) -> str:
         """One line for provenance: format, where from, how many samples."""
         return f"{self.fmt} {self.path} ({len(self)} samples)"
 
+    def scan(self) -> None:
+        """Count the samples and compute the fingerprint in one pass (once)."""
+        if self._fingerprint is not None:
+            return
+        total = hashlib.sha256(_FINGERPRINT_SALT)
+        n = 0
+        for sample in self:
+            length_prefixed(total, sample.id.encode(), sample.text.encode(), image_digest(sample.image))
+            n += 1
+        self._fingerprint, self._length = total.hexdigest(), n
+
     def fingerprint(self) -> str:
-        """SHA-256 (hex) of the content: every sample's id, text and image bytes, in order.
+        """SHA-256 (hex) of the content: every sample's id, text and image bytes, in data set
+        order (for shards: shards in name order, members in archive order).
 
         The format and the location do not enter, so the same pairs give the same
-        fingerprint whether they come from a JSONL manifest or an image folder. Image
-        files are hashed whole up to 64 MiB (streamed, never held whole), larger ones by
-        size and evenly spaced blocks (:func:`~mm_align.data.files.bounded_digest`); a path
-        that is missing, unreadable or not a regular file (a FIFO, a device) is never read
-        and hashes as a marker, so a data set with bad samples still has a fingerprint.
-        Computed once.
+        fingerprint whether they come from a JSONL manifest, an image folder, a parquet
+        file or WebDataset shards (with content ids, :mod:`~mm_align.data.content`, the ids
+        themselves come from the pairs). Image files are hashed whole up to 64 MiB
+        (streamed, never held whole), larger ones by size and evenly spaced blocks
+        (:func:`~mm_align.data.files.bounded_digest`); a path that is missing, unreadable
+        or not a regular file (a FIFO, a device) is never read and hashes as a marker, so a
+        data set with bad samples still has a fingerprint. Computed once.
         """
-        if self._fingerprint is None:
-            total = hashlib.sha256(b"mm-align samples v1\n")
-            for sample in self:
-                for part in (sample.id.encode(), sample.text.encode(), _image_digest(sample.image)):
-                    # Length prefixes keep ("ab", "c") and ("a", "bc") apart.
-                    total.update(len(part).to_bytes(8, "little"))
-                    total.update(part)
-            self._fingerprint = total.hexdigest()
+        self.scan()
+        assert self._fingerprint is not None
         return self._fingerprint
-
-
-def _image_digest(ref: ImageRef) -> bytes:
-    if ref is None:
-        return b"no image"
-    if isinstance(ref, Image.Image):
-        h = hashlib.sha256(f"{ref.mode} {ref.size}\n".encode())
-        h.update(ref.tobytes())
-        return h.digest()
-    if isinstance(ref, bytes):
-        return hashlib.sha256(ref).digest()
-    try:
-        with open_regular(ref) as f:
-            return bounded_digest(f)
-    except OSError as err:
-        return f"unreadable: {type(err).__name__}".encode()

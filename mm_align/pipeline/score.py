@@ -68,7 +68,8 @@ def open_source(data: Any, config: ScoreConfig) -> SampleSource:
     if isinstance(data, str | Path):
         return open_dataset(
             data, image_root=config.image_root, image_column=config.image_column,
-            text_column=config.text_column, split=config.split, max_pixels=config.max_pixels,
+            text_column=config.text_column, id_column=config.id_column, split=config.split,
+            max_pixels=config.max_pixels, streaming=config.streaming,
         )
     return open_memory(data, image_column=config.image_column, text_column=config.text_column,
                        max_pixels=config.max_pixels)
@@ -162,7 +163,8 @@ class VLMTask:
                rep: Any) -> dict[str, Any] | Reduced:
         path = sample.image_path
         # `text` is what the model saw: a control may have swapped it, a limit cut it.
-        head = {"text": prepared[1], "image": str(path) if path else None, **prepared[2]}
+        head = {"text": prepared[1], "image": str(path) if path else None, **prepared[2],
+                **({"source": sample.origin} if sample.origin else {})}
         record = {**head, **reduce_sample(rep, self.layers)}
         if self.extras is None:
             return record

@@ -85,8 +85,11 @@ class Scorer:
 
     def _fail(self, sample: Sample, stage: str, reason: str) -> dict[str, Any]:
         if self.strict:
-            raise ScoreError(f"sample {sample.id!r} (index {sample.index}) failed at {stage}: {reason}")
-        return {"id": sample.id, "index": sample.index, "stage": stage, "reason": reason}
+            where = f", {sample.origin}" if sample.origin else ""
+            raise ScoreError(f"sample {sample.id!r} (index {sample.index}{where}) failed at {stage}: {reason}")
+        # A stream's sample names its shard and key (or file and row) as its source.
+        source = {"source": sample.origin} if sample.origin else {}
+        return {"id": sample.id, "index": sample.index, "stage": stage, "reason": reason, **source}
 
     def _reduce(self, sample: Sample, prepared: Any, rep: Any) -> tuple[dict | None, dict | None, dict | None]:
         """``(result, error, states)`` of one sample: a result or an error, and the states

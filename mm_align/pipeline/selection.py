@@ -21,8 +21,10 @@ __all__ = ["Selection", "select"]
 
 
 class Selection(Sequence[Sample]):
-    """A lazy view of some samples of ``source``, renumbered: item k is ``source[positions[k]]``
-    with ``index`` k (images are still not loaded, texts not copied)."""
+    """A lazy view of some samples of ``source``, renumbered: item k is the sample at position
+    ``positions[k]`` (increasing) with ``index`` k (images are still not loaded, texts not
+    copied). Iterating makes one pass over the source, so a stream is never materialised;
+    indexing needs a source with random access."""
 
     def __init__(self, source: SampleSource | Sequence[Sample], positions: Sequence[int], description: str) -> None:
         self._source = source
@@ -36,14 +38,26 @@ class Selection(Sequence[Sample]):
         return dataclasses.replace(self._source[self.positions[k]], index=k)
 
     def __iter__(self) -> Iterator[Sample]:
-        return (self[k] for k in range(len(self)))
+        wanted = iter(self.positions)
+        target = next(wanted, None)
+        k = 0
+        for position, sample in enumerate(self._source):
+            if target is None:
+                return
+            if position == target:
+                yield dataclasses.replace(sample, index=k)
+                k, target = k + 1, next(wanted, None)
 
 
 def select(source: SampleSource | Sequence[Sample], limit: int | None = None, sample: int | None = None,
            seed: int = 123) -> Selection:
     """All samples of ``source``, the first ``limit``, or ``sample`` of them drawn without
     replacement by ``numpy.random.default_rng(seed).choice`` and put back in data set order
-    (all of them when ``sample`` >= their number)."""
+    (all of them when ``sample`` >= their number).
+
+    The draw needs the number of samples: a stream's is counted by the pass that computes
+    its fingerprint (bytes read, no image decoded), so ``--sample`` picks the same pairs
+    from a stream as from the same pairs in any other layout."""
     n = len(source)
     if sample is not None and sample < n:
         drawn = np.random.default_rng(seed).choice(n, size=sample, replace=False)
