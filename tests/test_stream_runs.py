@@ -19,7 +19,18 @@ from tests.test_distributed import LAUNCHERS
 
 IDS = [pair_id(image.read_bytes(), text) for image, text in PAIRS]
 STAGES = ("vision", "projector", "image", "text", "joint")
-pytestmark = pytest.mark.slow  # whole runs of a tiny model
+
+
+def test_two_workers_split_a_shard_stream_without_overlap_or_loss(tmp_path) -> None:
+    """The data side of a data-parallel run, without a model: each worker's share of the
+    shard stream, by sample index, is disjoint from the other's and together they are all."""
+    from mm_align.data import open_dataset
+    from mm_align.pipeline.distributed import Workers
+
+    shards = write_layouts(tmp_path)["webdataset"]
+    shares = [[s.id for s in open_dataset(str(shards)) if Workers(rank, 2).owns(s.index)] for rank in (0, 1)]
+    assert not set(shares[0]) & set(shares[1])
+    assert sorted(shares[0] + shares[1]) == sorted(IDS) and len(shares[0]) == (len(IDS) + 1) // 2
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +51,7 @@ def _same_numbers(a: list[dict], b: list[dict]) -> None:
             assert x[f"erank_{stage}"] == pytest.approx(y[f"erank_{stage}"], rel=1e-6)
 
 
+@pytest.mark.slow  # whole runs of a tiny model
 def test_three_layouts_score_the_same_and_compare_pairs_them(tmp_path, setup) -> None:
     checkpoint, layouts = setup
     adapter = mm_align.load_vlm(checkpoint)
@@ -58,6 +70,7 @@ def test_three_layouts_score_the_same_and_compare_pairs_them(tmp_path, setup) ->
         ("paired", True, len(PAIRS))] * 2
 
 
+@pytest.mark.slow  # whole runs of a tiny model
 def test_a_resumed_stream_decodes_only_what_is_left(tmp_path, setup, monkeypatch) -> None:
     checkpoint, layouts = setup
     adapter = mm_align.load_vlm(checkpoint)
@@ -74,6 +87,7 @@ def test_a_resumed_stream_decodes_only_what_is_left(tmp_path, setup, monkeypatch
     assert [r["id"] for r in _results(out)] == IDS
 
 
+@pytest.mark.slow  # whole runs of a tiny model
 def test_two_processes_over_shards_equal_one(tmp_path, setup) -> None:
     checkpoint, layouts = setup
     shards = f"{layouts['webdataset']}/shard-{{00000..00002}}.tar"
