@@ -80,6 +80,12 @@ class VLMAdapter(PromptEncoding, LLMCapture):
 
     model_type: ClassVar[str] = ""
     """The config ``model_type`` this adapter serves; set by ``@register``."""
+    modality: ClassVar[str] = "image"
+    """What a sample brings besides its text (``"image"``; ``"audio"`` for
+    :class:`~mm_align.adapters.audio.GenericAudioAdapter`): the data layer loads that, the
+    chat template gets a content item of that type."""
+    placeholder_config_keys: ClassVar[tuple[str, ...]] = ("image_token_id", "image_token_index")
+    """Config fields holding the placeholder token id, newest name first."""
     model_class: ClassVar[type[PreTrainedModel]]
     text_model_paths: ClassVar[tuple[str, ...]] = ("model.language_model", "language_model")
     """Candidate paths of the LLM (newest layout first); a CausalLM there is unwrapped."""
@@ -135,10 +141,14 @@ class VLMAdapter(PromptEncoding, LLMCapture):
         """The LLM's decoder stack (embeddings, layers, final norm), without the LM head."""
         self._decoder_layers: Any = probe_module(text_model, ("layers",), "decoder layers")
         self._final_norm = probe_module(text_model, ("norm", "final_layernorm", "embedding_norm"), "final norm")
-        # Older configs call it image_token_index.
-        token_id = getattr(config, "image_token_id", None)
-        self.image_token_id = int(token_id if token_id is not None else config.image_token_index)
-        self.image_token: str = processor.image_token
+        # The placeholder of this modality (older configs call it image_token_index); the
+        # attributes keep the image names whatever the modality (one mask code for all).
+        token_id = next((getattr(config, key) for key in self.placeholder_config_keys
+                         if getattr(config, key, None) is not None), None)
+        if token_id is None:
+            raise AttributeError(f"the config has none of {list(self.placeholder_config_keys)}")
+        self.image_token_id = int(token_id)
+        self.image_token: str = getattr(processor, f"{self.modality}_token")
         tokenizer = processor.tokenizer
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._pad_id = int(pad_id or 0)  # padded positions are masked out, any id will do

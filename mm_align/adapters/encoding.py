@@ -54,6 +54,7 @@ class PromptEncoding:
 
     # Declared (with their documentation) by VLMAdapter.
     model_type: ClassVar[str]
+    modality: ClassVar[str]
     max_images_per_sample: ClassVar[int]
     prompt_tail: ClassVar[str]
     processor: Any
@@ -83,7 +84,12 @@ class PromptEncoding:
         else:
             empty = image.ndim < 2 or 0 in tuple(image.shape)
         if empty:
-            raise AdapterInputError(f"sample {index}: the image is empty ({describe_image(image)})")
+            raise AdapterInputError(f"sample {index}: the image is empty ({self._describe(image)})")
+
+    @staticmethod
+    def _describe(image: Any) -> str:
+        """What stands for the image (or clip) in words, for error messages."""
+        return describe_image(image)
 
     def _check_text(self, text: str, index: int) -> None:
         if not isinstance(text, str):
@@ -103,7 +109,7 @@ class PromptEncoding:
             return prefix + text, len(prefix)
 
         def render(content_text: str) -> str:
-            content = [{"type": "image"}] if with_image else []
+            content = [{"type": self.modality}] if with_image else []
             content.append({"type": "text", "text": content_text})
             messages = [{"role": "user", "content": content}]
             return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
@@ -130,15 +136,15 @@ class PromptEncoding:
             if image is None:
                 raise
             raise AdapterInputError(
-                f"sample {index}: the {self.model_type} processor rejected the image "
-                f"({describe_image(image)}): {exc}"
+                f"sample {index}: the {self.model_type} processor rejected the {self.modality} "
+                f"({self._describe(image)}): {exc}"
             ) from exc
         offsets = inputs.pop("offset_mapping")[0]
         inputs.pop("labels", None)  # training targets some processors add (PaliGemma)
         ids = inputs["input_ids"][0]
         is_image = ids == self.image_token_id
         if image is not None and not bool(is_image.any()):
-            raise RuntimeError(f"sample {index}: the processor inserted no image tokens")
+            raise RuntimeError(f"sample {index}: the processor inserted no {self.modality} tokens")
         # The processor expands the image placeholder (before the text) into image tokens and
         # markers, so the text is found from the end: only the template's suffix and the
         # processor's own tail follow it.
