@@ -49,6 +49,9 @@ class GenericAudioAdapter(VLMAdapter):
     rows_per_token: ClassVar[int] = 1
     """Encoder rows per audio token: 1 when the connector maps row by row (an MLP), more when
     it pools (Granite Speech's windowed Q-Former)."""
+    one_window: ClassVar[bool] = False
+    """Whether a clip must fit the feature extractor's window (``chunk_length`` seconds): a
+    longer one is refused rather than cut into windows this adapter does not separate."""
     encoder_sees_padding: ClassVar[bool] = False
     """Whether the audio encoder runs over the zero padding of a batch's shorter clips without
     an attention mask (then clips of different feature lengths go through separate passes,
@@ -105,6 +108,13 @@ class GenericAudioAdapter(VLMAdapter):
             raise AdapterInputError(f"sample {index}: audio must be mono (1-D), not of shape {tuple(image.shape)}")
         if image.shape[0] == 0:
             raise AdapterInputError(f"sample {index}: the audio clip is empty (0 samples)")
+        window = getattr(self.processor.feature_extractor, "chunk_length", None)
+        if self.one_window and window and image.shape[0] > window * self.sampling_rate:
+            raise AdapterInputError(
+                f"sample {index}: the clip lasts {image.shape[0] / self.sampling_rate:.2f} s, longer than the "
+                f"{self.model_type} window of {window} s (cut it with --max-audio-seconds {window} "
+                "--audio-overflow truncate)"
+            )
         values = torch.as_tensor(image)
         if not values.is_floating_point() or not bool(torch.isfinite(values).all()):
             raise AdapterInputError(f"sample {index}: audio must hold finite float samples ({self._describe(image)})")
