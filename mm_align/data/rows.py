@@ -15,6 +15,9 @@ the column rules live here:
   encoded bytes, a Hugging Face ``{"bytes", "path"}`` dict, or a PIL image. A null or empty
   value gives a sample whose ``load_image()`` reports "no image given"; a missing column is
   a :class:`ManifestError`.
+* audio column (``audio``): a path or encoded bytes (or a Hugging Face ``{"bytes", "path"}``
+  dict) of an audio file. A record needs an image or an audio column (an audio-language model
+  reads the audio one, a VLM the image one); a sample without the other has None there.
 * text: a null text counts as empty (a bad sample, not a malformed manifest).
 * id (optional): a string or integer. Without one (no id column, or a blank cell) the id is
   derived from the content (:func:`~mm_align.data.content.content_id`) where the format
@@ -33,6 +36,7 @@ from typing import Any
 
 from PIL import Image
 
+from mm_align.data.audio import AudioRef
 from mm_align.data.content import content_id
 from mm_align.data.errors import ManifestError
 from mm_align.data.samples import ImageRef, Sample, join_instruction_response
@@ -52,6 +56,7 @@ class Columns:
 
     image: str = "image"
     text: str = "text"
+    audio: str = "audio"
     id: str = "id"
     instruction: str = "instruction"
     response: str = "response"
@@ -118,7 +123,7 @@ class RecordReader:
         return ManifestError(self.path, message, **where)
 
     def check_columns(self, names: Iterable[str], **where: int | None) -> None:
-        """Fail unless ``names`` holds the image column and a text source; the first call
+        """Fail unless ``names`` holds the image (or audio) column and a text source; the first call
         detects the columns the user did not name (the same for every later record)."""
         names = set(names)
         if not self._fitted:
@@ -127,10 +132,10 @@ class RecordReader:
                 raise self.error(f"{problem} (columns: {sorted(names)})", where)
             self._fitted = True
         c = self.columns
-        if c.image not in names:
+        if c.image not in names and c.audio not in names:
             hint = "" if c.image_named else f"; looked for {', '.join(IMAGE_COLUMNS)}"
-            raise self.error(f"no '{c.image}' column (columns: {sorted(names)}){hint}; name it "
-                             "with --image-column", where)
+            raise self.error(f"no '{c.image}' column (nor '{c.audio}'; columns: {sorted(names)}){hint}; "
+                             "name it with --image-column", where)
         if c.text not in names and (c.text_named or not {c.instruction, c.response} <= names):
             raise self.error(
                 f"no '{c.text}' column, nor '{c.instruction}' + '{c.response}' "
@@ -185,20 +190,35 @@ class RecordReader:
 
     def image_of(self, value: Any, **where: int | None) -> ImageRef:
         """The record's image reference (see the module doc for the accepted values)."""
-        if isinstance(value, Mapping) and {"bytes", "path"} <= value.keys():
-            # A datasets Image feature read with decode=False.
-            value = value["bytes"] if value["bytes"] is not None else value["path"]
-        if value is None or value == "":
-            return None
-        if isinstance(value, (str, Path)):
-            return (self.base_dir / Path(value).expanduser()).absolute()
-        if isinstance(value, (bytes, Image.Image)):
+        value = self._file_ref(value)
+        if value is None or isinstance(value, (Path, bytes, Image.Image)):
             return value
         raise self.error(
             f"'{self.columns.image}' must be a file path, image bytes or an image, "
             f"got {type(value).__name__}",
             where,
         )
+
+    def audio_of(self, value: Any, **where: int | None) -> AudioRef:
+        """The record's audio reference: a file path or the encoded bytes."""
+        value = self._file_ref(value)
+        if value is None or isinstance(value, (Path, bytes)):
+            return value
+        raise self.error(
+            f"'{self.columns.audio}' must be a file path or audio bytes, got {type(value).__name__}", where
+        )
+
+    def _file_ref(self, value: Any) -> Any:
+        """A path resolved against the base folder, the bytes of a Hugging Face
+        ``{"bytes", "path"}`` dict (an Image or Audio feature read with decode=False), None for
+        a null or empty value; anything else as it is."""
+        if isinstance(value, Mapping) and {"bytes", "path"} <= value.keys():
+            value = value["bytes"] if value["bytes"] is not None else value["path"]
+        if value is None or value == "":
+            return None
+        if isinstance(value, (str, Path)):
+            return (self.base_dir / Path(value).expanduser()).absolute()
+        return value
 
     def sample(
         self, index: int, record: Any, *, known_id: str | None = None, origin: str | None = None,
@@ -213,12 +233,15 @@ class RecordReader:
             raise self.error(f"expected an object, got {type(record).__name__}", where)
         self.check_columns(record.keys(), **where)
         text = self.text_of(record, **where)
-        image = self.image_of(record[self.columns.image], **where)
+        c = self.columns
+        image = self.image_of(record[c.image], **where) if c.image in record else None
+        audio = self.audio_of(record[c.audio], **where) if c.audio in record else None
         if known_id is None:
-            content = (lambda: content_id(image, text)) if self.content_ids else None
-            known_id = self.claim_id(record.get(self.columns.id), index, content, **where)
+            media = image if image is not None else audio
+            content = (lambda: content_id(media, text)) if self.content_ids else None
+            known_id = self.claim_id(record.get(c.id), index, content, **where)
         return Sample(id=known_id, index=index, text=text, image=image, max_pixels=self.max_pixels,
-                      origin=origin)
+                      origin=origin, audio=audio)
 
     def _string(self, value: Any, column: str, where: Mapping[str, int | None]) -> str:
         if value is None:

@@ -1,4 +1,4 @@
-"""The :class:`Sample` type: one image-text pair, its image not yet decoded.
+"""The :class:`Sample` type: one image-text (or audio-text) pair, its media not yet decoded.
 
 A sample is cheap: an id, a position, a text and a *reference* to its image (a file path,
 the encoded bytes, or an in-memory PIL image). Nothing is decoded until
@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from PIL import Image
 
+from mm_align.data.audio import AudioLimits, AudioRef, load_waveform
 from mm_align.data.errors import BadSampleError
 from mm_align.data.images import DEFAULT_MAX_PIXELS, ImageLimits, ImageRef, load_rgb
 
@@ -65,6 +68,22 @@ class Sample:
     problem: str | None = field(default=None, repr=False, compare=False)
     """Why a stream's record could not be read (a member that is not UTF-8, a cell of the
     wrong type); such a sample fails :meth:`check_text` with this reason."""
+    audio: AudioRef = field(default=None, repr=False)
+    """Where the sample's audio comes from (a data set with an ``audio`` column), or None."""
+
+    @property
+    def audio_path(self) -> Path | None:
+        """Absolute path of the audio file, or None when the audio is not a file."""
+        return self.audio.absolute() if isinstance(self.audio, Path) else None
+
+    def load_audio(self, limits: AudioLimits) -> tuple[np.ndarray, dict[str, Any]]:
+        """Decode the audio: a mono float32 waveform at ``limits.sampling_rate`` and the notes
+        for the result record (see :func:`mm_align.data.audio.load_waveform`).
+
+        Raises:
+            BadSampleError: no audio given, unreadable, unsupported codec, empty, too long.
+        """
+        return load_waveform(self.audio, limits)
 
     @property
     def image_path(self) -> Path | None:

@@ -77,12 +77,14 @@ class SampleSource:
         total = hashlib.sha256(_FINGERPRINT_SALT)
         n = 0
         for sample in self:
-            length_prefixed(total, sample.id.encode(), sample.text.encode(), image_digest(sample.image))
+            # An audio file enters only where there is one: image data sets keep their prints.
+            audio = () if sample.audio is None else (b"audio", image_digest(sample.audio))
+            length_prefixed(total, sample.id.encode(), sample.text.encode(), image_digest(sample.image), *audio)
             n += 1
         self._fingerprint, self._length = total.hexdigest(), n
 
     def fingerprint(self) -> str:
-        """SHA-256 (hex) of the content: every sample's id, text and image bytes, in data set
+        """SHA-256 (hex) of the content: every sample's id, text, image and audio bytes, in data set
         order (for shards: shards in name order, members in archive order).
 
         The format and the location do not enter, so the same pairs give the same
