@@ -204,6 +204,12 @@ class ScoreConfig(RunConfig):
     text_overflow: str = option("refuse", "a longer text: refuse (a bad sample, in errors.jsonl) "
                                 "or truncate (scored on its first N tokens, marked truncated)",
                                 "Data", identity=True, choices=TEXT_OVERFLOWS)
+    max_audio_seconds: float | None = option(None, "longest audio clip in seconds (audio models; default: "
+                                             "no limit, but one-window families refuse clips over their "
+                                             "window)", "Data", identity=True, type=float, metavar="S")
+    audio_overflow: str = option("refuse", "a longer clip: refuse (a bad sample, in errors.jsonl) or "
+                                 "truncate (scored on its first S seconds, marked audio_truncated)",
+                                 "Data", identity=True, choices=TEXT_OVERFLOWS)
     resize_to_max_pixels: bool = option(False, "shrink images over --max-pixels (aspect kept; the "
                                         "original size is recorded) instead of refusing them",
                                         "Data", identity=True)
@@ -252,6 +258,9 @@ class ScoreConfig(RunConfig):
         at_least("max_pixels", self.max_pixels, 1)
         at_least("max_text_tokens", self.max_text_tokens, 1)
         one_of("text_overflow", self.text_overflow, TEXT_OVERFLOWS)
+        one_of("audio_overflow", self.audio_overflow, TEXT_OVERFLOWS)
+        if self.max_audio_seconds is not None and not self.max_audio_seconds > 0:  # also refuses NaN
+            raise ValueError(f"max_audio_seconds must be > 0, got {self.max_audio_seconds}")
         one_of("vision_view", self.vision_view, VISION_VIEWS)
         at_least("num_workers", self.num_workers, 0)
         if not self.max_aspect_ratio >= 1:  # also refuses NaN

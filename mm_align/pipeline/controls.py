@@ -62,6 +62,11 @@ PERTURBATIONS: dict[str, Callable[[Sequence[str], int], Transform]] = {
 }
 
 
+#: The controls and perturbations that change the image (all but ``shuffled``): an audio model
+#: has no image for them to change.
+IMAGE_TRANSFORMS = frozenset({"image-only-noise", *PERTURBATIONS})
+
+
 def make_transform(name: str, texts: Sequence[str], seed: int) -> Transform:
     """The transform of control or perturbation ``name``.
 

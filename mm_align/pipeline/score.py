@@ -23,9 +23,10 @@ from mm_align.adapters.projector import load_projector_state, swap_projector
 from mm_align.adapters.representation import normalize_layers
 from mm_align.config import LayerSpec, ScoreConfig
 from mm_align.data import BadSampleError, Sample, SampleSource, open_dataset
+from mm_align.data.audio import AudioLimits
 from mm_align.data.images import ImageLimits
 from mm_align.data.memory import open_memory
-from mm_align.pipeline.controls import Transform, make_transform
+from mm_align.pipeline.controls import IMAGE_TRANSFORMS, Transform, make_transform
 from mm_align.pipeline.distributed import Workers
 from mm_align.pipeline.extra_metrics import ExtraMetrics, extra_summary, mir_layers
 from mm_align.pipeline.loading import config_kwargs, hf_kwargs, load_kwargs
@@ -118,6 +119,18 @@ class TextLimit:
                       "text_tokens_kept": len(self._count(kept)["input_ids"])}
 
 
+def audio_limits(config: ScoreConfig, adapter: Any) -> AudioLimits | None:
+    """How an audio model's clips are decoded (None for an image model). Controls that change
+    images have nothing to change in a clip: refused here, before any sample is scored."""
+    if getattr(adapter, "modality", "image") != "audio":
+        return None
+    image_only = [name for name in config.controls if name in IMAGE_TRANSFORMS]
+    if image_only:
+        raise ValueError(f"{', '.join(image_only)} change images; an audio model ({adapter.model_type}) "
+                         f"takes only the shuffled control")
+    return AudioLimits(adapter.sampling_rate, config.max_audio_seconds, config.audio_overflow)
+
+
 def context_length(adapter: Any) -> int | None:
     """The LLM's context in tokens (``max_position_embeddings`` of the text config), if known."""
     config = adapter.model.config
@@ -143,11 +156,18 @@ class VLMTask:
     images: ImageLimits | None = None
     text_limit: TextLimit | None = None
     extras: ExtraMetrics | None = None
+    audio: AudioLimits | None = None
+    """How clips are decoded, for an audio model (then each sample's audio is loaded, not its
+    image; the notes gain ``audio_seconds`` and ``audio_truncated``)."""
 
     def prepare(self, sample: Sample) -> tuple[Any, str, dict[str, Any]]:
-        image, text = sample.load(self.images)
-        original = image.info.get("original_size")
-        notes: dict[str, Any] = {"original_size": list(original)} if original else {}
+        if self.audio is not None:
+            text = sample.check_text()
+            image, notes = sample.load_audio(self.audio)
+        else:
+            image, text = sample.load(self.images)
+            original = image.info.get("original_size")
+            notes = {"original_size": list(original)} if original else {}
         if self.transform:
             image, text = self.transform(sample.index, image, text)
         if self.text_limit:
@@ -161,9 +181,9 @@ class VLMTask:
 
     def reduce(self, sample: Sample, prepared: tuple[Any, str, dict[str, Any]],
                rep: Any) -> dict[str, Any] | Reduced:
-        path = sample.image_path
+        key, path = ("image", sample.image_path) if self.audio is None else ("audio", sample.audio_path)
         # `text` is what the model saw: a control may have swapped it, a limit cut it.
-        head = {"text": prepared[1], "image": str(path) if path else None, **prepared[2],
+        head = {"text": prepared[1], key: str(path) if path else None, **prepared[2],
                 **({"source": sample.origin} if sample.origin else {})}
         record = {**head, **reduce_sample(rep, self.layers)}
         if self.extras is None:
@@ -246,6 +266,7 @@ def _score_all(config: ScoreConfig, adapter: Any, source: Sequence[Sample], stor
     extras = _extras(config, sweep, adapter.num_hidden_states, source)
     images = ImageLimits(config.max_pixels, config.max_aspect_ratio, config.resize_to_max_pixels)
     text_limit = TextLimit.of(config, adapter)
+    audio = audio_limits(config, adapter)
 
     def mine(index: int) -> bool:
         return index < n_total and workers.owns(index)
@@ -261,7 +282,7 @@ def _score_all(config: ScoreConfig, adapter: Any, source: Sequence[Sample], stor
         # The baseline scores the same inputs with the LLM re-initialised.
         view = adapter.untrained_llm(config.seed) if name and name == config.baseline else nullcontext(adapter)
         with view as scored:
-            task = VLMTask(scored, sweep, transform, images, text_limit, extras)
+            task = VLMTask(scored, sweep, transform, images, text_limit, extras, audio)
             score_into(Scorer(task, config.strict, config.num_workers), my_samples, store,
                        owns=mine, n_samples=n_mine, batch_size=config.batch_size,
                        progress=config.progress, desc=name or "score")
@@ -367,6 +388,16 @@ def run_score(config: ScoreConfig, model: Any = None, data: Any = None,
     return result
 
 
+def _modality(config: ScoreConfig, adapter: Any) -> dict[str, Any]:
+    """What a sample brought besides its text, and for audio how it was decoded."""
+    modality = getattr(adapter, "modality", "image")
+    if modality != "audio":
+        return {"modality": modality}
+    return {"modality": modality, "audio": {"sampling_rate": adapter.sampling_rate, "decoder": "PyAV (FFmpeg)",
+                                            "max_seconds": config.max_audio_seconds,
+                                            "overflow": config.audio_overflow}}
+
+
 def _provenance(config: ScoreConfig, adapter: Any, chosen: Any, source: SampleSource,
                 projector: dict | None, workers: Workers, n_total: int) -> dict[str, Any]:
     """What produced the run, for its summary."""
@@ -380,6 +411,7 @@ def _provenance(config: ScoreConfig, adapter: Any, chosen: Any, source: SampleSo
         "layers": resolve_layers(config.layers, adapter.num_hidden_states),
         "seed": config.seed, "device": str(adapter.device), "n_requested": n_total,
         "max_text_tokens": config.max_text_tokens or context_length(adapter),
+        **_modality(config, adapter),
         "selection": chosen.description,
         "workers": workers.world_size, "versions": software_versions(),
     }
