@@ -82,6 +82,14 @@ def _cards(run: Run) -> Markup:
     return tag("div", join(cards), class_="cards")
 
 
+AUDIO_NOTE = (
+    "An audio-language model, scored on audio-text pairs. The stages keep the paper's names: "
+    "eRank1 'vision encoder' is the audio encoder's rows at the connector, eRank3 'LLM image' "
+    "the LLM at the audio tokens (the audio heard alone), and the Image Reduction Ratio and "
+    "Image-Text Alignment compare the audio in the same way (docs/CHOICES.md)."
+)
+
+
 def _overview(run: Run) -> Markup:
     metrics, cis, means = run.metrics(), run.ci(), run.erank_mean()
     rows = []
@@ -98,6 +106,8 @@ def _overview(run: Run) -> Markup:
             ]
         )
     parts = [_cards(run), control_differences_block(run.summary)]
+    if run.provenance.get("modality") == "audio":
+        parts.insert(0, note(AUDIO_NOTE))
     if note_text := run.model_note:
         parts.insert(0, note(f"Model note: {note_text}", "warn"))
     parts.append(
