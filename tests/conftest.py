@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.helpers import COLLECTED, families
+from tests.helpers import COLLECTED, SAMPLE_AUDIO, families
 
 if TYPE_CHECKING:  # torch and PIL load with the first test that needs them, not at collection
     from PIL import Image
@@ -74,7 +74,7 @@ class TinyCheckpoints(Mapping[str, Path]):
         if family not in self._built:
             from mm_align.cli import main
 
-            if family not in families():
+            if family not in (*families(), *families("audio")):
                 raise KeyError(family)
             assert main(["tiny", family, str(self._root / family), "--seed", "0"]) == 0
             self._built[family] = self._root / family
@@ -129,6 +129,19 @@ def images() -> list[Image.Image]:
 @pytest.fixture(scope="session")
 def texts() -> list[str]:
     return list(CAPTIONS)
+
+
+@pytest.fixture(scope="session")
+def clips() -> list[tuple[object, str]]:
+    """Four spoken clips of the bundled set (data/sample_audio, synthetic speech of 2.6 to 3.1 s,
+    of four codecs), decoded at 16 kHz, with their transcripts."""
+    import json
+
+    from mm_align.data.audio import AudioLimits, load_waveform
+
+    rows = [json.loads(line) for line in (SAMPLE_AUDIO / "metadata.jsonl").read_text().splitlines()]
+    chosen = [row for row in rows if row["id"] in ("cat", "coffee", "rocket", "numbers")]
+    return [(load_waveform(SAMPLE_AUDIO / row["audio"], AudioLimits(16_000))[0], row["text"]) for row in chosen]
 
 
 def _hook_count(module: nn.Module) -> int:

@@ -29,6 +29,8 @@ COLLECTED = pytest.StashKey[list[pytest.Item]]()
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "sample"
 """The bundled 15-sample image-caption data set."""
+SAMPLE_AUDIO = ROOT / "data" / "sample_audio"
+"""The bundled 8 spoken clips with transcripts (synthetic speech, four codecs)."""
 
 EXACT = 1e-12
 """One float64 formula computed two ways (ours vs an independent float64 reference, a
@@ -184,12 +186,13 @@ def parse(path: Path) -> PageParser:
 
 
 @functools.cache
-def families() -> tuple[str, ...]:
-    """Every registered adapter family, from the registry (never a hard-coded list: a new
-    family is tested by every family test). Imports the families on first call."""
-    from mm_align.adapters import supported_families
+def families(modality: str = "image") -> tuple[str, ...]:
+    """Every registered adapter family of ``modality`` (``"image"``: the VLMs the image tests
+    run over; ``"audio"``: tests/test_audio_adapters.py), from the registry (never a hard-coded
+    list: a new family is tested by every family test). Imports the families on first call."""
+    from mm_align.adapters import adapter_class, supported_families
 
-    return supported_families()
+    return tuple(family for family in supported_families() if adapter_class(family).modality == modality)
 
 
 HEAVY = ("torch", "transformers", "torchvision", "matplotlib", "datasets", "sklearn", "scipy")

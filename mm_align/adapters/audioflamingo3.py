@@ -24,6 +24,7 @@ from mm_align.adapters.audio import GenericAudioAdapter
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save
 from mm_align.adapters.tiny_audio import (
+    chatml_audio_template,
     qwen_audio_tokenizer,
     tiny_qwen2_text,
     tiny_whisper_encoder,
@@ -56,5 +57,5 @@ class AudioFlamingo3Adapter(GenericAudioAdapter):
             audio_token_id=ids["<sound>"],
         )
         processor = AudioFlamingo3Processor(feature_extractor=tiny_whisper_features(), tokenizer=tokenizer,
-                                            max_audio_len=60)
+                                            max_audio_len=60, chat_template=chatml_audio_template("<sound>"))
         return build_and_save(AudioFlamingo3ForConditionalGeneration, config, processor, directory, seed)

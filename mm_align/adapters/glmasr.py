@@ -20,6 +20,7 @@ from mm_align.adapters.audio import GenericAudioAdapter
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save
 from mm_align.adapters.tiny_audio import (
+    chatml_audio_template,
     TINY_MEL_BINS,
     qwen_audio_tokenizer,
     tiny_qwen2_text,
@@ -52,5 +53,6 @@ class GlmAsrAdapter(GenericAudioAdapter):
             text_config=text,
             audio_token_id=ids["<|pad|>"],
         )
-        processor = GlmAsrProcessor(feature_extractor=tiny_whisper_features(), tokenizer=tokenizer, max_audio_len=60)
+        processor = GlmAsrProcessor(feature_extractor=tiny_whisper_features(), tokenizer=tokenizer, max_audio_len=60,
+                                    chat_template=chatml_audio_template("<|pad|>"))
         return build_and_save(GlmAsrForConditionalGeneration, config, processor, directory, seed)

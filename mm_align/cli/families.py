@@ -1,5 +1,5 @@
-"""``mm-align families``: every served model family, where its stages are read, whether its
-image tokens are a causal prefix, its prompt styles and vision views, and a hub checkpoint;
+"""``mm-align families``: every served model family, what a sample brings besides its text
+(image or audio), where its stages are read, whether its image tokens are a causal prefix, its prompt styles and vision views, and a hub checkpoint;
 then the families that could not be loaded, with the reason. docs/FAMILIES.md holds the same
 table (a test keeps them equal)."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-_HEADER = ("model_type", "vision tap (patches)", "merged view", "projector tap", "causal prefix", "prompts",
+_HEADER = ("model_type", "modality", "vision tap (patches)", "merged view", "projector tap", "causal prefix", "prompts",
            "example")
 
 
@@ -20,7 +20,7 @@ def family_rows() -> list[tuple[str, ...]]:
         cls = adapter_class(family)
         taps = cls.taps()
         prefix = "yes" if cls.image_prefix_is_image_only else "no: image-only pass"
-        rows.append((family, taps["vision"], taps.get("merged", "-"), taps["projector"], prefix,
+        rows.append((family, cls.modality, taps["vision"], taps.get("merged", "-"), taps["projector"], prefix,
                      ", ".join(cls.prompt_styles), cls.example_id or "-"))
     return rows
 
@@ -28,7 +28,7 @@ def family_rows() -> list[tuple[str, ...]]:
 def families_table() -> str:
     """The served families as a Markdown table."""
     lines = ["| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
-    lines += ["| " + " | ".join(f"`{cell}`" if i in (0, 6) else cell for i, cell in enumerate(row)) + " |"
+    lines += ["| " + " | ".join(f"`{cell}`" if i in (0, len(_HEADER) - 1) else cell for i, cell in enumerate(row)) + " |"
               for row in family_rows()]
     return "\n".join(lines)
 
@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "families",
         help="list the served model families and where each stage is read",
         description=(
-            "List every served model_type: where the vision and projector stages are read, "
+            "List every served model_type: its modality (image or audio), where the vision "
+            "(or audio encoder) and projector stages are read, "
             "whether the image tokens are a causal prefix (else the image stage comes from an "
             "image-only pass), prompt styles and an example checkpoint; then the families that "
             "could not be loaded, with the reason."
