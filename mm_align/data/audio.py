@@ -72,6 +72,8 @@ def load_waveform(ref: AudioRef, limits: AudioLimits) -> tuple[np.ndarray, dict[
         raise BadSampleError("no audio given for this sample")
     if isinstance(ref, Path) and not ref.is_file():
         raise BadSampleError(f"audio file not found: {ref}")
+    if len(ref) == 0 if isinstance(ref, bytes) else ref.stat().st_size == 0:
+        raise BadSampleError("the audio file is empty (0 bytes)")
     source = io.BytesIO(ref) if isinstance(ref, bytes) else str(ref)
     try:
         with av.open(source, mode="r") as container:

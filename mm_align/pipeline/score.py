@@ -261,12 +261,11 @@ def _extras(config: ScoreConfig, sweep: Sequence[int], num_hidden_states: int,
 
 
 def _score_all(config: ScoreConfig, adapter: Any, source: Sequence[Sample], stores: dict,
-               workers: Workers, n_total: int) -> None:
+               workers: Workers, n_total: int, audio: AudioLimits | None) -> None:
     sweep = resolve_layers(config.layers, adapter.num_hidden_states)
     extras = _extras(config, sweep, adapter.num_hidden_states, source)
     images = ImageLimits(config.max_pixels, config.max_aspect_ratio, config.resize_to_max_pixels)
     text_limit = TextLimit.of(config, adapter)
-    audio = audio_limits(config, adapter)
 
     def mine(index: int) -> bool:
         return index < n_total and workers.owns(index)
@@ -372,11 +371,12 @@ def run_score(config: ScoreConfig, model: Any = None, data: Any = None,
         for name, store in stores.items():  # refuse a bad --out before loading any weights
             store.check(config.command, {**identity, "control": name}, config.resume)
         adapter, projector_info = _load(config, model, workers, projector)
+        audio = audio_limits(config, adapter)  # refuses image controls before the run is opened
         workers.barrier()  # nobody writes before every worker has checked the directory
         for name, store in stores.items():
             store.open({"command": config.command, "config": config.to_dict(),
                         "identity": {**identity, "control": name}} if workers.is_main else None)
-        _score_all(config, adapter, chosen, stores, workers, n_total)
+        _score_all(config, adapter, chosen, stores, workers, n_total, audio)
         workers.barrier()  # every shard is complete
         provenance = _provenance(config, adapter, chosen, source, projector_info, workers, n_total)
         result = _summaries(config, stores, provenance) if workers.is_main else None
