@@ -4,7 +4,7 @@
 The five stages keep their names (:mod:`mm_align.stages`; docs/CHOICES.md says why):
 
 - ``"vision"``: the audio encoder's rows as the connector takes them (the connector's input),
-  one row per encoder frame that the connector turns into audio tokens;
+  one row per audio token (every served connector maps row by row);
 - ``"projector"``: what the connector returns, one row per audio token (the rows the model
   writes over its audio placeholders; the common tests check them against
   ``get_audio_features`` and the LLM's input embeddings);
@@ -13,8 +13,12 @@ The five stages keep their names (:mod:`mm_align.stages`; docs/CHOICES.md says w
 
 The connector's input and output are read with hooks during the joint pass and cut per
 sample: a batch holds each clip's rows either concatenated (``(rows, width)``) or stacked and
-padded (``(clips, frames, width)``, one clip per sample); a sample keeps its first
-``audio tokens x rows_per_token`` rows of its clip. Masks, prompts, batching and LLM capture
+padded (``(clips, frames, width)``, one clip per sample); a sample keeps as many rows of its
+clip as it has audio tokens (the rows of the padding are those the model drops too).
+
+A clip must fit the feature extractor's window (``chunk_length``, 30 s in the released
+checkpoints): a longer one is refused with its duration (``--max-audio-seconds`` with
+``--audio-overflow truncate`` scores its start instead). Masks, prompts, batching and LLM capture
 are :class:`~mm_align.adapters.base.VLMAdapter`'s.
 
 A sample's audio is a mono float waveform (1-D ``numpy`` array) at :attr:`sampling_rate`;
@@ -31,7 +35,6 @@ import numpy as np
 import torch
 
 from mm_align.adapters.base import AdapterInputError, Encoded, VisionSplit, VLMAdapter
-from mm_align.adapters.representation import Representation
 from mm_align.capture import capture, input_of, output_of
 
 __all__ = ["GenericAudioAdapter"]
@@ -46,16 +49,6 @@ class GenericAudioAdapter(VLMAdapter):
     modality: ClassVar[str] = "audio"
     placeholder_config_keys: ClassVar[tuple[str, ...]] = ("audio_token_id", "audio_token_index")
     max_images_per_sample: ClassVar[int] = 1
-    rows_per_token: ClassVar[int] = 1
-    """Encoder rows per audio token: 1 when the connector maps row by row (an MLP), more when
-    it pools (Granite Speech's windowed Q-Former)."""
-    one_window: ClassVar[bool] = False
-    """Whether a clip must fit the feature extractor's window (``chunk_length`` seconds): a
-    longer one is refused rather than cut into windows this adapter does not separate."""
-    encoder_sees_padding: ClassVar[bool] = False
-    """Whether the audio encoder runs over the zero padding of a batch's shorter clips without
-    an attention mask (then clips of different feature lengths go through separate passes,
-    so that a batch still equals its samples one at a time)."""
 
     @classmethod
     def taps(cls) -> dict[str, str]:
@@ -66,30 +59,6 @@ class GenericAudioAdapter(VLMAdapter):
     def sampling_rate(self) -> int:
         """The rate (Hz) the feature extractor expects its waveforms at."""
         return int(self.processor.feature_extractor.sampling_rate)
-
-    def represent_batch(
-        self, images: Sequence[Any], texts: Sequence[str], layers: Sequence[int] | None = None
-    ) -> list[Representation]:
-        """As :meth:`VLMAdapter.represent_batch`, ``images`` being mono waveforms (1-D float
-        arrays at :attr:`sampling_rate`). Clips the encoder would see padded go in separate
-        passes, one per feature length (:attr:`encoder_sees_padding`)."""
-        if not self.encoder_sees_padding or len(images) != len(texts) or len(images) < 2:
-            return super().represent_batch(images, texts, layers)
-        groups: dict[int, list[int]] = {}
-        for index, audio in enumerate(images):
-            self._check_image(audio, index)
-            groups.setdefault(self._feature_frames(audio), []).append(index)
-        out: list[Representation | None] = [None] * len(images)
-        for members in groups.values():
-            reps = super().represent_batch([images[i] for i in members], [texts[i] for i in members], layers)
-            for index, rep in zip(members, reps):
-                out[index] = rep
-        return [rep for rep in out if rep is not None]
-
-    def _feature_frames(self, audio: np.ndarray) -> int:
-        """How many feature frames the extractor makes of ``audio`` (its padded length)."""
-        features = self.processor.feature_extractor([audio], sampling_rate=self.sampling_rate, return_tensors="pt")
-        return int(features["input_features"].shape[-1])
 
     # ---- inputs -------------------------------------------------------------------------
 
@@ -108,8 +77,10 @@ class GenericAudioAdapter(VLMAdapter):
             raise AdapterInputError(f"sample {index}: audio must be mono (1-D), not of shape {tuple(image.shape)}")
         if image.shape[0] == 0:
             raise AdapterInputError(f"sample {index}: the audio clip is empty (0 samples)")
+        # The processors cut a clip to their window (Qwen2-Audio, Qwen2.5-Omni: silently) or
+        # split it into windows (Audio Flamingo 3, GLM-ASR): refused, so that no audio is lost.
         window = getattr(self.processor.feature_extractor, "chunk_length", None)
-        if self.one_window and window and image.shape[0] > window * self.sampling_rate:
+        if window and image.shape[0] > window * self.sampling_rate:
             raise AdapterInputError(
                 f"sample {index}: the clip lasts {image.shape[0] / self.sampling_rate:.2f} s, longer than the "
                 f"{self.model_type} window of {window} s (cut it with --max-audio-seconds {window} "
@@ -141,7 +112,7 @@ class GenericAudioAdapter(VLMAdapter):
 
             def split(samples: Sequence[Encoded]) -> list[tuple[torch.Tensor, torch.Tensor]]:
                 tokens = [int(sample.image.sum()) for sample in samples]
-                vision = _per_clip(got.calls("vision"), [n * self.rows_per_token for n in tokens], "vision")
+                vision = _per_clip(got.calls("vision"), tokens, "vision")
                 projector = _per_clip(got.calls("projector"), tokens, "projector")
                 return list(zip(vision, projector))
 

@@ -37,7 +37,6 @@ class GlmAsrAdapter(GenericAudioAdapter):
     model_class = GlmAsrForConditionalGeneration
     example_id = "zai-org/GLM-ASR-Nano-2512"
     projector_paths = ("model.multi_modal_projector", "multi_modal_projector")
-    one_window = True
 
     @classmethod
     def build_tiny(cls, directory: str | Path, seed: int = 0) -> Path:
