@@ -100,7 +100,7 @@ def test_masks_are_exact(batch, clips) -> None:
 
 
 def test_longer_clips_get_more_audio_tokens(batch, clips) -> None:
-    adapter, reps = batch
+    _, reps = batch
     seconds = [audio.shape[0] / 16_000 for audio, _ in clips]
     tokens = [rep["projector"].shape[0] for rep in reps]
     assert sorted(range(4), key=lambda i: seconds[i]) == sorted(range(4), key=lambda i: (tokens[i], seconds[i]))
@@ -156,7 +156,7 @@ def test_bad_clips_raise_clear_errors(family, load_tiny, clips) -> None:
     with pytest.raises(AdapterInputError, match="empty"):
         adapter.represent(audio, " ")
     long = np.zeros(16_000 * 4 + 1, dtype=np.float32)  # the tiny window is 4 s
-    with pytest.raises(AdapterInputError, match="lasts 4.00 s, longer than the .* window of 4 s"):
+    with pytest.raises(AdapterInputError, match=r"lasts 4.00 s, longer than the .* window of 4 s"):
         adapter.represent(long, text)
     assert adapter.represent(long[:-1], text)["projector"].shape[0] > 0
 

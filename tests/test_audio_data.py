@@ -68,7 +68,7 @@ def test_stereo_is_mixed_down_to_mono(tmp_path: Path) -> None:
 
 def test_max_seconds_refuses_or_truncates(tmp_path: Path) -> None:
     path = write_audio(tmp_path / "long.wav", tone(200, 3.0, RATE)[None], RATE)
-    with pytest.raises(BadSampleError, match="longer than --max-audio-seconds 2 .*truncate"):
+    with pytest.raises(BadSampleError, match=r"longer than --max-audio-seconds 2 .*truncate"):
         load_waveform(path, AudioLimits(RATE, 2.0))
     wave, notes = load_waveform(path, AudioLimits(RATE, 2.0, "truncate"))
     assert wave.size == 2 * RATE and notes == {"audio_seconds": 2.0, "audio_truncated": True}

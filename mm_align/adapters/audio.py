@@ -55,6 +55,13 @@ class GenericAudioAdapter(VLMAdapter):
         connector = cls.projector_paths[0] if cls.projector_paths else "the connector"
         return {"vision": f"{connector} input (audio encoder rows)", "projector": f"{connector} output"}
 
+    def _image_prefix(self) -> str:
+        """The audio placeholder, between the processor's audio start / end markers when it
+        names them (Qwen2-Audio, Qwen2.5-Omni: ``<|audio_bos|>`` ... ``<|audio_eos|>``)."""
+        start = getattr(self.processor, "audio_bos_token", None) or ""
+        end = getattr(self.processor, "audio_eos_token", None) or ""
+        return f"{start}{self.image_token}{end}"
+
     @property
     def sampling_rate(self) -> int:
         """The rate (Hz) the feature extractor expects its waveforms at."""

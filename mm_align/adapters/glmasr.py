@@ -20,8 +20,8 @@ from mm_align.adapters.audio import GenericAudioAdapter
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save
 from mm_align.adapters.tiny_audio import (
-    chatml_audio_template,
     TINY_MEL_BINS,
+    chatml_audio_template,
     qwen_audio_tokenizer,
     tiny_qwen2_text,
     tiny_whisper_features,

@@ -48,9 +48,6 @@ class Qwen2_5OmniThinkerAdapter(GenericAudioAdapter):
     example_id = "Qwen/Qwen2.5-Omni-7B (its thinker)"
     projector_paths = ("model.audio_tower.proj", "audio_tower.proj")
 
-    def _image_prefix(self) -> str:
-        return f"{self.processor.audio_bos_token}{self.image_token}{self.processor.audio_eos_token}"
-
     @classmethod
     def build_tiny(cls, directory: str | Path, seed: int = 0) -> Path:
         """Omni audio encoder (2 layers, width 32, 16 mel bins, 4 s window) + a tiny vision

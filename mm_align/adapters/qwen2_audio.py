@@ -37,9 +37,6 @@ class Qwen2AudioAdapter(GenericAudioAdapter):
     example_id = "Qwen/Qwen2-Audio-7B-Instruct"
     projector_paths = ("model.multi_modal_projector", "multi_modal_projector")
 
-    def _image_prefix(self) -> str:
-        return f"{self.processor.audio_bos_token}{self.image_token}{self.processor.audio_eos_token}"
-
     @classmethod
     def build_tiny(cls, directory: str | Path, seed: int = 0) -> Path:
         """Whisper encoder (2 layers, width 32, 16 mel bins, 4 s window: 100 audio tokens at

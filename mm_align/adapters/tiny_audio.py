@@ -11,8 +11,8 @@ from mm_align.adapters.tiny import build_tiny_tokenizer
 
 __all__ = [
     "TINY_CHUNK_SECONDS",
-    "chatml_audio_template",
     "TINY_MEL_BINS",
+    "chatml_audio_template",
     "qwen_audio_tokenizer",
     "tiny_qwen2_text",
     "tiny_whisper_encoder",

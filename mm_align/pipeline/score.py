@@ -161,19 +161,20 @@ class VLMTask:
     image; the notes gain ``audio_seconds`` and ``audio_truncated``)."""
 
     def prepare(self, sample: Sample) -> tuple[Any, str, dict[str, Any]]:
+        media: Any  # a PIL image, or an audio model's waveform
         if self.audio is not None:
             text = sample.check_text()
-            image, notes = sample.load_audio(self.audio)
+            media, notes = sample.load_audio(self.audio)
         else:
-            image, text = sample.load(self.images)
-            original = image.info.get("original_size")
+            media, text = sample.load(self.images)
+            original = media.info.get("original_size")
             notes = {"original_size": list(original)} if original else {}
         if self.transform:
-            image, text = self.transform(sample.index, image, text)
+            media, text = self.transform(sample.index, media, text)
         if self.text_limit:
             text, cut = self.text_limit.apply(text)
             notes.update(cut)
-        return image, text, notes
+        return media, text, notes
 
     def represent(self, prepared: list[tuple[Any, str, dict[str, Any]]]) -> list[Any]:
         images, texts, _ = zip(*prepared)
