@@ -130,7 +130,7 @@ def test_manifests_take_an_audio_column(tmp_path: Path) -> None:
     with pytest.raises(BadSampleError, match="no audio given"):
         missing.load_audio(AudioLimits(RATE))
     (tmp_path / "bad.jsonl").write_text(json.dumps({"sound": "x.wav", "text": "t"}) + "\n")
-    with pytest.raises(ManifestError, match="no 'image' \\(or 'audio'\\) column"):
+    with pytest.raises(ManifestError, match="no 'image' column \\(nor 'audio'"):
         open_dataset(tmp_path / "bad.jsonl")
     (tmp_path / "num.jsonl").write_text(json.dumps({"audio": 3, "text": "t"}) + "\n")
     with pytest.raises(ManifestError, match="file path or audio bytes"):
