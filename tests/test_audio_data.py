@@ -144,3 +144,16 @@ def test_fingerprint_covers_the_audio_bytes(tmp_path: Path) -> None:
     before = open_dataset(tmp_path / "m.jsonl").fingerprint()
     write_audio(clip, tone(300, 0.5, RATE)[None], RATE)
     assert open_dataset(tmp_path / "m.jsonl").fingerprint() != before
+
+
+def test_a_saved_dataset_with_an_audio_feature(tmp_path: Path) -> None:
+    import datasets
+
+    clips = [str(SAMPLE_AUDIO / "cat.flac"), str(SAMPLE_AUDIO / "rocket.ogg")]
+    table = datasets.Dataset.from_dict({"audio": clips, "text": ["A cat.", "A rocket."], "id": ["c", "r"]})
+    table.cast_column("audio", datasets.Audio()).save_to_disk(tmp_path / "saved")
+    source = open_dataset(tmp_path / "saved")
+    assert source.fmt == "save_to_disk" and [s.id for s in source] == ["c", "r"]
+    for sample, clip in zip(source, clips):
+        wave, _ = sample.load_audio(AudioLimits(RATE))
+        np.testing.assert_array_equal(wave, load_waveform(Path(clip), AudioLimits(RATE))[0])

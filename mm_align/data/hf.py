@@ -3,8 +3,9 @@
 Images may be an ``Image`` feature (read with ``decode=False``, so the encoded bytes or the
 file path reach :func:`~mm_align.data.images.load_rgb` untouched and are only read on
 access), a string column of paths (relative ones resolved against ``image_root``, by
-default the dataset folder, or the working directory for hub data sets) or a binary column.
-Ids and texts are read up front as columns (content ids, when there is no id column, read
+default the dataset folder, or the working directory for hub data sets) or a binary column;
+an ``audio`` column (an ``Audio`` feature read likewise, paths or bytes) serves audio-language
+models. Ids and texts are read up front as columns (content ids, when there is no id column, read
 every image's bytes once); each image is decoded when its sample is accessed. A
 ``DatasetDict`` needs ``split`` unless it holds a single split. A hub data set opened with
 ``streaming=True`` is never downloaded whole: it is read row by row on every pass
@@ -82,12 +83,13 @@ def open_hub(
 
 
 def _undecoded(dataset: Any) -> Any:
-    """``dataset`` with its image features left encoded (bytes or path, decoded on access)."""
+    """``dataset`` with its image and audio features left encoded (bytes or path, decoded by
+    mm-align on access)."""
     import datasets
 
     for name, feature in (dataset.features or {}).items():
-        if isinstance(feature, datasets.Image):
-            dataset = dataset.cast_column(name, datasets.Image(decode=False))
+        if isinstance(feature, (datasets.Image, datasets.Audio)):
+            dataset = dataset.cast_column(name, type(feature)(decode=False))
     return dataset
 
 
@@ -124,25 +126,27 @@ def from_dataset(
         reader.text_of({name: table[name][i] for name in text_columns}, item=i)
         for i in range(len(dataset))
     ]
-    images = dataset.select_columns([columns.image])
+    media = dataset.select_columns([c for c in (columns.image, columns.audio) if c in dataset.column_names])
     raw_ids = dataset[columns.id] if columns.id in dataset.column_names else [None] * len(dataset)
-    ids = [reader.claim_id(raw, i, functools.partial(_content_id, reader, images, texts, i), item=i)
+    ids = [reader.claim_id(raw, i, functools.partial(_content_id, reader, media, texts, i), item=i)
            for i, raw in enumerate(raw_ids)]
-    samples = _LazySamples(images, reader, ids, texts)
+    samples = _LazySamples(media, reader, ids, texts)
     return SampleSource(samples, fmt=fmt, path=path)
 
 
-def _content_id(reader: RecordReader, images: datasets.Dataset, texts: list[str], i: int) -> str:
-    return content_id(reader.image_of(images[i][reader.columns.image], item=i), texts[i])
+def _content_id(reader: RecordReader, media: datasets.Dataset, texts: list[str], i: int) -> str:
+    row, c = media[i], reader.columns
+    ref = reader.image_of(row[c.image], item=i) if c.image in row else reader.audio_of(row[c.audio], item=i)
+    return content_id(ref, texts[i])
 
 
 class _LazySamples(Sequence[Sample]):
-    """Samples built on access, so that only the accessed row's image is read."""
+    """Samples built on access, so that only the accessed row's image (or clip) is read."""
 
     def __init__(
-        self, images: datasets.Dataset, reader: RecordReader, ids: list[str], texts: list[str]
+        self, media: datasets.Dataset, reader: RecordReader, ids: list[str], texts: list[str]
     ) -> None:
-        self._images = images
+        self._media = media
         self._reader = reader
         self._ids = ids
         self._texts = texts
@@ -153,5 +157,5 @@ class _LazySamples(Sequence[Sample]):
     def __getitem__(self, index: int) -> Sample:  # type: ignore[override]  # no slices
         index = range(len(self))[index]  # negative indices, IndexError
         column = self._reader.columns
-        record = {column.text: self._texts[index], column.image: self._images[index][column.image]}
+        record = {column.text: self._texts[index], **self._media[index]}
         return self._reader.sample(index, record, known_id=self._ids[index], item=index)
