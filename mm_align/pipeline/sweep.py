@@ -129,8 +129,9 @@ def member_config(config: SweepConfig, member: Member) -> ScoreConfig:
 
 @contextmanager
 def _vision(adapter: Any, store: FeatureStore | None, identity: str | None) -> Iterator[ReuseStats | None]:
-    """Reuse of the vision tower for one member, when the feature store is on."""
-    if store is None:
+    """Reuse of the vision tower for one member, when the feature store is on (image models:
+    an audio model's encoder always runs)."""
+    if store is None or getattr(adapter, "modality", "image") != "image":
         yield None
         return
     with reusing_vision(adapter, store, identity) as stats:
