@@ -23,13 +23,13 @@ from transformers import (
 from mm_align.adapters.audio import GenericAudioAdapter
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save
-from mm_align.adapters.tiny_audio import (
-    chatml_audio_template,
+from mm_align.adapters.tiny.audio import (
     qwen_audio_tokenizer,
     tiny_qwen2_text,
     tiny_whisper_encoder,
     tiny_whisper_features,
 )
+from mm_align.adapters.tiny.qwen import qwen_chat_template
 
 __all__ = ["AudioFlamingo3Adapter"]
 
@@ -56,5 +56,6 @@ class AudioFlamingo3Adapter(GenericAudioAdapter):
             audio_token_id=ids["<sound>"],
         )
         processor = AudioFlamingo3Processor(feature_extractor=tiny_whisper_features(), tokenizer=tokenizer,
-                                            max_audio_len=60, chat_template=chatml_audio_template("<sound>"))
+                                            max_audio_len=60,
+                                            chat_template=qwen_chat_template("<sound>", "audio"))
         return build_and_save(AudioFlamingo3ForConditionalGeneration, config, processor, directory, seed)

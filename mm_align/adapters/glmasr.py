@@ -19,13 +19,13 @@ from transformers import GlmAsrConfig, GlmAsrForConditionalGeneration, GlmAsrPro
 from mm_align.adapters.audio import GenericAudioAdapter
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save
-from mm_align.adapters.tiny_audio import (
+from mm_align.adapters.tiny.audio import (
     TINY_MEL_BINS,
-    chatml_audio_template,
     qwen_audio_tokenizer,
     tiny_qwen2_text,
     tiny_whisper_features,
 )
+from mm_align.adapters.tiny.qwen import qwen_chat_template
 
 __all__ = ["GlmAsrAdapter"]
 
@@ -53,5 +53,5 @@ class GlmAsrAdapter(GenericAudioAdapter):
             audio_token_id=ids["<|pad|>"],
         )
         processor = GlmAsrProcessor(feature_extractor=tiny_whisper_features(), tokenizer=tokenizer, max_audio_len=60,
-                                    chat_template=chatml_audio_template("<|pad|>"))
+                                    chat_template=qwen_chat_template("<|pad|>", "audio"))
         return build_and_save(GlmAsrForConditionalGeneration, config, processor, directory, seed)

@@ -25,13 +25,13 @@ from transformers import (
 from mm_align.adapters.audio import GenericAudioAdapter
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save
-from mm_align.adapters.tiny_audio import (
-    chatml_audio_template,
+from mm_align.adapters.tiny.audio import (
     qwen_audio_tokenizer,
     tiny_qwen2_text,
     tiny_whisper_encoder,
     tiny_whisper_features,
 )
+from mm_align.adapters.tiny.qwen import qwen_chat_template
 
 __all__ = ["Qwen2_5OmniThinkerAdapter"]
 
@@ -72,6 +72,6 @@ class Qwen2_5OmniThinkerAdapter(GenericAudioAdapter):
         processor = Qwen2_5OmniProcessor(
             image_processor=Qwen2VLImageProcessor(), video_processor=Qwen2VLVideoProcessor(),
             feature_extractor=tiny_whisper_features(), tokenizer=tokenizer,
-            chat_template=chatml_audio_template("<|audio_bos|><|AUDIO|><|audio_eos|>"),
+            chat_template=qwen_chat_template("<|audio_bos|><|AUDIO|><|audio_eos|>", "audio"),
         )
         return build_and_save(Qwen2_5OmniThinkerForConditionalGeneration, config, processor, directory, seed)

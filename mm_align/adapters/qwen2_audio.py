@@ -19,7 +19,7 @@ from transformers import Qwen2AudioConfig, Qwen2AudioForConditionalGeneration, Q
 from mm_align.adapters.audio import GenericAudioAdapter
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save
-from mm_align.adapters.tiny_audio import (
+from mm_align.adapters.tiny.audio import (
     qwen_audio_tokenizer,
     tiny_qwen2_text,
     tiny_whisper_encoder,

@@ -6,7 +6,8 @@ step that marks a checkpoint as random. Its submodules hold the parts that sever
 ``build_tiny`` share (a family module imports them, never another family):
 :mod:`~mm_align.adapters.tiny.vision` (CLIP / SigLIP towers), :mod:`~.llama`, :mod:`~.gemma`,
 :mod:`~.cohere`, :mod:`~.idefics`, :mod:`~.qwen` (tokenizers, text configs, chat templates and
-processors of those lines) and :mod:`~.text` (the text LLMs of ``diff-erank``)."""
+processors of those lines), :mod:`~.audio` (Whisper-style feature extractors and encoders of the
+audio families) and :mod:`~.text` (the text LLMs of ``diff-erank``)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,8 @@ __all__ = [
     "qwen_tokenizer",
 ]
 
-# The Qwen chat template without video and tool branches; IMAGE is the marked image.
+# The Qwen chat template without video and tool branches; IMAGE is the marked image (KIND the
+# content type it stands for).
 _CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if loop.first and message['role'] != 'system' %}"
@@ -29,7 +30,7 @@ _CHAT_TEMPLATE = (
     "<|im_start|>{{ message['role'] }}\n"
     "{% if message['content'] is string %}{{ message['content'] }}"
     "{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'image' %}IMAGE"
+    "{% if content['type'] == 'KIND' %}IMAGE"
     "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
     "{% endfor %}{% endif %}<|im_end|>\n"
     "{% endfor %}"
@@ -37,9 +38,10 @@ _CHAT_TEMPLATE = (
 )
 
 
-def qwen_chat_template(image: str) -> str:
-    """The Qwen chat template with ``image`` standing for each image."""
-    return _CHAT_TEMPLATE.replace("IMAGE", image)
+def qwen_chat_template(image: str, kind: str = "image") -> str:
+    """The Qwen chat template with ``image`` standing for each content item of type ``kind``
+    (``"audio"``: a clip)."""
+    return _CHAT_TEMPLATE.replace("IMAGE", image).replace("KIND", kind)
 
 
 QWEN_SPECIAL_TOKENS = (

@@ -12,7 +12,6 @@ from mm_align.adapters.tiny import build_tiny_tokenizer
 __all__ = [
     "TINY_CHUNK_SECONDS",
     "TINY_MEL_BINS",
-    "chatml_audio_template",
     "qwen_audio_tokenizer",
     "tiny_qwen2_text",
     "tiny_whisper_encoder",
@@ -24,18 +23,6 @@ TINY_CHUNK_SECONDS = 4
 TINY_MEL_BINS = 16
 
 QWEN_AUDIO_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|audio_bos|>", "<|audio_eos|>", "<|AUDIO|>")
-
-
-def chatml_audio_template(audio: str) -> str:
-    """A ChatML chat template (Qwen's turn markup) that writes ``audio`` for an audio item."""
-    return (
-        "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-        "{% for content in message['content'] %}"
-        f"{{% if content['type'] == 'audio' %}}{audio}"
-        "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
-        "{% endfor %}<|im_end|>\n{% endfor %}"
-        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-    )
 
 
 def tiny_whisper_features(**extra: object) -> WhisperFeatureExtractor:
