@@ -15,7 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Score a vision-language model on an image-caption set: per-sample eRanks of the "
             "vision encoder, projector and LLM (image / text / image+text), the Image "
             "Reduction Ratio and Image-Text Alignment, a dataset summary with 95% bootstrap "
-            "intervals and an HTML report, written to --out."
+            "intervals and an HTML report, written to --out. An audio-language model (see "
+            "`mm-align families`) is scored the same way on audio-transcript pairs (an audio "
+            "column), its audio encoder in the vision encoder's place."
         ),
     )
     add_arguments(p, ScoreConfig)
