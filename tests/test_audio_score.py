@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import av
 import pytest
 
 from mm_align import api
@@ -46,7 +47,7 @@ def test_score_an_audio_model_end_to_end(tmp_path: Path, tiny_checkpoints) -> No
     assert "audio_truncated" not in by_id["cat"] and by_id["cat"]["audio_seconds"] < 3.0
     provenance = result.summary["provenance"]
     assert provenance["modality"] == "audio"
-    assert provenance["audio"] == {"sampling_rate": 16_000, "decoder": "PyAV (FFmpeg)", "max_seconds": 3.0,
+    assert provenance["audio"] == {"sampling_rate": 16_000, "decoder": f"PyAV {av.__version__}", "max_seconds": 3.0,
                                    "overflow": "truncate"}
     run = load_run(out)
     assert "audio-language model" in (out / "report.html").read_text()

@@ -394,7 +394,10 @@ def _modality(config: ScoreConfig, adapter: Any) -> dict[str, Any]:
     modality = getattr(adapter, "modality", "image")
     if modality != "audio":
         return {"modality": modality}
-    return {"modality": modality, "audio": {"sampling_rate": adapter.sampling_rate, "decoder": "PyAV (FFmpeg)",
+    from importlib.metadata import version
+
+    decoder = f"PyAV {version('av')}"
+    return {"modality": modality, "audio": {"sampling_rate": adapter.sampling_rate, "decoder": decoder,
                                             "max_seconds": config.max_audio_seconds,
                                             "overflow": config.audio_overflow}}
 
