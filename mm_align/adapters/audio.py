@@ -48,6 +48,8 @@ class GenericAudioAdapter(VLMAdapter):
 
     modality: ClassVar[str] = "audio"
     placeholder_config_keys: ClassVar[tuple[str, ...]] = ("audio_token_id", "audio_token_index")
+    projector_paths: ClassVar[tuple[str, ...]] = ("model.multi_modal_projector", "multi_modal_projector")
+    """Where transformers' audio-language models keep their connector (newest layout first)."""
     max_images_per_sample: ClassVar[int] = 1
 
     @classmethod

@@ -40,7 +40,6 @@ class AudioFlamingo3Adapter(GenericAudioAdapter):
 
     model_class = AudioFlamingo3ForConditionalGeneration
     example_id = "nvidia/audio-flamingo-3-hf"
-    projector_paths = ("model.multi_modal_projector", "multi_modal_projector")
 
     @classmethod
     def build_tiny(cls, directory: str | Path, seed: int = 0) -> Path:

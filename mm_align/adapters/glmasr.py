@@ -36,7 +36,6 @@ class GlmAsrAdapter(GenericAudioAdapter):
 
     model_class = GlmAsrForConditionalGeneration
     example_id = "zai-org/GLM-ASR-Nano-2512"
-    projector_paths = ("model.multi_modal_projector", "multi_modal_projector")
 
     @classmethod
     def build_tiny(cls, directory: str | Path, seed: int = 0) -> Path:

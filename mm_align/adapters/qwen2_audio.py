@@ -35,7 +35,6 @@ class Qwen2AudioAdapter(GenericAudioAdapter):
 
     model_class = Qwen2AudioForConditionalGeneration
     example_id = "Qwen/Qwen2-Audio-7B-Instruct"
-    projector_paths = ("model.multi_modal_projector", "multi_modal_projector")
 
     @classmethod
     def build_tiny(cls, directory: str | Path, seed: int = 0) -> Path:
