@@ -50,6 +50,7 @@ def _features_of_transformers(adapter, inputs: dict[str, torch.Tensor]) -> torch
     return rows.reshape(-1, rows.shape[-1])
 
 
+@pytest.mark.slow
 def test_llm_stages_equal_output_hidden_states(batch) -> None:
     adapter, reps = batch
     for rep in reps:
@@ -64,6 +65,7 @@ def test_llm_stages_equal_output_hidden_states(batch) -> None:
         torch.testing.assert_close(joint[0][rep.masks["image"]], rep["projector"], **FP32)
 
 
+@pytest.mark.slow
 def test_audio_stage_is_the_audio_heard_alone(batch) -> None:
     adapter, reps = batch
     for rep in reps:
@@ -72,6 +74,7 @@ def test_audio_stage_is_the_audio_heard_alone(batch) -> None:
         torch.testing.assert_close(rep["image"], alone, **FP32)
 
 
+@pytest.mark.slow
 def test_projector_equals_get_audio_features_and_vision_is_its_connector_input(batch) -> None:
     adapter, reps = batch
     for rep in reps:
@@ -84,6 +87,7 @@ def test_projector_equals_get_audio_features_and_vision_is_its_connector_input(b
         assert rep["vision"].shape[0] == rep["projector"].shape[0]
 
 
+@pytest.mark.slow
 def test_masks_are_exact(batch, clips) -> None:
     adapter, reps = batch
     tokenizer = adapter.processor.tokenizer
@@ -99,6 +103,7 @@ def test_masks_are_exact(batch, clips) -> None:
             assert special not in text_ids[rep.masks["text"]].tolist()
 
 
+@pytest.mark.slow
 def test_longer_clips_get_more_audio_tokens(batch, clips) -> None:
     _, reps = batch
     seconds = [audio.shape[0] / 16_000 for audio, _ in clips]
@@ -106,6 +111,7 @@ def test_longer_clips_get_more_audio_tokens(batch, clips) -> None:
     assert sorted(range(4), key=lambda i: seconds[i]) == sorted(range(4), key=lambda i: (tokens[i], seconds[i]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", AUDIO_FAMILIES)
 def test_batch_of_4_equals_one_at_a_time(family, load_tiny, clips) -> None:
     adapter = load_tiny(family)
@@ -121,6 +127,7 @@ def test_batch_of_4_equals_one_at_a_time(family, load_tiny, clips) -> None:
                 assert torch.equal(rep.inputs[name][key], value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", AUDIO_FAMILIES)
 def test_every_stage_has_a_spectrum_and_the_untrained_llm_keeps_the_audio_stages(family, load_tiny, clips) -> None:
     from mm_align.metrics import erank
@@ -161,6 +168,7 @@ def test_bad_clips_raise_clear_errors(family, load_tiny, clips) -> None:
     assert adapter.represent(long[:-1], text)["projector"].shape[0] > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("family", AUDIO_FAMILIES)
 def test_tiny_checkpoint_is_marked_and_runs_in_transformers(family, tiny_checkpoints, clips) -> None:
     from transformers import AutoProcessor

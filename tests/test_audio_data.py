@@ -15,7 +15,7 @@ import pytest
 
 from mm_align.data import BadSampleError, ManifestError, open_dataset
 from mm_align.data.audio import AudioLimits, load_waveform
-from tests.conftest import SAMPLE_AUDIO
+from tests.helpers import SAMPLE_AUDIO
 
 RATE = 16_000
 

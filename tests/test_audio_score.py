@@ -12,7 +12,7 @@ import pytest
 
 from mm_align import api
 from mm_align.rundir import load_run
-from tests.conftest import SAMPLE_AUDIO
+from tests.helpers import SAMPLE_AUDIO
 
 
 def _manifest(tmp_path: Path) -> Path:
