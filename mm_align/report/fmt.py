@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["METRIC_LABELS", "STAGE_LABELS", "interval", "num", "p_value"]
+__all__ = ["AUDIO_NOTE", "METRIC_LABELS", "STAGE_LABELS", "interval", "num", "p_value"]
 
 STAGE_LABELS = {
     "vision": "eRank1 · vision encoder",
@@ -54,3 +54,12 @@ def interval(ci: tuple[float, float] | list[float] | None) -> str:
 def p_value(p: float) -> str:
     """``p = 0.042``; below 0.001 only the bound, as a bootstrap p-value is not finer."""
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+AUDIO_NOTE = (
+    "An audio-language model, scored on audio-text pairs. The stages keep the paper's names: "
+    "eRank1 'vision encoder' is the audio encoder's rows at the connector, eRank3 'LLM image' "
+    "the LLM at the audio tokens (the audio heard alone), and the Image Reduction Ratio and "
+    "Image-Text Alignment compare the audio in the same way (docs/CHOICES.md)."
+)
+"""The overview's note on a run whose provenance says ``modality: audio``."""

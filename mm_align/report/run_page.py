@@ -19,7 +19,7 @@ from mm_align.report.blocks import (
     metric_table,
 )
 from mm_align.report.controls import control_differences_block
-from mm_align.report.fmt import METRIC_LABELS, STAGE_LABELS, interval, num, p_value
+from mm_align.report.fmt import AUDIO_NOTE, METRIC_LABELS, STAGE_LABELS, interval, num, p_value
 from mm_align.report.html import (
     Markup,
     esc,
@@ -80,14 +80,6 @@ def _cards(run: Run) -> Markup:
         )
     )
     return tag("div", join(cards), class_="cards")
-
-
-AUDIO_NOTE = (
-    "An audio-language model, scored on audio-text pairs. The stages keep the paper's names: "
-    "eRank1 'vision encoder' is the audio encoder's rows at the connector, eRank3 'LLM image' "
-    "the LLM at the audio tokens (the audio heard alone), and the Image Reduction Ratio and "
-    "Image-Text Alignment compare the audio in the same way (docs/CHOICES.md)."
-)
 
 
 def _overview(run: Run) -> Markup:
