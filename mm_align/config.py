@@ -211,6 +211,14 @@ class ScoreConfig(RunConfig):
                                      "more than this many times the shorter (processors scale the "
                                      "short side up: a thin strip costs gigabytes)", "Data",
                                      identity=True, type=float, metavar="K")
+    num_frames: int | None = option(None, "frames of a video clip, evenly spread (default: the "
+                                    "family's, see `mm-align families`)", "Data", identity=True,
+                                    type=int, metavar="N")
+    fps: float | None = option(None, "frames per second of a video clip instead of --num-frames "
+                               "(Qwen-VL's default: 2)", "Data", identity=True, type=float, metavar="F")
+    max_visual_tokens: int | None = option(None, "refuse a sample with more image or video tokens "
+                                           "(default: the model's context)", "Data", identity=True,
+                                           type=int, metavar="N")
     num_workers: int = option(0, "threads that load and decode images while the model runs "
                               "(0: in the main thread); results do not depend on it", "Run",
                               type=int, metavar="N")
@@ -251,6 +259,12 @@ class ScoreConfig(RunConfig):
         one_of("prompt", self.prompt, PROMPTS)
         at_least("max_pixels", self.max_pixels, 1)
         at_least("max_text_tokens", self.max_text_tokens, 1)
+        at_least("num_frames", self.num_frames, 1)
+        at_least("max_visual_tokens", self.max_visual_tokens, 1)
+        if self.fps is not None:
+            positive("fps", self.fps)
+        if self.fps is not None and self.num_frames is not None:
+            raise ValueError("give num_frames (--num-frames) or fps (--fps), not both")
         one_of("text_overflow", self.text_overflow, TEXT_OVERFLOWS)
         one_of("vision_view", self.vision_view, VISION_VIEWS)
         at_least("num_workers", self.num_workers, 0)

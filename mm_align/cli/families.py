@@ -1,14 +1,26 @@
 """``mm-align families``: every served model family, where its stages are read, whether its
-image tokens are a causal prefix, its prompt styles and vision views, and a hub checkpoint;
+image tokens are a causal prefix, its prompt styles, whether it takes video clips (with its
+default frames) and several images per sample, and a hub checkpoint;
 then the families that could not be loaded, with the reason. docs/FAMILIES.md holds the same
 table (a test keeps them equal)."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 _HEADER = ("model_type", "vision tap (patches)", "merged view", "projector tap", "causal prefix", "prompts",
-           "example")
+           "video (default frames)", "images per sample", "example")
+
+
+def _video(cls: Any) -> str:
+    """A family's video support in words: its default frames, or "-"."""
+    frames = cls.frame_sampling
+    if frames is None:
+        return "-"
+    if frames.fps is not None:
+        return f"{frames.fps:g} per second, at most {frames.max_frames}"
+    return f"{frames.num_frames} evenly spread"
 
 
 def family_rows() -> list[tuple[str, ...]]:
@@ -20,15 +32,17 @@ def family_rows() -> list[tuple[str, ...]]:
         cls = adapter_class(family)
         taps = cls.taps()
         prefix = "yes" if cls.image_prefix_is_image_only else "no: image-only pass"
+        several = "several" if cls.max_images_per_sample is None else str(cls.max_images_per_sample)
         rows.append((family, taps["vision"], taps.get("merged", "-"), taps["projector"], prefix,
-                     ", ".join(cls.prompt_styles), cls.example_id or "-"))
+                     ", ".join(cls.prompt_styles), _video(cls), several, cls.example_id or "-"))
     return rows
 
 
 def families_table() -> str:
     """The served families as a Markdown table."""
     lines = ["| " + " | ".join(_HEADER) + " |", "|" + "---|" * len(_HEADER)]
-    lines += ["| " + " | ".join(f"`{cell}`" if i in (0, 6) else cell for i, cell in enumerate(row)) + " |"
+    code = (0, len(_HEADER) - 1)  # model_type and example
+    lines += ["| " + " | ".join(f"`{cell}`" if i in code else cell for i, cell in enumerate(row)) + " |"
               for row in family_rows()]
     return "\n".join(lines)
 
@@ -40,7 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "List every served model_type: where the vision and projector stages are read, "
             "whether the image tokens are a causal prefix (else the image stage comes from an "
-            "image-only pass), prompt styles and an example checkpoint; then the families that "
+            "image-only pass), prompt styles, video clips (default frames) and images per sample, "
+            "and an example checkpoint; then the families that "
             "could not be loaded, with the reason."
         ),
     )

@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from mm_align.data.content import image_digest, length_prefixed
+from mm_align.data.content import length_prefixed, media_digest
 from mm_align.data.samples import Sample
 
 __all__ = ["SampleSource"]
@@ -77,7 +77,8 @@ class SampleSource:
         total = hashlib.sha256(_FINGERPRINT_SALT)
         n = 0
         for sample in self:
-            length_prefixed(total, sample.id.encode(), sample.text.encode(), image_digest(sample.image))
+            length_prefixed(total, sample.id.encode(), sample.text.encode(),
+                            media_digest(sample.image, sample.images, sample.video))
             n += 1
         self._fingerprint, self._length = total.hexdigest(), n
 

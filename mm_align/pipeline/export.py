@@ -90,6 +90,7 @@ def export_row(label: str, run: Run) -> dict[str, Any]:
         "revision": run.options.get("revision") or model.get("revision"),
         "dtype": prov.get("dtype"), "data": data.get("path"), "data_fingerprint": run.fingerprint,
         "selection": prov.get("selection"), "n": run.n_samples, "n_errors": run.n_errors,
+        "modality": "+".join(prov["modality"]) if prov.get("modality") else None,
     }
     row.update(_diff_erank_columns(run) if run.command == "diff-erank" else _score_columns(run))
     return row

@@ -8,6 +8,7 @@ once, so memory stays flat however large the data set. Results go to a run direc
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 from collections.abc import Iterable, Sequence
@@ -16,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 
 from mm_align.adapters import load_vlm
 from mm_align.adapters.projector import load_projector_state, swap_projector
@@ -25,6 +28,7 @@ from mm_align.config import LayerSpec, ScoreConfig
 from mm_align.data import BadSampleError, Sample, SampleSource, open_dataset
 from mm_align.data.images import ImageLimits
 from mm_align.data.memory import open_memory
+from mm_align.data.video import FrameSampling, Video
 from mm_align.pipeline.controls import Transform, make_transform
 from mm_align.pipeline.distributed import Workers
 from mm_align.pipeline.extra_metrics import ExtraMetrics, extra_summary, mir_layers
@@ -42,7 +46,10 @@ from mm_align.pipeline.selection import select
 from mm_align.pipeline.summary import control_differences, diff_erank_summary, summarize
 from mm_align.rundir import MemoryRun, RunFiles, owned
 
-__all__ = ["ScoreError", "load_adapter", "open_source", "resolve_layers", "run_score"]
+__all__ = ["ScoreError", "frame_sampling", "load_adapter", "open_source", "resolve_layers", "run_score"]
+
+DEFAULT_FRAMES = FrameSampling(num_frames=8)
+"""A clip's frames for a family that states no default of its own."""
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +127,27 @@ class TextLimit:
 
 def context_length(adapter: Any) -> int | None:
     """The LLM's context in tokens (``max_position_embeddings`` of the text config), if known."""
-    config = adapter.model.config
-    text_config = getattr(config, "text_config", None) or config
-    value = getattr(text_config, "max_position_embeddings", None)
-    return int(value) if isinstance(value, int) and value > 0 else None
+    return adapter.context_length
+
+
+def frame_sampling(config: ScoreConfig, adapter: Any) -> FrameSampling:
+    """A clip's frames in this run: ``--num-frames`` or ``--fps``, else the family's default
+    (``frame_sampling`` of its adapter), else 8 evenly spread."""
+    if config.num_frames is not None or config.fps is not None:
+        return FrameSampling(num_frames=config.num_frames, fps=config.fps)
+    return getattr(adapter, "frame_sampling", None) or DEFAULT_FRAMES
+
+
+def _each_image(transform: Transform, index: int, visual: Any, text: str) -> tuple[Any, str]:
+    """A control's transform over every image of a sample (each frame of a clip); the text
+    is transformed once."""
+    if isinstance(visual, Video):
+        frames, text = _each_image(transform, index, [Image.fromarray(f) for f in visual.frames], text)
+        return dataclasses.replace(visual, frames=np.stack([np.asarray(f) for f in frames])), text
+    if not isinstance(visual, list):
+        return transform(index, visual, text)
+    out = [transform(index, image, text) for image in visual]
+    return [image for image, _ in out], out[0][1]
 
 
 @dataclass
@@ -143,13 +167,14 @@ class VLMTask:
     images: ImageLimits | None = None
     text_limit: TextLimit | None = None
     extras: ExtraMetrics | None = None
+    frames: FrameSampling | None = None
 
     def prepare(self, sample: Sample) -> tuple[Any, str, dict[str, Any]]:
-        image, text = sample.load(self.images)
-        original = image.info.get("original_size")
-        notes: dict[str, Any] = {"original_size": list(original)} if original else {}
+        text = sample.check_text()
+        image = sample.load_visual(self.images, self.frames)
+        notes = _visual_notes(sample, image)
         if self.transform:
-            image, text = self.transform(sample.index, image, text)
+            image, text = _each_image(self.transform, sample.index, image, text)
         if self.text_limit:
             text, cut = self.text_limit.apply(text)
             notes.update(cut)
@@ -163,7 +188,7 @@ class VLMTask:
                rep: Any) -> dict[str, Any] | Reduced:
         path = sample.image_path
         # `text` is what the model saw: a control may have swapped it, a limit cut it.
-        head = {"text": prepared[1], "image": str(path) if path else None, **prepared[2],
+        head = {"text": prepared[1], "image": str(path) if path else None, **sample.media_paths, **prepared[2],
                 **({"source": sample.origin} if sample.origin else {})}
         record = {**head, **reduce_sample(rep, self.layers)}
         if self.extras is None:
@@ -171,6 +196,17 @@ class VLMTask:
         fields, states = self.extras.of_sample(sample.index, rep)
         record.update(fields)
         return Reduced(record, states) if states else record
+
+
+def _visual_notes(sample: Sample, visual: Any) -> dict[str, Any]:
+    """Record fields about what the model saw: a shrunk image's ``original_size``; for
+    several images or a clip, the ``modality`` and (clip) the source ``frames`` kept."""
+    if isinstance(visual, Video):
+        return {"modality": "video", "frames": list(visual.indices), "video_fps": visual.fps}
+    if isinstance(visual, list):
+        return {"modality": "images"}
+    original = visual.info.get("original_size")
+    return {"original_size": list(original)} if original else {}
 
 
 def _identity(config: ScoreConfig, model: Any, source: SampleSource) -> dict[str, Any]:
@@ -216,7 +252,7 @@ def load_adapter(config: ScoreConfig, workers: Workers | None = None) -> Any:
     device = workers.device(options["device"]) if workers else options["device"]
     return load_vlm(str(config.model), **{**options, "device": device},
                     prompt=config.prompt, include_special=config.include_special,
-                    vision_view=config.vision_view)
+                    vision_view=config.vision_view, max_visual_tokens=config.max_visual_tokens)
 
 
 def _load(config: ScoreConfig, model: Any, workers: Workers,
@@ -246,6 +282,7 @@ def _score_all(config: ScoreConfig, adapter: Any, source: Sequence[Sample], stor
     extras = _extras(config, sweep, adapter.num_hidden_states, source)
     images = ImageLimits(config.max_pixels, config.max_aspect_ratio, config.resize_to_max_pixels)
     text_limit = TextLimit.of(config, adapter)
+    frames = frame_sampling(config, adapter)
 
     def mine(index: int) -> bool:
         return index < n_total and workers.owns(index)
@@ -261,7 +298,7 @@ def _score_all(config: ScoreConfig, adapter: Any, source: Sequence[Sample], stor
         # The baseline scores the same inputs with the LLM re-initialised.
         view = adapter.untrained_llm(config.seed) if name and name == config.baseline else nullcontext(adapter)
         with view as scored:
-            task = VLMTask(scored, sweep, transform, images, text_limit, extras)
+            task = VLMTask(scored, sweep, transform, images, text_limit, extras, frames)
             score_into(Scorer(task, config.strict, config.num_workers), my_samples, store,
                        owns=mine, n_samples=n_mine, batch_size=config.batch_size,
                        progress=config.progress, desc=name or "score")
@@ -351,6 +388,8 @@ def run_score(config: ScoreConfig, model: Any = None, data: Any = None,
         for name, store in stores.items():  # refuse a bad --out before loading any weights
             store.check(config.command, {**identity, "control": name}, config.resume)
         adapter, projector_info = _load(config, model, workers, projector)
+        frames = frame_sampling(config, adapter)  # the family's default, recorded in config.json
+        config = config.replace(num_frames=frames.num_frames, fps=frames.fps)
         workers.barrier()  # nobody writes before every worker has checked the directory
         for name, store in stores.items():
             store.open({"command": config.command, "config": config.to_dict(),
@@ -380,6 +419,10 @@ def _provenance(config: ScoreConfig, adapter: Any, chosen: Any, source: SampleSo
         "layers": resolve_layers(config.layers, adapter.num_hidden_states),
         "seed": config.seed, "device": str(adapter.device), "n_requested": n_total,
         "max_text_tokens": config.max_text_tokens or context_length(adapter),
+        "modality": sorted({sample.modality for sample in chosen}),
+        "frames": {"num_frames": config.num_frames, "fps": config.fps,
+                   "max_frames": frame_sampling(config, adapter).max_frames},
+        "max_visual_tokens": getattr(adapter, "max_visual_tokens", None) or context_length(adapter),
         "selection": chosen.description,
         "workers": workers.world_size, "versions": software_versions(),
     }

@@ -17,7 +17,7 @@ from mm_align.metrics.bootstrap import (
     dataset_metrics,
     paired_difference,
 )
-from mm_align.stages import LLM_STAGES, STAGES
+from mm_align.stages import LLM_STAGES, STAGES, visual_kind
 
 
 def _layer_summary(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -192,7 +192,9 @@ def format_table(summary: Mapping[str, Any]) -> str:
     values = {**{f"erank_{s}": v for s, v in summary["erank"].items()},
               **{k: summary[k] for k in ("image_reduction_ratio", "image_text_alignment")}}
     lines.append(f"  {'metric':<26} {'value':>10}   95% CI")
-    lines += [_row(label, values[key], ci.get(key, (math.nan, math.nan))) for key, label in _LABELS.items()]
+    kind = visual_kind(prov.get("modality"))  # a run of clips: the Video Reduction Ratio
+    lines += [_row(label.replace("Image Red", f"{kind} Red"), values[key], ci.get(key, (math.nan, math.nan)))
+              for key, label in _LABELS.items()]
     for name, diffs in summary.get("controls", {}).items():
         lines += difference_rows(f"control {name} − real run (paired 95% CI, p)", diffs)
     if "diff_erank" in summary:

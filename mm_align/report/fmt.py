@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["METRIC_LABELS", "STAGE_LABELS", "interval", "num", "p_value"]
+from mm_align.stages import visual_kind
+
+__all__ = ["METRIC_LABELS", "STAGE_LABELS", "interval", "label_of", "num", "p_value"]
 
 STAGE_LABELS = {
     "vision": "eRank1 · vision encoder",
@@ -24,6 +26,13 @@ METRIC_LABELS = {
     "cknna": "CKNNA (pooled image vs text)",
     "mir": "MIR (log10, lower = better)",
 }
+
+
+def label_of(key: str, modality: object = None) -> str:
+    """The label of metric ``key`` in a run of ``modality`` (the provenance's list): the
+    reduction ratio of a run of clips is the "Video reduction ratio"."""
+    label = METRIC_LABELS.get(key, key)
+    return label.replace("Image", visual_kind(modality)) if key == "image_reduction_ratio" else label
 
 
 def num(x: float | None, digits: int = 4) -> str:

@@ -19,7 +19,7 @@ from mm_align.report.blocks import (
     metric_table,
 )
 from mm_align.report.controls import control_differences_block
-from mm_align.report.fmt import METRIC_LABELS, STAGE_LABELS, interval, num, p_value
+from mm_align.report.fmt import METRIC_LABELS, STAGE_LABELS, interval, label_of, num, p_value
 from mm_align.report.html import (
     Markup,
     esc,
@@ -58,7 +58,7 @@ def _cards(run: Run) -> Markup:
                 "div",
                 join(
                     [
-                        tag("div", METRIC_LABELS[key], class_="label"),
+                        tag("div", label_of(key, run.provenance.get("modality")), class_="label"),
                         tag("div", num(metrics.get(key)), class_="value"),
                         tag("div", f"95% CI {interval(ci)}" if ci else "no interval", class_="ci"),
                     ]
@@ -91,7 +91,7 @@ def _overview(run: Run) -> Markup:
         stage = key.removeprefix("erank_")
         rows.append(
             [
-                metric_label(key),
+                metric_label(key, run.provenance.get("modality")),
                 num(metrics[key]),
                 interval(cis.get(key)),
                 num(means.get(stage)) if key.startswith("erank_") else "–",
