@@ -95,6 +95,8 @@ class RunConfig:
     limit: int | None = option(None, "score only the first N samples", "Data", type=int,
                                metavar="N")
     resume: bool = option(False, "continue an interrupted run in --out", "Run")
+    overwrite: bool = option(False, "delete the run already in --out (its results and report) "
+                             "and start over", "Run")
     seed: int = option(0, "seed of random controls, baselines and the bootstrap", "Run",
                        identity=True, type=int)
     strict: bool = option(False, "stop at the first bad sample instead of recording it", "Run")
@@ -134,6 +136,8 @@ class RunConfig:
         at_least("sample", self.sample, 1)
         if self.limit is not None and self.sample is not None:
             raise ValueError("limit takes the first N samples and sample a random N: choose one")
+        if self.resume and self.overwrite:
+            raise ValueError("resume continues the run in out and overwrite deletes it: choose one")
         one_of("dtype", self.dtype, DTYPE_NAMES)
         object.__setattr__(self, "model_args", parse_model_args(self.model_args))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mm_align.cli.checkpoint import check_models
 from mm_align.config import AttributionConfig, add_arguments
 
 
@@ -26,9 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    config = AttributionConfig.from_args(args)
+    check_models(args)  # before the heavy imports
     from mm_align.api import attribution
 
-    config = AttributionConfig.from_args(args)
     s = attribution(config.model, config.data, config.out, config=config).summary
     print(f"texts scored: {s['n_samples']}   errors: {s['n_errors']}")
     for mode, by_selector in s["curves"]["kl"].items():

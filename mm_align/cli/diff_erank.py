@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mm_align.cli.checkpoint import check_models
 from mm_align.config import DiffErankConfig, add_arguments
 
 
@@ -26,11 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    config = DiffErankConfig.from_args(args)
+    check_models(args)  # before the heavy imports
     from mm_align.api import diff_erank
     from mm_align.pipeline.diff_erank import format_diff_erank
     from mm_align.pipeline.export import run_table
 
-    config = DiffErankConfig.from_args(args)
     result = diff_erank(config.model, config.data, config.out, config=config)
     print(format_diff_erank(result.summary))
     print("\n" + run_table(config.out))  # type: ignore[arg-type]  # the CLI requires --out

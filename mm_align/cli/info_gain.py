@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mm_align.cli.checkpoint import check_models
 from mm_align.config import InfoGainConfig, add_arguments
 
 
@@ -24,9 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    config = InfoGainConfig.from_args(args)
+    check_models(args)  # before the heavy imports
     from mm_align.api import info_gain
 
-    config = InfoGainConfig.from_args(args)
     s = info_gain(config.model, config.data, config.out, config=config).summary
     print(f"texts scored: {s['n_samples']}   errors: {s['n_errors']}")
     print(f"mean log-det entropy {s['entropy_mean']:.4f} nats, mean gain per token "

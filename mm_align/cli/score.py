@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mm_align.cli.checkpoint import check_models
 from mm_align.config import CONTROLS, PERTURBATIONS, ScoreConfig, add_arguments
 
 
@@ -28,12 +29,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    config = ScoreConfig.from_args(args)
+    check_models(args)  # before the heavy imports
     from mm_align.api import score
     from mm_align.pipeline.distributed import Workers
     from mm_align.pipeline.export import run_table
     from mm_align.pipeline.summary import format_table
 
-    config = ScoreConfig.from_args(args)  # every option checked before any model loads
     result = score(config.model, config.data, config.out, config=config)
     if Workers.from_env().is_main:  # one table, not one per data-parallel process
         print(format_table(result.summary))

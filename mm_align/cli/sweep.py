@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mm_align.cli.checkpoint import check_models
 from mm_align.config import SweepConfig, add_arguments
 
 
@@ -34,10 +35,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    config = SweepConfig.from_args(args)
+    check_models(args)  # before the heavy imports
     from mm_align.api import sweep
     from mm_align.pipeline.comparison import format_comparison
 
-    config = SweepConfig.from_args(args)
     doc = sweep(config.models, config.data, str(config.out), projectors=config.projectors, config=config)
     for m in doc["members"]:
         metrics = m["metrics"]

@@ -55,6 +55,7 @@ __all__ = [
     "Difference",
     "bootstrap_ci",
     "dataset_metrics",
+    "format_p",
     "paired_difference",
     "percentile_interval",
     "resample_indices",
@@ -75,6 +76,17 @@ class Difference(TypedDict):
     diff: float
     ci95: list[float]
     p_value: float
+
+
+def format_p(p: float) -> str:
+    """A bootstrap p-value as text, the one format of the console, the reports and exports:
+    three decimals, and below 0.001 only the bound (``n_boot`` replicates cannot resolve it
+    more finely).
+
+    >>> format_p(0.04213), format_p(0.0002)
+    ('p = 0.042', 'p < 0.001')
+    """
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
 def _stage_matrix(entropies: Mapping[str, Sequence[float]]) -> tuple[tuple[str, ...], np.ndarray]:

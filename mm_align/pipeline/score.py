@@ -346,10 +346,10 @@ def run_score(config: ScoreConfig, model: Any = None, data: Any = None,
     model = config.model if model is None else model
     with ExitStack() as held:
         if workers.is_main and config.out is not None:
-            held.enter_context(owned(config.out))  # held until the run is written
+            held.enter_context(owned(config.out, config.overwrite))  # held until the run is written
         identity = _identity(config, model, source)
         for name, store in stores.items():  # refuse a bad --out before loading any weights
-            store.check(config.command, {**identity, "control": name}, config.resume)
+            store.check(config.command, {**identity, "control": name}, config.resume, config.overwrite)
         adapter, projector_info = _load(config, model, workers, projector)
         workers.barrier()  # nobody writes before every worker has checked the directory
         for name, store in stores.items():

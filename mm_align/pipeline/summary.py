@@ -15,6 +15,7 @@ from mm_align.metrics.bootstrap import (
     Difference,
     bootstrap_ci,
     dataset_metrics,
+    format_p,
     paired_difference,
 )
 from mm_align.stages import LLM_STAGES, STAGES
@@ -166,7 +167,7 @@ _LABELS = {
 
 
 def _row(label: str, value: float, interval: Sequence[float], p: float | None = None) -> str:
-    tail = "" if p is None else f"   p = {p:.3g}"
+    tail = "" if p is None else f"   {format_p(p)}"
     return f"  {label:<26} {value:>10.4f}   [{interval[0]:.4f}, {interval[1]:.4f}]{tail}"
 
 

@@ -187,8 +187,8 @@ def run_sweep(config: SweepConfig) -> dict[str, Any]:
         raise ValueError("mm-align sweep runs in one process; launch data-parallel `score` runs per member instead")
     members = members_of(config)
     root = Path(config.out)
-    with owned(root):  # each member's run is owned too, by its own score run
-        check(root, "sweep", {}, config.resume)
+    with owned(root, config.overwrite):  # each member's run is owned too, by its own score run
+        check(root, "sweep", {}, config.resume, config.overwrite)
         claim(root, {"command": "sweep", "config": config.to_dict(), "identity": {}})
         failed, vision = _score_members(config, members, root)
         done = [m for m in members if is_finished(member_dir(root, m.name))]
