@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import mm_align
 from mm_align.cli.args import Parser, add_config_option, parse
+from mm_align.cli.console import one_line_warnings
 
 # Order here is the order in `mm-align --help`.
 _COMMANDS = ("score", "diff_erank", "tiny", "families", "report", "compare", "export", "scaling",
@@ -55,6 +56,7 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    one_line_warnings()  # a warning is one line, without the source line that raised it
 
 
 def main(argv: Sequence[str] | None = None) -> int:

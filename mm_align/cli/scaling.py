@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mm_align.cli.checkpoint import check_models
+from mm_align.cli.console import config_of
 from mm_align.config import ScalingConfig, add_arguments
 
 
@@ -28,8 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = ScalingConfig.from_args(args)
-    check_models(args)  # before the heavy imports
+    config = config_of(ScalingConfig, args)  # every option and --model checked before heavy imports
     from mm_align.api import scaling
 
     doc = scaling(config.models, config.data, config.out, config=config)

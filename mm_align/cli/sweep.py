@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mm_align.cli.checkpoint import check_models
+from mm_align.cli.console import config_of
 from mm_align.config import SweepConfig, add_arguments
 
 
@@ -35,8 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = SweepConfig.from_args(args)
-    check_models(args)  # before the heavy imports
+    config = config_of(SweepConfig, args)  # every option and --model checked before heavy imports
     from mm_align.api import sweep
     from mm_align.pipeline.comparison import format_comparison
 

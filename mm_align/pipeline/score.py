@@ -280,6 +280,7 @@ def _against_real(config: ScoreConfig, records: dict[str | None, list]) -> dict[
 
 def _summaries(config: ScoreConfig, stores: dict, provenance: dict[str, Any]) -> ScoreResult:
     """Summaries of every run (from its results only), written and returned."""
+    log.info("summarizing: bootstrap intervals over %d replicates ...", config.n_boot)
     for store in stores.values():  # every shard first: the real run's summary reads the others
         store.merge()
     records = {name: store.results() for name, store in stores.items()}

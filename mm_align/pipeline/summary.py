@@ -17,6 +17,7 @@ from mm_align.metrics.bootstrap import (
     dataset_metrics,
     format_p,
     paired_difference,
+    small_sample_note,
 )
 from mm_align.stages import LLM_STAGES, STAGES
 
@@ -194,6 +195,8 @@ def format_table(summary: Mapping[str, Any]) -> str:
               **{k: summary[k] for k in ("image_reduction_ratio", "image_text_alignment")}}
     lines.append(f"  {'metric':<26} {'value':>10}   95% CI")
     lines += [_row(label, values[key], ci.get(key, (math.nan, math.nan))) for key, label in _LABELS.items()]
+    if note := small_sample_note(summary["n_samples"]):
+        lines.append(f"  note: {note}")
     for name, diffs in summary.get("controls", {}).items():
         lines += difference_rows(f"control {name} − real run (paired 95% CI, p)", diffs)
     if "diff_erank" in summary:
