@@ -34,20 +34,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def vision_note(vision: dict | None) -> str:
+    """What the vision tower did for one member, in words: its passes replayed from the
+    feature cache (the tower is shared with an earlier member) or run for real."""
+    if not vision or vision.get("computed") is None:
+        return ""  # reuse off, or a member finished by an earlier invocation
+    reused, total = vision["reused"], vision["reused"] + vision["computed"]
+    if vision.get("problem"):
+        return f"   vision tower run: {total} passes (cache not used: {vision['problem']})"
+    if reused == 0:
+        return f"   vision tower run: {total} passes (first member with this tower; cached)"
+    return f"   vision tower replayed from cache: {reused} of {total} passes"
+
+
 def run(args: argparse.Namespace) -> int:
     config = config_of(SweepConfig, args)  # every option and --model checked before heavy imports
     from mm_align.api import sweep
     from mm_align.pipeline.comparison import format_comparison
 
     doc = sweep(config.models, config.data, str(config.out), projectors=config.projectors, config=config)
+    if args.quiet:
+        return 0
+    by_step = doc["x"] == "step"
     for m in doc["members"]:
         metrics = m["metrics"]
-        vision = m["vision"] or {}
-        reused = f"   vision reused {vision['reused']}/{vision['reused'] + vision['computed']}" \
-            if vision.get("computed") is not None else ""
-        print(f"  {m['name']:<28} eRank image {metrics.get('erank_image', float('nan')):8.3f}   "
+        step = f"step {m['step']:<8} " if by_step else ""
+        print(f"  {m['name']:<28} {step}eRank image {metrics.get('erank_image', float('nan')):8.3f}   "
               f"reduction {metrics.get('image_reduction_ratio', float('nan')):.4f}   alignment "
-              f"{metrics.get('image_text_alignment', float('nan')):.4f}{reused}")
+              f"{metrics.get('image_text_alignment', float('nan')):.4f}{vision_note(m['vision'])}")
+    if not by_step:
+        print("  (members in the order given: not every name gives a distinct training step by "
+              "--step-from; --steps sets them)")
     for name, reason in doc["failed"].items():
         print(f"  {name:<28} FAILED: {reason}")
     if doc["comparison"]["differences"]:
