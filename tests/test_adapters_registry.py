@@ -75,8 +75,10 @@ def test_families_command_lists_served_and_disabled(plugins, capsys: pytest.Capt
     assert main(["families"]) == 0
     out = capsys.readouterr().out
     for family in supported_families():
-        assert f"| `{family}` |" in out
-    assert "`lab/toy-llava`" in out
+        assert f"\n{family}: prompts " in f"\n{out}"
+    assert "e.g. lab/toy-llava" in out and max(len(line) for line in out.splitlines()) <= 100
+    assert main(["families", "--format", "markdown"]) == 0
+    assert "| `lab/toy-llava` |" in capsys.readouterr().out
     assert "not available:\n- broken_family: ModuleNotFoundError" in out
 
 

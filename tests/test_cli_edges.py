@@ -202,8 +202,10 @@ def test_config_replay_failures_and_reuse(tmp_path, tiny_checkpoints, capsys) ->
     rows.insert(1, {"image": str(tmp_path / "missing.jpg"), "text": "gone"})
     (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     first = tmp_path / "first"
+    model = str(tiny_checkpoints["qwen2_5_vl"])  # built first: its banner is not the run's output
+    capsys.readouterr()
     common = ["--data", str(tmp_path / "data.jsonl"), "--n-boot", "20", "--batch-size", "2"]
-    rc = main(["-q", "score", "--model", str(tiny_checkpoints["qwen2_5_vl"]), *common, "--out", str(first),
+    rc = main(["-q", "score", "--model", model, *common, "--out", str(first),
                "--fail-on-errors"])
     printed = capsys.readouterr()
     assert rc == EXIT_SAMPLES_FAILED and printed.out == ""
@@ -216,11 +218,11 @@ def test_config_replay_failures_and_reuse(tmp_path, tiny_checkpoints, capsys) ->
     assert_same_run(first, again, FLOAT64)
     # a run that fails before scoring, then another run with other settings in its folder
     broken = tmp_path / "broken"
-    assert main(["score", "--model", str(tiny_checkpoints["qwen2_5_vl"]), *common, "--out", str(broken),
+    assert main(["score", "--model", model, *common, "--out", str(broken),
                  "--layers", "99"]) == 1
     assert (broken / "config.json").exists()
     capsys.readouterr()
-    assert main(["score", "--model", str(tiny_checkpoints["qwen2_5_vl"]), *common, "--out", str(broken),
+    assert main(["score", "--model", model, *common, "--out", str(broken),
                  "--limit", "2"]) == 0
     assert json.loads((broken / "config.json").read_text())["config"]["limit"] == 2
     shutil.rmtree(again)
