@@ -125,7 +125,7 @@ def test_a_run_without_records_is_reused_with_other_settings(tmp_path) -> None:
     scored = _run_folder(tmp_path / "scored", '{"id": "a"}\n')
     with pytest.raises(RunDirError, match="--resume to continue it, --overwrite"):
         check(scored, "score", {"seed": 0}, resume=False)
-    with pytest.raises(RunDirError, match="settings changed .*--overwrite to delete it"):
+    with pytest.raises(RunDirError, match=r"settings changed .*--overwrite to delete it"):
         check(scored, "score", {"seed": 1}, resume=True)
     check(scored, "score", {"seed": 1}, resume=False, overwrite=True)
     (scored / "report.html").write_text("x")

@@ -9,6 +9,7 @@ cache (huggingface_hub's cache lookup: a file check, no network).
 
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -66,7 +67,7 @@ def check_model(model: str, revision: str | None = None, option: str = "--model"
                          "(HF_HUB_OFFLINE is set); check the name, or download it while online")
 
 
-def check_models(args: object) -> None:
+def check_models(args: argparse.Namespace) -> None:
     """:func:`check_model` for the ``--model`` arguments of a parsed command line: its
     ``models`` (a series: globs are matched later, ``org/name@revision`` names a revision)
     or else its ``model``."""

@@ -167,7 +167,8 @@ class MemoryRun:
         self._states: dict[int, dict[str, torch.Tensor]] = {}
         self.summary: dict[str, Any] = {}
 
-    def check(self, command: str, identity: Mapping[str, Any], resume: bool) -> None:
+    def check(self, command: str, identity: Mapping[str, Any], resume: bool,
+              overwrite: bool = False) -> None:
         """Nothing to check: a memory run always starts empty."""
 
     def open(self, record: Mapping[str, Any] | None) -> None:
