@@ -121,7 +121,8 @@ def _run_folder(root: Path, results: str = "") -> Path:
 def test_a_run_without_records_is_reused_with_other_settings(tmp_path) -> None:
     empty = _run_folder(tmp_path / "empty")
     check(empty, "score", {"seed": 1}, resume=False)  # nothing recorded: any new run may take it
-    check(empty, "diff-erank", {}, resume=False)
+    with pytest.raises(RunDirError, match="holds a score run, not a diff-erank run"):
+        check(empty, "diff-erank", {}, resume=False)  # another command's folder stays refused
     scored = _run_folder(tmp_path / "scored", '{"id": "a"}\n')
     with pytest.raises(RunDirError, match="--resume to continue it, --overwrite"):
         check(scored, "score", {"seed": 0}, resume=False)

@@ -37,9 +37,9 @@ def _is_hub_id(name: str) -> bool:
 
 
 def _cached(repo_id: str, revision: str | None) -> bool:
-    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub import constants, try_to_load_from_cache
 
-    found = try_to_load_from_cache(repo_id, "config.json", revision=revision)
+    found = try_to_load_from_cache(repo_id, constants.CONFIG_NAME, revision=revision)
     return isinstance(found, str)  # None: never fetched; a sentinel: known to be absent
 
 

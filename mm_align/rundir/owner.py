@@ -10,7 +10,7 @@ never blocks its resume. Then :func:`check` refuses a folder that is not ours (f
 other settings; :func:`claim` records the run's ``config.json``.
 
 A run that recorded no sample (it failed before scoring, say on a bad ``--layers``) leaves
-nothing worth keeping: any new run may take its folder, with any settings. A run that did
+nothing worth keeping: any new run of its command may take its folder, with any settings. A run that did
 record samples is continued with ``resume`` or started over with ``overwrite`` (its files
 are deleted first, under the lock; only a folder that is an mm-align run is ever cleared).
 """
@@ -137,8 +137,8 @@ def _changes(saved: Mapping[str, Any], wanted: Mapping[str, Any]) -> list[str]:
 
 def check(root: str | Path, command: str, identity: Mapping[str, Any], resume: bool,
           overwrite: bool = False) -> None:
-    """Refuse ``root`` unless it is new, holds a run that recorded no sample (any new run
-    may take it), or holds a ``command`` run that ``resume`` continues with the same
+    """Refuse ``root`` unless it is new, holds a ``command`` run that recorded no sample (any
+    new run of that command may take it), or holds a ``command`` run that ``resume`` continues with the same
     ``identity`` (the settings and model / data identities that change numbers), or
     ``overwrite`` is on (:func:`owned` deletes the run).
 
@@ -160,11 +160,13 @@ def check(root: str | Path, command: str, identity: Mapping[str, Any], resume: b
         saved_identity = saved.get("identity", {})
     except (json.JSONDecodeError, AttributeError) as err:
         raise RunDirError(f"cannot use {root}: {CONFIG} is unreadable ({err})") from None
-    if overwrite or not holds_records(root):
-        return  # it failed before recording anything: nothing to continue or to lose
+    if overwrite:
+        return  # owned() deletes the run
     if kind != command:
         raise RunDirError(f"{root} holds a {kind} run, not a {command} run; choose another --out "
                           "(or pass --overwrite to delete it and start over)")
+    if not holds_records(root):
+        return  # it failed before recording anything: nothing to continue or to lose
     if not resume:
         raise RunDirError(f"{root} already holds a run; pass --resume to continue it, --overwrite "
                           "to delete it and start over, or choose another --out")
