@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from mm_align.cli.console import config_of
+from mm_align.cli.console import EXIT_SAMPLES_FAILED, add_fail_option, config_of, failures_line
 from mm_align.config import SweepConfig, add_arguments
 
 
@@ -31,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--projector", dest="projectors", action="append", default=[], metavar="FILE",
                    help="a projector file (.safetensors or LLaVA mm_projector.bin); repeat for each")
     add_arguments(p, SweepConfig)
+    add_fail_option(p)
     p.set_defaults(func=run)
 
 
@@ -50,11 +52,23 @@ def vision_note(vision: dict | None) -> str:
 def run(args: argparse.Namespace) -> int:
     config = config_of(SweepConfig, args)  # every option and --model checked before heavy imports
     from mm_align.api import sweep
-    from mm_align.pipeline.comparison import format_comparison
 
     doc = sweep(config.models, config.data, str(config.out), projectors=config.projectors, config=config)
-    if args.quiet:
-        return 0
+    if not args.quiet:
+        _print_members(doc)
+        print(f"\nresults in {config.out}")
+    n_errors = sum(m["n_errors"] for m in doc["members"])
+    total = n_errors + sum(m["n_samples"] for m in doc["members"])
+    if n_errors:
+        print(f"mm-align: {failures_line(n_errors, total, None)} over the members, see "
+              f"{config.out}/members/NAME/errors.jsonl", file=sys.stderr)
+    return EXIT_SAMPLES_FAILED if n_errors and args.fail_on_errors else 0
+
+
+def _print_members(doc: dict) -> None:
+    """One line per member, then the failed members and the paired differences."""
+    from mm_align.pipeline.comparison import format_comparison
+
     by_step = doc["x"] == "step"
     for m in doc["members"]:
         metrics = m["metrics"]
@@ -62,12 +76,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {m['name']:<28} {step}eRank image {metrics.get('erank_image', float('nan')):8.3f}   "
               f"reduction {metrics.get('image_reduction_ratio', float('nan')):.4f}   alignment "
               f"{metrics.get('image_text_alignment', float('nan')):.4f}{vision_note(m['vision'])}")
-    if not by_step:
+    if not by_step and doc["kind"] == "checkpoints":
         print("  (members in the order given: not every name gives a distinct training step by "
               "--step-from; --steps sets them)")
     for name, reason in doc["failed"].items():
         print(f"  {name:<28} FAILED: {reason}")
     if doc["comparison"]["differences"]:
         print("\n" + format_comparison(doc["comparison"], provenance=False))
-    print(f"\nresults in {config.out}")
-    return 0
