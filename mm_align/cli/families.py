@@ -7,6 +7,7 @@ table (a test keeps them equal)."""
 from __future__ import annotations
 
 import argparse
+import textwrap
 from typing import Any
 
 _HEADER = ("model_type", "vision tap (patches)", "merged view", "projector tap", "causal prefix", "prompts",
@@ -47,6 +48,20 @@ def families_table() -> str:
     return "\n".join(lines)
 
 
+def families_text(width: int = 100) -> str:
+    """The served families for the terminal, one block per family, no line over ``width``."""
+    blocks = []
+    for family, vision, merged, projector, prefix, prompts, video, images, example in family_rows():
+        head = (f"{family}: prompts {prompts}; image tokens a causal prefix: {prefix}; video: {video}; "
+                f"images per sample: {images}; e.g. {example}")
+        lines = textwrap.wrap(head, width, subsequent_indent="    ", break_on_hyphens=False)
+        for label, tap in (("vision", vision), ("merged", merged), ("projector", projector)):
+            if tap != "-":
+                lines += textwrap.wrap(f"  {label:<10} {tap}", width, subsequent_indent=" " * 13)
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "families",
@@ -59,13 +74,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "could not be loaded, with the reason."
         ),
     )
+    p.add_argument("--format", choices=("text", "markdown"), default="text", dest="fmt",
+                   help="text: one block per family, 100 columns; markdown: the table of "
+                        "docs/FAMILIES.md (default: %(default)s)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from mm_align.adapters import disabled_families
 
-    print(families_table())
+    print(families_table() if args.fmt == "markdown" else families_text())
     disabled = disabled_families()
     if disabled:
         print("\nnot available:")

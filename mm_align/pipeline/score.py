@@ -317,6 +317,7 @@ def _against_real(config: ScoreConfig, records: dict[str | None, list]) -> dict[
 
 def _summaries(config: ScoreConfig, stores: dict, provenance: dict[str, Any]) -> ScoreResult:
     """Summaries of every run (from its results only), written and returned."""
+    log.info("summarizing: bootstrap intervals over %d replicates ...", config.n_boot)
     for store in stores.values():  # every shard first: the real run's summary reads the others
         store.merge()
     records = {name: store.results() for name, store in stores.items()}
@@ -383,10 +384,10 @@ def run_score(config: ScoreConfig, model: Any = None, data: Any = None,
     model = config.model if model is None else model
     with ExitStack() as held:
         if workers.is_main and config.out is not None:
-            held.enter_context(owned(config.out))  # held until the run is written
+            held.enter_context(owned(config.out, config.overwrite))  # held until the run is written
         identity = _identity(config, model, source)
         for name, store in stores.items():  # refuse a bad --out before loading any weights
-            store.check(config.command, {**identity, "control": name}, config.resume)
+            store.check(config.command, {**identity, "control": name}, config.resume, config.overwrite)
         adapter, projector_info = _load(config, model, workers, projector)
         frames = frame_sampling(config, adapter)  # the family's default, recorded in config.json
         config = config.replace(num_frames=frames.num_frames, fps=frames.fps)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from mm_align.metrics.bootstrap import format_p
 from mm_align.stages import visual_kind
 
 __all__ = ["METRIC_LABELS", "STAGE_LABELS", "interval", "label_of", "num", "p_value"]
@@ -60,6 +61,4 @@ def interval(ci: tuple[float, float] | list[float] | None) -> str:
     return f"[{num(ci[0])}, {num(ci[1])}]"
 
 
-def p_value(p: float) -> str:
-    """``p = 0.042``; below 0.001 only the bound, as a bootstrap p-value is not finer."""
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+p_value = format_p  # one p-value format for the console, the pages and the exports

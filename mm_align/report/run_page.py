@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from mm_align._version import __version__
+from mm_align.metrics.bootstrap import small_sample_note
 from mm_align.report import plots
 from mm_align.report.blocks import (
     RATIOS,
@@ -74,6 +75,7 @@ def _cards(run: Run) -> Markup:
                     tag("div", "Samples scored", class_="label"),
                     tag("div", str(run.n_samples), class_="value"),
                     tag("div", f"{run.n_errors} failed (see Errors)", class_="ci"),
+                    *[tag("div", note, class_="ci") for note in [small_sample_note(run.n_samples)] if note],
                 ]
             ),
             class_="card",
