@@ -78,6 +78,7 @@ def _report_quietly(out: str | Path | None) -> None:
     """Write the run's report; a failure is logged, never raised (the numbers are on disk)."""
     if out is None:
         return
+    log.info("writing the report to %s ...", Path(out) / "report.html")
     try:
         write_report(out)
     except Exception:  # the scores are safe on disk; a plotting failure must not hide them

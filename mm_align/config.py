@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, ClassVar, Literal, TypeVar
@@ -95,6 +96,8 @@ class RunConfig:
     limit: int | None = option(None, "score only the first N samples", "Data", type=int,
                                metavar="N")
     resume: bool = option(False, "continue an interrupted run in --out", "Run")
+    overwrite: bool = option(False, "delete the run already in --out (its results and report) "
+                             "and start over", "Run")
     seed: int = option(0, "seed of random controls, baselines and the bootstrap", "Run",
                        identity=True, type=int)
     strict: bool = option(False, "stop at the first bad sample instead of recording it", "Run")
@@ -134,6 +137,8 @@ class RunConfig:
         at_least("sample", self.sample, 1)
         if self.limit is not None and self.sample is not None:
             raise ValueError("limit takes the first N samples and sample a random N: choose one")
+        if self.resume and self.overwrite:
+            raise ValueError("resume continues the run in out and overwrite deletes it: choose one")
         one_of("dtype", self.dtype, DTYPE_NAMES)
         object.__setattr__(self, "model_args", parse_model_args(self.model_args))
 
@@ -217,6 +222,14 @@ class ScoreConfig(RunConfig):
                                      "more than this many times the shorter (processors scale the "
                                      "short side up: a thin strip costs gigabytes)", "Data",
                                      identity=True, type=float, metavar="K")
+    num_frames: int | None = option(None, "frames of a video clip, evenly spread (default: the "
+                                    "family's, see `mm-align families`)", "Data", identity=True,
+                                    type=int, metavar="N")
+    fps: float | None = option(None, "frames per second of a video clip instead of --num-frames "
+                               "(Qwen-VL's default: 2)", "Data", identity=True, type=float, metavar="F")
+    max_visual_tokens: int | None = option(None, "refuse a sample with more image or video tokens "
+                                           "(default: the model's context)", "Data", identity=True,
+                                           type=int, metavar="N")
     num_workers: int = option(0, "threads that load and decode images while the model runs "
                               "(0: in the main thread); results do not depend on it", "Run",
                               type=int, metavar="N")
@@ -257,6 +270,12 @@ class ScoreConfig(RunConfig):
         one_of("prompt", self.prompt, PROMPTS)
         at_least("max_pixels", self.max_pixels, 1)
         at_least("max_text_tokens", self.max_text_tokens, 1)
+        at_least("num_frames", self.num_frames, 1)
+        at_least("max_visual_tokens", self.max_visual_tokens, 1)
+        if self.fps is not None:
+            positive("fps", self.fps)
+        if self.fps is not None and self.num_frames is not None:
+            raise ValueError("give num_frames (--num-frames) or fps (--fps), not both")
         one_of("text_overflow", self.text_overflow, TEXT_OVERFLOWS)
         one_of("audio_overflow", self.audio_overflow, TEXT_OVERFLOWS)
         if self.max_audio_seconds is not None and not self.max_audio_seconds > 0:  # also refuses NaN
@@ -385,6 +404,22 @@ class AttributionConfig(DiffErankConfig):
 
 # ---- Series of VLMs: checkpoints or projectors (``mm-align sweep``) --------------------------
 
+# A training step in a checkpoint's name: the number after checkpoint / ckpt / step / iter
+# (transformers' Trainer writes checkpoint-1200, DeepSpeed global_step1200); a bare number,
+# as in the seed of "tiny-llava-s1", is not a step.
+DEFAULT_STEP_FROM = r"(?:checkpoint|ckpt|step|iter)[-_]?(\d+)"
+
+
+def _parse_steps(steps: str | tuple[int, ...] | list[int]) -> tuple[int, ...]:
+    """``"100,200"`` or integers -> a tuple of steps >= 0, in the order given."""
+    try:
+        values = tuple(int(v) for v in (steps.split(",") if isinstance(steps, str) else steps))
+    except ValueError:
+        raise ValueError(f"steps takes comma-separated integers, not {steps!r}") from None
+    if any(v < 0 for v in values):
+        raise ValueError(f"steps must be >= 0, got {steps!r}")
+    return values
+
 
 @dataclass(frozen=True, kw_only=True)
 class SweepConfig(ScoreConfig):
@@ -410,6 +445,13 @@ class SweepConfig(ScoreConfig):
     feature_cache: str | None = option(None, "folder of the cached vision features (default: "
                                        "OUT/features); share it between sweeps of one vision tower",
                                        "Analyses", metavar="DIR")
+    step_from: str = option(DEFAULT_STEP_FROM, "regular expression that reads a checkpoint's "
+                            "training step from its folder name (its first group, else the whole "
+                            "match; the last match counts); members are placed by step when every "
+                            "name gives a distinct one, else in order", "Analyses", metavar="REGEX")
+    # given as "100,200,300" on the CLI, a tuple of ints after __post_init__
+    steps: tuple[int, ...] = option((), "the members' training steps in member order (overrides "
+                                    "--step-from)", "Analyses", metavar="N,...")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -421,3 +463,8 @@ class SweepConfig(ScoreConfig):
             raise ValueError(f"a projector sweep takes one base --model, got {len(self.models)}")
         if self.projector is not None:
             raise ValueError("a sweep takes its projector files as projectors=[...] (--projector, repeated)")
+        object.__setattr__(self, "steps", _parse_steps(self.steps))
+        try:
+            re.compile(self.step_from)
+        except re.error as err:
+            raise ValueError(f"step_from {self.step_from!r} is not a regular expression: {err}") from None

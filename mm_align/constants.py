@@ -5,7 +5,8 @@ A leaf module: it imports nothing, so the light config layer can read the defaul
 loading PIL or torch.
 """
 
-__all__ = ["DEFAULT_MAX_ASPECT_RATIO", "DEFAULT_MAX_PIXELS", "MIN_SIDE", "PROMPTS", "VISION_VIEWS"]
+__all__ = ["DEFAULT_MAX_ASPECT_RATIO", "DEFAULT_MAX_PIXELS", "MIN_SIDE", "PROMPTS", "TEXT_FAMILIES",
+           "TINY_TEXT_SEED", "VISION_VIEWS"]
 
 # Images with more pixels are refused (a decompression-bomb guard; see data/images.py).
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -17,3 +18,8 @@ MIN_SIDE = 2
 PROMPTS: tuple[str, ...] = ("plain", "chat")
 # What the rows of the "vision" stage are: one per patch, or one per merged token.
 VISION_VIEWS: tuple[str, ...] = ("patches", "merged")
+
+# Text LLM families `mm-align tiny` builds for diff-erank (mm_align.adapters.tiny.text).
+TEXT_FAMILIES = ("opt", "llama")
+# Their default seed: the "trained" model must differ from diff-erank's untrained init (seed 0).
+TINY_TEXT_SEED = 1234

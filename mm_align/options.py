@@ -53,7 +53,8 @@ def option(default: Any, help: str, group: str, *, doc: str | None = None, ident
     if default is True and doc is None:
         raise TypeError(f"an option True by default needs doc= (its flag's help {help!r} "
                         "describes turning it off)")
-    return field(default=default, metadata={"help": help, "doc": doc or help, "group": group,
+    # argparse expands help text (%% is its %); the field doc is read as written
+    return field(default=default, metadata={"help": help, "doc": doc or help.replace("%%", "%"), "group": group,
                                             "identity": identity, **cli})
 
 

@@ -13,3 +13,14 @@ LLM_STAGES = ("image", "text", "joint")
 
 METRICS = tuple(f"erank_{s}" for s in STAGES) + ("image_reduction_ratio", "image_text_alignment")
 """Dataset-level metrics of a run, by the keys used in summaries, intervals and comparisons."""
+
+
+def visual_kind(modality: object) -> str:
+    """What a run's visual inputs are, for the names of its metrics: ``"Video"`` when every
+    sample was a clip (``modality``: the provenance's list, e.g. ``["video"]``), else
+    ``"Image"``. A "Video Reduction Ratio" is the Image Reduction Ratio's formula over clips.
+
+    >>> visual_kind(["video"]), visual_kind(["image", "video"]), visual_kind(None)
+    ('Video', 'Image', 'Image')
+    """
+    return "Video" if list(modality or []) == ["video"] else "Image"  # type: ignore[call-overload]

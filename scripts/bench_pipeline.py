@@ -19,7 +19,12 @@ metrics run after the forward passes (no overlap); exits 1 on a MISS.
 random checkpoint: throughput and agreement of per-sample eRanks. Peak memory of ``score()``
 is measured by ``scripts/bench_score.py``.
 
+``--video N``: each sample is a clip of N frames instead of an image (a pan across a bundled
+photo, every frame at the model's image size; Qwen2.5-VL: N / 2 x 256 video tokens), for the
+families that take video; the same verdict applies to a video sample's metrics.
+
 Usage: python scripts/bench_pipeline.py [--models llava-1.5-7b,qwen2.5-vl-7b] [--batch 2|1,8,32]
+       [--video 16]
        [--repeats 3] [--depth 2,1|real] [--device cuda --dtype bfloat16] [--threads N]
        python scripts/bench_pipeline.py --mode naive [--family qwen2_5_vl|llava] [--size medium]
 """
@@ -48,6 +53,7 @@ from bench_score import cycled_manifest
 BATCH_SIZE = 8  # score()'s default
 TARGET_SPEEDUP = 3.0  # naive mode
 CPU_SHARE, GPU_SHARE = 0.03, 0.10  # metrics / forward at the real depth
+VIDEO_MODELS = ("qwen2.5-vl-7b",)  # the real-width models whose family takes video
 
 # Why the naive rows of a stage differ from mm-align's (mm-align keeps only the tokens of the
 # user text in "text", plus the image tokens in "joint").
@@ -197,6 +203,18 @@ def _print_batch(name: str, spec, depth, t: dict[str, float], batch: int, cuda: 
                                  share < target, f"{100 * share:.2f}%", f"< {100 * target:g}%"))
 
 
+def pan_clip(image, n_frames: int):
+    """A clip of ``n_frames`` frames panning across ``image`` (rolled sideways, wrapping)."""
+    import numpy as np
+
+    from mm_align.data.video import Video
+
+    pixels = np.asarray(image)
+    step = max(1, pixels.shape[1] // (2 * n_frames))
+    frames = np.stack([np.roll(pixels, -k * step, axis=1) for k in range(n_frames)])
+    return Video(frames, fps=2.0, indices=tuple(range(n_frames)), total_frames=n_frames, name="pan")
+
+
 def widths_one(name: str, args: argparse.Namespace, root: Path, verdicts: Verdicts) -> None:
     from PIL import Image
     from real_widths import REAL, LayerClock, build, vision_layers
@@ -204,6 +222,9 @@ def widths_one(name: str, args: argparse.Namespace, root: Path, verdicts: Verdic
     from mm_align.adapters.modules import resolve_dtype
 
     spec = REAL[name]
+    if args.video and name not in VIDEO_MODELS:
+        print(f"\n{name}: skipped, --video needs a family that takes video ({', '.join(VIDEO_MODELS)})")
+        return
     depth = spec.real_depth if args.depth == "real" else tuple(int(v) for v in args.depth.split(","))
     cuda = args.device.startswith("cuda")
     t0 = time.perf_counter()
@@ -213,6 +234,9 @@ def widths_one(name: str, args: argparse.Namespace, root: Path, verdicts: Verdic
     manifest = cycled_manifest(root / "data.jsonl", max(batches))
     rows = [json.loads(line) for line in manifest.read_text().splitlines()]
     images = [Image.open(r["image"]).convert("RGB").resize((spec.pixels, spec.pixels)) for r in rows]
+    if args.video:
+        images = [pan_clip(image, args.video) for image in images]
+        name = f"{name} video of {args.video} frames"
     texts = [r["text"] for r in rows]
     clocks = (LayerClock(vision_layers(adapter), clock), LayerClock(adapter._decoder_layers, clock))
     _round(adapter, images[:1], texts[:1], clocks, cuda)  # warm-up
@@ -373,6 +397,8 @@ def main() -> int:
     widths.add_argument("--repeats", type=int, default=3, help="rounds (median)")
     widths.add_argument("--device", default="cpu")
     widths.add_argument("--dtype", default="float32")
+    widths.add_argument("--video", type=int, default=0, metavar="N",
+                        help="samples are clips of N frames (families that take video)")
     naive = parser.add_argument_group("naive mode")
     naive.add_argument("--family", default="qwen2_5_vl", choices=["qwen2_5_vl", "llava"],
                        help="tiny checkpoint to build (ignored with --model)")

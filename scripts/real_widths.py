@@ -38,14 +38,14 @@ REAL = {
         vision={"hidden_size": 1024, "intermediate_size": 4096, "num_attention_heads": 16,
                 "image_size": 336, "patch_size": 14},
         text={"hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32,
-              "num_key_value_heads": 32},
+              "num_key_value_heads": 32, "max_position_embeddings": 4096},
         real_depth=(24, 32), pixels=336),
     "qwen2.5-vl-7b": RealWidth(
         "qwen2_5_vl",
         vision={"hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16,
                 "out_hidden_size": 3584, "window_size": 112},
         text={"hidden_size": 3584, "intermediate_size": 18944, "num_attention_heads": 28,
-              "num_key_value_heads": 4,
+              "num_key_value_heads": 4, "max_position_embeddings": 128000,
               "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0,
                                   "mrope_section": [16, 24, 24]}},
         real_depth=(32, 28), pixels=448),
@@ -68,8 +68,9 @@ def _configure(spec: RealWidth, config, processor, depth: tuple[int, int]) -> No
         config.vision_config.update({**spec.vision, "depth": vision_layers,
                                      "fullatt_block_indexes": [vision_layers - 1]})
         area = spec.pixels * spec.pixels
-        processor.image_processor.min_pixels = processor.image_processor.max_pixels = area
-        processor.image_processor.size = {"shortest_edge": area, "longest_edge": area}
+        for part in (processor.image_processor, processor.video_processor):  # video: per frame
+            part.min_pixels = part.max_pixels = area
+            part.size = {"shortest_edge": area, "longest_edge": area}
 
 
 def build(name: str, workdir: Path, depth: tuple[int, int], device: str = "cpu",

@@ -75,8 +75,10 @@ def test_families_command_lists_served_and_disabled(plugins, capsys: pytest.Capt
     assert main(["families"]) == 0
     out = capsys.readouterr().out
     for family in supported_families():
-        assert f"| `{family}` |" in out
-    assert "`lab/toy-llava`" in out
+        assert f"\n{family}: prompts " in f"\n{out}"
+    assert "e.g. lab/toy-llava" in out and max(len(line) for line in out.splitlines()) <= 100
+    assert main(["families", "--format", "markdown"]) == 0
+    assert "| `lab/toy-llava` |" in capsys.readouterr().out
     assert "not available:\n- broken_family: ModuleNotFoundError" in out
 
 
@@ -126,7 +128,7 @@ def test_a_fresh_process_serves_a_plugin_and_disables_only_what_fails(tmp_path: 
     as not available, and every other family still is served (none imports llava's module)."""
     install_plugin(tmp_path, "lab_plugin", PUBLIC_PLUGIN, {"lab_vlm": "lab_plugin", "lab_broken": "lab_plugin_missing"})
     code = ("import sys; sys.modules['mm_align.adapters.llava'] = None\n"  # its import now fails
-            "from mm_align.cli import main; raise SystemExit(main(['families']))")
+            "from mm_align.cli import main; raise SystemExit(main(['families', '--format', 'markdown']))")
     path = os.pathsep.join(p for p in (str(tmp_path), str(ROOT), os.environ.get("PYTHONPATH")) if p)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": path, "HF_HUB_OFFLINE": "1"})

@@ -121,7 +121,7 @@ def test_manifests_take_an_audio_column(tmp_path: Path) -> None:
     for name in ("m.jsonl", "m.csv"):
         source = open_dataset(tmp_path / name)
         first = next(iter(source))
-        assert first.audio == clip and first.image is None and first.audio_path == clip
+        assert first.audio == clip and first.image is None and first.modality == "audio" and first.audio_path == clip
         wave, notes = first.load_audio(AudioLimits(RATE))
         assert wave.size > RATE and notes["audio_seconds"] > 1
         with pytest.raises(BadSampleError, match="no image given"):
@@ -130,7 +130,7 @@ def test_manifests_take_an_audio_column(tmp_path: Path) -> None:
     with pytest.raises(BadSampleError, match="no audio given"):
         missing.load_audio(AudioLimits(RATE))
     (tmp_path / "bad.jsonl").write_text(json.dumps({"sound": "x.wav", "text": "t"}) + "\n")
-    with pytest.raises(ManifestError, match="no 'image' column \\(nor 'audio'"):
+    with pytest.raises(ManifestError, match="no 'image' column, nor 'images', 'video' or 'audio'"):
         open_dataset(tmp_path / "bad.jsonl")
     (tmp_path / "num.jsonl").write_text(json.dumps({"audio": 3, "text": "t"}) + "\n")
     with pytest.raises(ManifestError, match="file path or audio bytes"):

@@ -46,7 +46,7 @@ def test_score_an_audio_model_end_to_end(tmp_path: Path, tiny_checkpoints) -> No
     assert by_id["train"]["audio_truncated"] is True and by_id["train"]["audio_seconds"] == 3.0
     assert "audio_truncated" not in by_id["cat"] and by_id["cat"]["audio_seconds"] < 3.0
     provenance = result.summary["provenance"]
-    assert provenance["modality"] == "audio"
+    assert provenance["modality"] == ["audio"]
     assert provenance["audio"] == {"sampling_rate": 16_000, "decoder": f"PyAV {av.__version__}", "max_seconds": 3.0,
                                    "overflow": "truncate"}
     run = load_run(out)

@@ -128,7 +128,7 @@ def test_cli_sweep_and_its_errors(tmp_path, tiny_checkpoints, load_tiny, capsys)
             "--n-boot", "20", "--no-progress"]
     assert main([*args, "--out", str(tmp_path / "s"), *(a for p in projectors for a in ("--projector", str(p)))]) == 0
     printed = capsys.readouterr().out
-    assert "proj-0" in printed and "proj-1" in printed and "vision reused" in printed
+    assert "proj-0" in printed and "proj-1" in printed and "replayed from cache: " in printed
     # a sweep's folder stands for its members in export and compare
     assert main(["export", str(tmp_path / "s"), "--format", "csv"]) == 0
     rows = capsys.readouterr().out.strip().splitlines()

@@ -115,7 +115,7 @@ class GenericAudioAdapter(VLMAdapter):
     # ---- stages -------------------------------------------------------------------------
 
     @contextmanager
-    def _vision_capture(self) -> Iterator[VisionSplit]:
+    def _vision_capture(self, modality: str = "audio") -> Iterator[VisionSplit]:
         taps = {"vision": input_of(self.projector), "projector": output_of(self.projector)}
         with capture(taps) as got:
 

@@ -56,5 +56,5 @@ class AudioFlamingo3Adapter(GenericAudioAdapter):
         )
         processor = AudioFlamingo3Processor(feature_extractor=tiny_whisper_features(), tokenizer=tokenizer,
                                             max_audio_len=60,
-                                            chat_template=qwen_chat_template("<sound>", "audio"))
+                                            chat_template=qwen_chat_template("<sound>", kind="audio"))
         return build_and_save(AudioFlamingo3ForConditionalGeneration, config, processor, directory, seed)

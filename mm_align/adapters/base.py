@@ -32,6 +32,7 @@ from mm_align.adapters.modules import (
 )
 from mm_align.adapters.representation import Representation, normalize_layers
 from mm_align.constants import VISION_VIEWS
+from mm_align.data.video import FrameSampling, Video
 from mm_align.stages import LLM_STAGES
 from mm_align.warn import warn
 
@@ -49,6 +50,9 @@ VisionView = Literal["patches", "merged"]
 
 VisionSplit = Callable[[Sequence[Encoded]], list[tuple[torch.Tensor, torch.Tensor]]]
 """Called after a joint pass: per sample, its (vision, projector) rows, each (tokens x dim)."""
+
+Batch = list[tuple[int, Any, str]]
+"""Samples of one modality: (position in the caller's batch, visual input, text)."""
 
 
 class VLMAdapter(PromptEncoding, LLMCapture):
@@ -99,7 +103,13 @@ class VLMAdapter(PromptEncoding, LLMCapture):
     """The values of ``vision_view`` this family offers; the first is its default."""
     prompt_styles: ClassVar[tuple[str, ...]] = ("plain", "chat")
     """The prompt styles this family offers (``chat`` needs a chat template)."""
-    max_images_per_sample: ClassVar[int] = 1
+    max_images_per_sample: ClassVar[int | None] = 1
+    """How many images one sample may hold (None: as many as the context takes)."""
+    frame_sampling: ClassVar[FrameSampling | None] = None
+    """The family's default frames of a clip (``--num-frames`` / ``--fps`` override it);
+    None: the family takes no video."""
+    video_kwargs: ClassVar[dict[str, Any]] = {}
+    """What the processor is told besides the frames when it gets a video."""
     example_id: ClassVar[str] = ""
     """A hub checkpoint of this family, for ``mm-align families``."""
     prompt_tail: ClassVar[str] = ""
@@ -113,6 +123,7 @@ class VLMAdapter(PromptEncoding, LLMCapture):
         prompt: PromptStyle = "plain",
         include_special: bool = False,
         vision_view: VisionView | None = None,
+        max_visual_tokens: int | None = None,
     ) -> None:
         if prompt not in ("plain", "chat"):
             raise ValueError(f"prompt must be 'plain' or 'chat', not {prompt!r}")
@@ -129,6 +140,8 @@ class VLMAdapter(PromptEncoding, LLMCapture):
         self.prompt = prompt
         self.include_special = include_special
         self.vision_view: str = view
+        self.max_visual_tokens = max_visual_tokens
+        """A sample with more image or video tokens is refused (None: the LLM's context)."""
         config = model.config
         if getattr(config, "mm_align_tiny", None):
             warn(f"{config.mm_align_tiny}: this checkpoint was built by `mm-align tiny`")
@@ -149,6 +162,10 @@ class VLMAdapter(PromptEncoding, LLMCapture):
             raise AttributeError(f"the config has none of {list(self.placeholder_config_keys)}")
         self.image_token_id = int(token_id)
         self.image_token: str = getattr(processor, f"{self.modality}_token")
+        video_id = getattr(config, "video_token_id", None)
+        video_id = video_id if video_id is not None else getattr(config, "video_token_index", None)
+        self.video_token_id = None if video_id is None else int(video_id)
+        self.video_token = getattr(processor, "video_token", None)
         tokenizer = processor.tokenizer
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self._pad_id = int(pad_id or 0)  # padded positions are masked out, any id will do
@@ -156,7 +173,21 @@ class VLMAdapter(PromptEncoding, LLMCapture):
     @property
     def options(self) -> dict[str, Any]:
         """The keyword options this adapter was built with (to build another one alike)."""
-        return {"prompt": self.prompt, "include_special": self.include_special, "vision_view": self.vision_view}
+        return {"prompt": self.prompt, "include_special": self.include_special, "vision_view": self.vision_view,
+                "max_visual_tokens": self.max_visual_tokens}
+
+    @classmethod
+    def takes_video(cls) -> bool:
+        """Whether this family scores video clips."""
+        return cls.frame_sampling is not None
+
+    @property
+    def context_length(self) -> int | None:
+        """The LLM's context in tokens (``max_position_embeddings`` of the text config), if known."""
+        config = self.model.config
+        text_config = getattr(config, "text_config", None) or config
+        value = getattr(text_config, "max_position_embeddings", None)
+        return int(value) if isinstance(value, int) and value > 0 else None
 
     @classmethod
     def taps(cls) -> dict[str, str]:
@@ -206,6 +237,7 @@ class VLMAdapter(PromptEncoding, LLMCapture):
         prompt: PromptStyle = "plain",
         include_special: bool = False,
         vision_view: VisionView | None = None,
+        max_visual_tokens: int | None = None,
         **hf_kwargs: Any,
     ) -> VLMAdapter:
         """Load model and processor with the family's real classes (``from_pretrained``).
@@ -219,7 +251,8 @@ class VLMAdapter(PromptEncoding, LLMCapture):
         if "device_map" not in hf_kwargs:
             model = model.to(device)
         processor = AutoProcessor.from_pretrained(path_or_id, **shared)
-        return cls(model, processor, prompt=prompt, include_special=include_special, vision_view=vision_view)
+        return cls(model, processor, prompt=prompt, include_special=include_special, vision_view=vision_view,
+                   max_visual_tokens=max_visual_tokens)
 
     @classmethod
     def build_tiny(cls, directory: str | Path, seed: int = 0) -> Path:
@@ -229,42 +262,59 @@ class VLMAdapter(PromptEncoding, LLMCapture):
 
     # ---- what a family provides ---------------------------------------------------------
 
-    def _vision_capture(self) -> AbstractContextManager[VisionSplit]:
-        """A context in which one joint forward pass records the vision stages; it yields the
-        function that cuts them per sample afterwards."""
+    def _vision_capture(self, modality: str = "image") -> AbstractContextManager[VisionSplit]:
+        """A context in which one joint forward pass of samples of ``modality`` records the
+        vision stages; it yields the function that cuts them per sample afterwards."""
         raise NotImplementedError
 
     # ---- public API ---------------------------------------------------------------------
 
     def represent(self, image: Any, text: str, layers: Sequence[int] | None = None) -> Representation:
-        """The five representations of one image-text pair (see :meth:`represent_batch`)."""
+        """The five representations of one sample (see :meth:`represent_batch`)."""
         return self.represent_batch([image], [text], layers=layers)[0]
 
     def represent_batch(
         self, images: Sequence[Any], texts: Sequence[str], layers: Sequence[int] | None = None
     ) -> list[Representation]:
-        """One :class:`Representation` per (image, text) pair, equal to :meth:`represent` one at
-        a time up to float round-off (right padding, causal attention).
+        """One :class:`Representation` per (visual input, text) pair, equal to :meth:`represent`
+        one at a time up to float round-off (right padding, causal attention).
 
-        ``images``: loaded PIL images (or arrays / tensors the processor takes). ``layers``:
-        extra LLM layers to capture, in the ``output_hidden_states`` convention; the last is
-        always captured. Each stage is (tokens x dim): ``"vision"`` (patches x vision width),
-        ``"projector"`` and ``"image"`` (image tokens x LLM width), ``"text"`` (text tokens x
-        LLM width), ``"joint"`` (image + text tokens x LLM width).
-        Raises :class:`AdapterInputError` for an empty text or an image the processor rejects.
+        ``images``: per sample, a loaded PIL image (or an array / tensor the processor takes),
+        a list of them (several images, in order: ``max_images_per_sample``), or a
+        :class:`~mm_align.data.video.Video` (families with ``frame_sampling``). Samples of
+        each modality (clips: of each frame count and size) run as a batch of their own.
+        ``layers``: extra LLM layers to capture, in the ``output_hidden_states`` convention;
+        the last is always captured. Each stage is (tokens x dim): ``"vision"`` (patches x
+        vision width), ``"projector"`` and ``"image"`` (image or video tokens x LLM width;
+        several images: all of them, in order), ``"text"`` (text tokens x LLM width),
+        ``"joint"`` (image + text tokens x LLM width). Raises :class:`AdapterInputError` for an
+        empty text, a visual input the processor rejects, or more visual tokens than
+        ``max_visual_tokens``.
         """
         if len(images) != len(texts):
             raise ValueError(f"got {len(images)} images but {len(texts)} texts")
-        if not images:
-            return []
         wanted = normalize_layers(layers, self.num_hidden_states)
-        for index, (image, text) in enumerate(zip(images, texts)):
-            self._check_image(image, index)
+        groups: dict[tuple[str, tuple[int, ...]], Batch] = {}
+        for index, (visual, text) in enumerate(zip(images, texts)):
+            self._check_visual(visual, index)
             self._check_text(text, index)
-        joint = [self._encode(text, image, index) for index, (image, text) in enumerate(zip(images, texts))]
-        text_only = [self._encode(text, None, index) for index, text in enumerate(texts)]
+            # Clips batch with clips of their shape only: some models (LLaVA-OneVision) take a
+            # batch's frames as one tensor, where padded frames would count as frames.
+            shape = tuple(visual.frames.shape) if isinstance(visual, Video) else ()
+            groups.setdefault((self._modality_of(visual), shape), []).append((index, visual, text))
+        out: dict[int, Representation] = {}
+        for (modality, _), batch in groups.items():
+            out.update(zip((index for index, _, _ in batch), self._represent_group(modality, batch, wanted)))
+        return [out[index] for index in range(len(images))]
 
-        with self._vision_capture() as split_vision:
+    def _represent_group(self, modality: str, batch: Batch, wanted: Sequence[int]) -> list[Representation]:
+        """:meth:`represent_batch` for samples of one modality."""
+        joint = [self._encode(text, visual, index) for index, visual, text in batch]
+        for (index, _, _), sample in zip(batch, joint):
+            self._check_visual_tokens(int(sample.image.sum()), modality, index)
+        text_only = [self._encode(text, None, index) for index, _, text in batch]
+
+        with self._vision_capture(modality) as split_vision:
             joint_got = self._forward(self._collate([sample.inputs for sample in joint]), wanted)
         vision = split_vision(joint)
         text_got = self._forward(self._collate([sample.inputs for sample in text_only]), wanted)
@@ -278,8 +328,8 @@ class VLMAdapter(PromptEncoding, LLMCapture):
             masks = {name: mask.to(self.device) for name, mask in self._token_masks(j, t).items()}
             if int(masks["image"].sum()) != projector_rows.shape[0]:
                 raise RuntimeError(
-                    f"sample {b}: {int(masks['image'].sum())} image tokens but {projector_rows.shape[0]} "
-                    "projector rows; the adapter does not match this model"
+                    f"sample {batch[b][0]}: {int(masks['image'].sum())} {modality} tokens but "
+                    f"{projector_rows.shape[0]} projector rows; the adapter does not match this model"
                 )
             passes = {"image": (image_got, j.length), "joint": (joint_got, j.length), "text": (text_got, t.length)}
             llm = {stage: token_states(passes[stage][0], b, passes[stage][1], masks[stage], wanted)
@@ -298,3 +348,13 @@ class VLMAdapter(PromptEncoding, LLMCapture):
                 )
             )
         return reps
+
+    def _check_visual_tokens(self, n: int, modality: str, index: int) -> None:
+        """Refuse a sample with more visual tokens than the limit (that sample's error)."""
+        limit = self.max_visual_tokens or self.context_length
+        if limit is not None and n > limit:
+            raise AdapterInputError(
+                f"sample {index}: {n} {modality} tokens, more than max_visual_tokens = {limit} (the "
+                "model's context unless set); take fewer frames (--num-frames / --fps) or fewer or "
+                "smaller images"
+            )

@@ -16,8 +16,9 @@ import torch
 from PIL import Image
 
 from mm_align.adapters.batching import SEQUENCE_KEYS
+from mm_align.data.video import FrameSampling, Video
 
-__all__ = ["AdapterInputError", "Encoded", "PromptEncoding", "PromptStyle", "describe_image"]
+__all__ = ["AdapterInputError", "Encoded", "PromptEncoding", "PromptStyle", "describe_image", "modality_of"]
 
 PromptStyle = Literal["plain", "chat"]
 
@@ -55,7 +56,9 @@ class PromptEncoding:
     # Declared (with their documentation) by VLMAdapter.
     model_type: ClassVar[str]
     modality: ClassVar[str]
-    max_images_per_sample: ClassVar[int]
+    max_images_per_sample: ClassVar[int | None]
+    frame_sampling: ClassVar[FrameSampling | None]
+    video_kwargs: ClassVar[dict[str, Any]]
     prompt_tail: ClassVar[str]
     processor: Any
     prompt: str
@@ -63,17 +66,48 @@ class PromptEncoding:
     image_token: str
     """The processor's image placeholder, expanded by it into the image tokens."""
     image_token_id: int
+    video_token: str | None
+    """The processor's video placeholder (None: it has none)."""
+    video_token_id: int | None
 
     def _image_prefix(self) -> str:
         """The text that stands for one image in a plain prompt (expanded by the processor)."""
         return self.image_token
 
-    def _check_image(self, image: Any, index: int) -> None:
-        if isinstance(image, (list, tuple)):
+    def _video_prefix(self) -> str:
+        """The text that stands for one clip in a plain prompt (expanded by the processor)."""
+        return self.video_token or ""
+
+    def _modality_of(self, visual: Any) -> str:
+        """What ``visual`` is for this family: ``"audio"`` (a clip of sound) for an audio model,
+        else :func:`modality_of` (``"image"``, ``"images"`` or ``"video"``)."""
+        return "audio" if self.modality == "audio" else modality_of(visual)
+
+    def _check_visual(self, visual: Any, index: int) -> None:
+        """Refuse a visual input (or audio clip) this family cannot take, before any processing."""
+        modality = self._modality_of(visual)
+        if modality == "video":
+            if self.frame_sampling is None or self.video_token_id is None or not self.video_token:
+                raise AdapterInputError(f"sample {index}: the {self.model_type} adapter takes no video "
+                                        "(`mm-align families` lists those that do)")
+            if len(visual) == 0:
+                raise AdapterInputError(f"sample {index}: the video has no frames")
+            return
+        if modality in ("image", "audio"):
+            self._check_image(visual, index)
+            return
+        limit = self.max_images_per_sample
+        if not visual:
+            raise AdapterInputError(f"sample {index}: an empty list of images")
+        if limit is not None and len(visual) > limit:
             raise AdapterInputError(
-                f"sample {index}: {len(image)} images in one sample; the {self.model_type} adapter "
-                f"takes at most {self.max_images_per_sample} image per sample"
+                f"sample {index}: {len(visual)} images in one sample; the {self.model_type} adapter "
+                f"takes at most {limit} image{'s' if limit > 1 else ''} per sample"
             )
+        for image in visual:
+            self._check_image(image, index)
+
+    def _check_image(self, image: Any, index: int) -> None:
         # Processors treat a str as a path or URL and would fetch it: loading is the data layer's job.
         if not isinstance(image, (Image.Image, np.ndarray, torch.Tensor)):
             raise AdapterInputError(
@@ -96,22 +130,33 @@ class PromptEncoding:
             raise AdapterInputError(f"sample {index}: text must be a str, not {type(text).__name__}")
         if not text.strip():
             raise AdapterInputError(f"sample {index}: the text is empty")
-        if self.image_token in text:
-            raise AdapterInputError(
-                f"sample {index}: the text contains the image placeholder {self.image_token!r}; "
-                "the adapter inserts the image itself"
-            )
+        video = self.video_token if self.frame_sampling is not None else None
+        for what, token in (("image", self.image_token), ("video", video)):
+            if token and token in text:
+                raise AdapterInputError(
+                    f"sample {index}: the text contains the {what} placeholder {token!r}; "
+                    f"the adapter inserts the {what} itself"
+                )
 
-    def _prompt(self, text: str, with_image: bool) -> tuple[str, int]:
+    def _placeholders(self, visual: Any | None) -> tuple[str, list[dict[str, str]]]:
+        """What stands for ``visual`` before the text: in a plain prompt, and as chat content
+        (several images: one after another, in order; an audio model's clip: an ``audio`` item)."""
+        if visual is None:
+            return "", []
+        modality = self._modality_of(visual)
+        if modality == "video":
+            return self._video_prefix(), [{"type": "video"}]
+        n = len(visual) if modality == "images" else 1
+        return self._image_prefix() * n, [{"type": self.modality}] * n
+
+    def _prompt(self, text: str, visual: Any | None) -> tuple[str, int]:
         """The prompt string and the character offset where ``text`` starts in it."""
+        prefix, content = self._placeholders(visual)
         if self.prompt == "plain":
-            prefix = self._image_prefix() if with_image else ""
             return prefix + text, len(prefix)
 
         def render(content_text: str) -> str:
-            content = [{"type": self.modality}] if with_image else []
-            content.append({"type": "text", "text": content_text})
-            messages = [{"role": "user", "content": content}]
+            messages = [{"role": "user", "content": [*content, {"type": "text", "text": content_text}]}]
             return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=False)
 
         parts = render(_TEXT_SENTINEL).split(_TEXT_SENTINEL)
@@ -121,30 +166,41 @@ class PromptEncoding:
         return prompt, len(parts[0])
 
     def _process(self, prompt: str, image: Any | None) -> dict[str, torch.Tensor]:
-        """The processor's output for one prompt (``image=None``: text only), with offsets."""
+        """The processor's output for one prompt (``image=None``: text only), with offsets;
+        ``image`` may be a list of images or a :class:`~mm_align.data.video.Video`, whose
+        frames the processor takes as they are (no sampling of its own)."""
         kwargs: dict[str, Any] = {"text": [prompt], "return_tensors": "pt", "return_offsets_mapping": True}
-        if image is not None:
+        if isinstance(image, Video):
+            kwargs.update(videos=[image.frames], video_metadata=[image.metadata()], do_sample_frames=False,
+                          **self.video_kwargs)
+        elif isinstance(image, (list, tuple)):
+            kwargs["images"] = [list(image)]
+        elif image is not None:
             kwargs["images"] = [image]
         return dict(self.processor(**kwargs))
 
     def _encode(self, text: str, image: Any | None, index: int) -> Encoded:
-        """Process one sample (``image=None``: text only) and find its image and text tokens."""
-        prompt, start = self._prompt(text, image is not None)
+        """Process one sample (``image=None``: text only) and find its image (or video) and
+        text tokens."""
+        prompt, start = self._prompt(text, image)
+        modality = "text" if image is None else self._modality_of(image)
         try:
             inputs = self._process(prompt, image)
         except Exception as exc:  # whatever the processor trips on, it is this image
             if image is None:
                 raise
             raise AdapterInputError(
-                f"sample {index}: the {self.model_type} processor rejected the {self.modality} "
+                f"sample {index}: the {self.model_type} processor rejected the {modality} "
                 f"({self._describe(image)}): {exc}"
             ) from exc
         offsets = inputs.pop("offset_mapping")[0]
         inputs.pop("labels", None)  # training targets some processors add (PaliGemma)
         ids = inputs["input_ids"][0]
-        is_image = ids == self.image_token_id
+        # A video's token id exists: _check_visual saw to it.
+        token_id = self.video_token_id if modality == "video" else self.image_token_id
+        is_image = torch.eq(ids, int(token_id or 0))
         if image is not None and not bool(is_image.any()):
-            raise RuntimeError(f"sample {index}: the processor inserted no {self.modality} tokens")
+            raise RuntimeError(f"sample {index}: the processor inserted no {modality} tokens")
         # The processor expands the image placeholder (before the text) into image tokens and
         # markers, so the text is found from the end: only the template's suffix and the
         # processor's own tail follow it.
@@ -168,8 +224,18 @@ class PromptEncoding:
         return {"image": joint.image, "joint": joint_mask, "text": text_mask}
 
 
+def modality_of(visual: Any) -> str:
+    """``"video"`` for a :class:`~mm_align.data.video.Video`, ``"images"`` for a list or tuple
+    of images, else ``"image"``."""
+    return "video" if isinstance(visual, Video) else "images" if isinstance(visual, (list, tuple)) else "image"
+
+
 def describe_image(image: Any) -> str:
-    """Type and size of an image, for error messages."""
+    """Type and size of an image (of a clip, of several images), for error messages."""
+    if isinstance(image, Video):
+        return f"{len(image)} frames of {image.frames.shape[2]}x{image.frames.shape[1]}"
+    if isinstance(image, (list, tuple)):
+        return f"{len(image)} images: " + ", ".join(describe_image(one) for one in image)
     size = getattr(image, "size", None)
     if isinstance(size, tuple):
         return f"{type(image).__name__} of size {size[0]}x{size[1]}"

@@ -4,7 +4,8 @@ hooks of :class:`~mm_align.adapters.base.VLMAdapter`.
 
 - ``"projector"``: what ``get_image_features`` returns in the joint forward pass, i.e. exactly
   the rows the model writes over its image placeholder tokens, one per image token, in token
-  order (:mod:`~mm_align.adapters.features`).
+  order (:mod:`~mm_align.adapters.features`); for a video, what ``get_video_features``
+  returns, one row per video token; for several images, every image's rows in image order.
 - ``"vision"``: the rows entering the connector (``projector_paths``), as the vision tower
   delivers them: one row per patch at the vision width (``vision_view="patches"``, the
   default), or as the connector's first learned map sees them after it groups patches
@@ -88,19 +89,23 @@ class GenericVLMAdapter(VLMAdapter):
 
     def _vision_units(self, sample: Encoded) -> int:
         """A sample's share of the vision rows, in any unit proportional to them."""
-        return int(sample.inputs[self.pixel_key].numel())
+        key = self.pixel_key if self.pixel_key in sample.inputs else "pixel_values_videos"
+        return int(sample.inputs[key].numel())
 
     @contextmanager
-    def _vision_capture(self) -> Iterator[VisionSplit]:
+    def _vision_capture(self, modality: str = "image") -> Iterator[VisionSplit]:
         method = self.patches_method if self.vision_view == "patches" else None
         tap = self._merged_tap() if self.vision_view == "merged" else self._patches_tap()
         recorded: AbstractContextManager[list[Any]] = (
             calls_of(self._features_owner, method, keep_first_arg=True) if method else nullcontext([])
         )
+        # A clip's rows are what get_video_features returns (Qwen3-VL's calls
+        # get_image_features in turn: recording both would count its rows twice).
+        features = "get_video_features" if modality == "video" else "get_image_features"
         with (
             capture({} if method else {"vision": tap}) as got,
             recorded as method_calls,
-            calls_of(self._features_owner, "get_image_features") as feature_calls,
+            calls_of(self._features_owner, features) as feature_calls,
         ):
 
             def split(samples: Sequence[Encoded]) -> list[tuple[torch.Tensor, torch.Tensor]]:

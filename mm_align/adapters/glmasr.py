@@ -52,5 +52,5 @@ class GlmAsrAdapter(GenericAudioAdapter):
             audio_token_id=ids["<|pad|>"],
         )
         processor = GlmAsrProcessor(feature_extractor=tiny_whisper_features(), tokenizer=tokenizer, max_audio_len=60,
-                                    chat_template=qwen_chat_template("<|pad|>", "audio"))
+                                    chat_template=qwen_chat_template("<|pad|>", kind="audio"))
         return build_and_save(GlmAsrForConditionalGeneration, config, processor, directory, seed)

@@ -37,6 +37,9 @@ class LlavaAdapter(GenericVLMAdapter):
     # The projector's input is the selected layer with the CLS rule already applied: reading
     # it there is more faithful than re-deriving the selection from the config.
     projector_paths = ("model.multi_modal_projector", "multi_modal_projector")
+    # Several images: one image-token block each, in order (every image is resized to the same
+    # tile, so each adds the same number of tokens).
+    max_images_per_sample = None
 
     @classmethod
     def build_tiny(cls, directory: str | Path, seed: int = 0) -> Path:

@@ -27,6 +27,7 @@ from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save
 from mm_align.adapters.tiny.llama import LLAVA_CHAT_TEMPLATE, llava_tokenizer, tiny_llama_text
 from mm_align.adapters.tiny.vision import CLIP_IMAGE_SIZE, TINY_PINPOINTS, tiny_siglip_vision
+from mm_align.data.video import FrameSampling
 
 __all__ = ["LlavaOnevisionAdapter"]
 
@@ -38,6 +39,8 @@ class LlavaOnevisionAdapter(GenericVLMAdapter):
     model_class = LlavaOnevisionForConditionalGeneration
     example_id = "llava-hf/llava-onevision-qwen2-0.5b-ov-hf"
     projector_paths = ("model.multi_modal_projector", "multi_modal_projector")
+    # The LLaVA-OneVision paper's video setting: 32 frames evenly spread.
+    frame_sampling = FrameSampling(num_frames=32)
 
     @classmethod
     def build_tiny(cls, directory: str | Path, seed: int = 0) -> Path:
@@ -48,7 +51,7 @@ class LlavaOnevisionAdapter(GenericVLMAdapter):
             vision_config=tiny_siglip_vision(),
             text_config=tiny_llama_text(len(tokenizer), ids),
             image_token_index=ids["<image>"],
-            video_token_index=ids["<image>"],
+            video_token_index=ids["<video>"],
             image_grid_pinpoints=TINY_PINPOINTS,
             vision_feature_layer=-1,
             vision_feature_select_strategy="full",

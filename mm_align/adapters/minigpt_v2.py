@@ -53,7 +53,7 @@ class MiniGPTv2Adapter(VLMAdapter):
         return self.image_token
 
     @contextmanager
-    def _vision_capture(self) -> Iterator[VisionSplit]:
+    def _vision_capture(self, modality: str = "image") -> Iterator[VisionSplit]:
         taps = {"vision": input_of(self.projector), "projector": output_of(self.projector)}
         with capture(taps) as got:
             yield lambda samples: self._split_vision(got)

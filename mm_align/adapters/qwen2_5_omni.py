@@ -72,6 +72,6 @@ class Qwen2_5OmniThinkerAdapter(GenericAudioAdapter):
         processor = Qwen2_5OmniProcessor(
             image_processor=Qwen2VLImageProcessor(), video_processor=Qwen2VLVideoProcessor(),
             feature_extractor=tiny_whisper_features(), tokenizer=tokenizer,
-            chat_template=qwen_chat_template("<|audio_bos|><|AUDIO|><|audio_eos|>", "audio"),
+            chat_template=qwen_chat_template("<|audio_bos|><|AUDIO|><|audio_eos|>", kind="audio"),
         )
         return build_and_save(Qwen2_5OmniThinkerForConditionalGeneration, config, processor, directory, seed)

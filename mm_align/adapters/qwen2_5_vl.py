@@ -20,7 +20,7 @@ from transformers import (
     Qwen2_5_VLProcessor,
 )
 
-from mm_align.adapters.qwen_style import QwenStyleAdapter
+from mm_align.adapters.qwen_style import QwenVideoAdapter
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save
 from mm_align.adapters.tiny.qwen import qwen2_processor, qwen_text_config, qwen_token_ids, qwen_tokenizer
@@ -29,8 +29,9 @@ __all__ = ["Qwen2_5_VLAdapter"]
 
 
 @register("qwen2_5_vl")
-class Qwen2_5_VLAdapter(QwenStyleAdapter):
-    """Qwen2.5-VL adapter; see :mod:`~mm_align.adapters.qwen_style`."""
+class Qwen2_5_VLAdapter(QwenVideoAdapter):
+    """Qwen2.5-VL adapter; see :mod:`~mm_align.adapters.qwen_style` (video
+    clips and several images: :class:`~mm_align.adapters.qwen_style.QwenVideoAdapter`)."""
 
     model_class = Qwen2_5_VLForConditionalGeneration
     example_id = "Qwen/Qwen2.5-VL-3B-Instruct"

@@ -15,7 +15,7 @@ from transformers import (
     Qwen2VLProcessor,
 )
 
-from mm_align.adapters.qwen_style import QwenStyleAdapter
+from mm_align.adapters.qwen_style import QwenVideoAdapter
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save
 from mm_align.adapters.tiny.qwen import qwen2_processor, qwen_text_config, qwen_token_ids, qwen_tokenizer
@@ -24,8 +24,9 @@ __all__ = ["Qwen2VLAdapter"]
 
 
 @register("qwen2_vl")
-class Qwen2VLAdapter(QwenStyleAdapter):
-    """Qwen2-VL adapter; see :mod:`~mm_align.adapters.qwen_style`."""
+class Qwen2VLAdapter(QwenVideoAdapter):
+    """Qwen2-VL adapter; see :mod:`~mm_align.adapters.qwen_style` (video
+    clips and several images: :class:`~mm_align.adapters.qwen_style.QwenVideoAdapter`)."""
 
     model_class = Qwen2VLForConditionalGeneration
     example_id = "Qwen/Qwen2-VL-2B-Instruct"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
-from mm_align.adapters.qwen_style import QwenStyleAdapter
+from mm_align.adapters.qwen_style import QwenVideoAdapter
 from mm_align.adapters.registry import register
 from mm_align.adapters.tiny import build_and_save
 from mm_align.adapters.tiny.qwen import (
@@ -28,8 +28,9 @@ __all__ = ["Qwen3VLAdapter"]
 
 
 @register("qwen3_vl")
-class Qwen3VLAdapter(QwenStyleAdapter):
-    """Qwen3-VL adapter; see :mod:`~mm_align.adapters.qwen_style`."""
+class Qwen3VLAdapter(QwenVideoAdapter):
+    """Qwen3-VL adapter; see :mod:`~mm_align.adapters.qwen_style` (video
+    clips and several images: :class:`~mm_align.adapters.qwen_style.QwenVideoAdapter`)."""
 
     model_class = Qwen3VLForConditionalGeneration
     example_id = "Qwen/Qwen3-VL-4B-Instruct"

@@ -15,8 +15,9 @@ from typing import Any, ClassVar
 from transformers import PreTrainedModel
 
 from mm_align.adapters.generic import GenericVLMAdapter
+from mm_align.data.video import FrameSampling
 
-__all__ = ["QwenStyleAdapter"]
+__all__ = ["QwenStyleAdapter", "QwenVideoAdapter"]
 
 
 class QwenStyleAdapter(GenericVLMAdapter):
@@ -33,3 +34,21 @@ class QwenStyleAdapter(GenericVLMAdapter):
 
     def _image_prefix(self) -> str:
         return f"{self._markers[0]}{self.image_token}{self._markers[1]}"
+
+    def _video_prefix(self) -> str:
+        return f"{self._markers[0]}{self.video_token}{self._markers[1]}"
+
+
+class QwenVideoAdapter(QwenStyleAdapter):
+    """A Qwen-style family that scores video clips and several images per sample.
+
+    A clip is ``start marker + video token + end marker``, expanded by the processor into one
+    token per 2 x 2 patches of each pair of frames (Qwen3-VL: per pair of frames, a
+    ``<t seconds>`` timestamp and the markers). Frames: 2 per second of the clip, at most 768
+    (qwen-vl-utils' ``FPS`` and ``FPS_MAX_FRAMES``), each within qwen-vl-utils' pixel budget
+    of a video (``cap_pixels_per_frame``). Several images: one marked image after another,
+    their rows stacked in image order."""
+
+    frame_sampling = FrameSampling(fps=2.0, max_frames=768)
+    video_kwargs: ClassVar[dict[str, Any]] = {"cap_pixels_per_frame": True}
+    max_images_per_sample = None

@@ -134,6 +134,7 @@ def load_vlm(
     prompt: PromptStyle = "plain",
     include_special: bool = False,
     vision_view: VisionView | None = None,
+    max_visual_tokens: int | None = None,
     **hf_kwargs: Any,
 ) -> VLMAdapter:
     """Load a vision-language model and wrap it in its family's adapter.
@@ -144,7 +145,9 @@ def load_vlm(
     ``dtype``: ``"float32"``, ``"bfloat16"``, ``"float16"`` or a ``torch.dtype``. See
     :class:`~mm_align.adapters.base.VLMAdapter` for ``prompt`` and ``include_special``;
     ``vision_view`` (``"patches"`` or ``"merged"``, default: the family's first, ``"patches"``)
-    picks the rows of the ``"vision"`` stage (:mod:`~mm_align.adapters.generic`)."""
+    picks the rows of the ``"vision"`` stage (:mod:`~mm_align.adapters.generic`);
+    ``max_visual_tokens``: a sample with more image or video tokens is refused (default: the
+    LLM's context)."""
     name = str(path_or_id)
     # A hub id is "owner/name"; anything else that does not exist is a mistyped local path,
     # which deserves a plainer error than the hub client's repo-id validation.
@@ -162,6 +165,7 @@ def load_vlm(
         prompt=prompt,
         include_special=include_special,
         vision_view=vision_view,
+        max_visual_tokens=max_visual_tokens,
         config=config,
         **hf_kwargs,
     )

@@ -13,14 +13,16 @@ import sys
 from collections.abc import Sequence
 
 import mm_align
+from mm_align.cli.args import Parser, add_config_option, parse
+from mm_align.cli.console import one_line_warnings
 
 # Order here is the order in `mm-align --help`.
 _COMMANDS = ("score", "diff_erank", "tiny", "families", "report", "compare", "export", "scaling",
              "info_gain", "attribution", "sweep")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> Parser:
+    parser = Parser(
         prog="mm-align",
         description=(
             "Measure image-text alignment of vision-language models with the rank-based "
@@ -32,10 +34,17 @@ def build_parser() -> argparse.ArgumentParser:
     verbosity.add_argument("-v", "--verbose", action="count", default=0,
                            help="more messages (-vv: debug); errors show their traceback")
     verbosity.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
-    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=Parser)
     for name in _COMMANDS:
         importlib.import_module(f"mm_align.cli.{name}").register(subparsers)
+    for sub in subparsers.choices.values():
+        add_config_option(sub)
     return parser
+
+
+def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
@@ -47,11 +56,16 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     root.propagate = False
+    one_line_warnings()  # a warning is one line, without the source line that raised it
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parse(parser, _commands(parser), sys.argv[1:] if argv is None else argv)
+    except ValueError as err:  # an unreadable --config
+        print(f"mm-align: error: {err}", file=sys.stderr)
+        return 2
     if not hasattr(args, "func"):
         parser.print_help(sys.stderr)
         return 2

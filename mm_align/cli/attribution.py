@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mm_align.cli.console import add_fail_option, config_of, finish
 from mm_align.config import AttributionConfig, add_arguments
 
 
@@ -22,18 +23,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     add_arguments(p, AttributionConfig)
+    add_fail_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    config = config_of(AttributionConfig, args)  # every option and --model checked before heavy imports
     from mm_align.api import attribution
 
-    config = AttributionConfig.from_args(args)
     s = attribution(config.model, config.data, config.out, config=config).summary
-    print(f"texts scored: {s['n_samples']}   errors: {s['n_errors']}")
+    lines = [f"texts scored: {s['n_samples']}   errors: {s['n_errors']}"]
     for mode, by_selector in s["curves"]["kl"].items():
         for selector, curve in by_selector.items():
             values = "  ".join(f"k={k}: {v:.4f}" for k, v in curve.items())
-            print(f"  KL {mode:<9} {selector:<9} {values}")
-    print(f"\nresults in {config.out}")
-    return 0
+            lines.append(f"  KL {mode:<9} {selector:<9} {values}")
+    return finish(args, s, config.out, "\n".join(lines))

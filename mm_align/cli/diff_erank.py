@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mm_align.cli.console import add_fail_option, config_of, finish
 from mm_align.config import DiffErankConfig, add_arguments
 
 
@@ -22,17 +23,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     add_arguments(p, DiffErankConfig)
+    add_fail_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    config = config_of(DiffErankConfig, args)  # every option and --model checked before heavy imports
     from mm_align.api import diff_erank
     from mm_align.pipeline.diff_erank import format_diff_erank
-    from mm_align.pipeline.export import run_table
 
-    config = DiffErankConfig.from_args(args)
     result = diff_erank(config.model, config.data, config.out, config=config)
-    print(format_diff_erank(result.summary))
-    print("\n" + run_table(config.out))  # type: ignore[arg-type]  # the CLI requires --out
-    print(f"\nresults in {config.out}")
-    return 0
+    return finish(args, result.summary, config.out, format_diff_erank(result.summary))

@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "export",
         help="runs as a table: one row per run (csv, markdown or json)",
         description="One row per run: model, revision, dtype, data and its fingerprint, samples "
-        "scored, the five eRanks and both ratios with 95%% intervals (score runs), each "
+        "scored, the five eRanks and both ratios with 95% intervals (score runs), each "
         "control's paired difference from the real run with interval and p-value, or the "
         "Diff-eRank with intervals (diff-erank runs). CSV and JSON hold every column "
         "(pandas.read_csv / read_json); Markdown shows the values with their intervals and, of "

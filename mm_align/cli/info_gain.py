@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mm_align.cli.console import add_fail_option, config_of, finish
 from mm_align.config import InfoGainConfig, add_arguments
 
 
@@ -20,16 +21,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     add_arguments(p, InfoGainConfig)
+    add_fail_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    config = config_of(InfoGainConfig, args)  # every option and --model checked before heavy imports
     from mm_align.api import info_gain
 
-    config = InfoGainConfig.from_args(args)
     s = info_gain(config.model, config.data, config.out, config=config).summary
-    print(f"texts scored: {s['n_samples']}   errors: {s['n_errors']}")
-    print(f"mean log-det entropy {s['entropy_mean']:.4f} nats, mean gain per token "
-          f"{s['gain_mean']:.4f} nats")
-    print(f"\nresults in {config.out}")
-    return 0
+    table = (f"texts scored: {s['n_samples']}   errors: {s['n_errors']}\n"
+             f"mean log-det entropy {s['entropy_mean']:.4f} nats, mean gain per token "
+             f"{s['gain_mean']:.4f} nats")
+    return finish(args, s, config.out, table)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mm_align.cli.console import config_of
 from mm_align.config import ScalingConfig, add_arguments
 
 
@@ -27,9 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    config = config_of(ScalingConfig, args)  # every option and --model checked before heavy imports
     from mm_align.api import scaling
 
-    config = ScalingConfig.from_args(args)
     doc = scaling(config.models, config.data, config.out, config=config)
     for m in doc["models"]:
         print(f"  {m['name']:<24} {m['parameters']:>14,d} params   entropy {m['entropy']:.4f}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from mm_align.cli.console import add_fail_option, config_of, finish
 from mm_align.config import CONTROLS, PERTURBATIONS, ScoreConfig, add_arguments
 
 
@@ -26,19 +27,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                           help="also run a control into OUT/controls/NAME (repeatable)")
     analyses.add_argument("--perturb", action="append", default=[], choices=PERTURBATIONS,
                           help="also run an image perturbation into OUT/controls/NAME (repeatable)")
+    add_fail_option(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    config = config_of(ScoreConfig, args)  # every option and --model checked before heavy imports
     from mm_align.api import score
     from mm_align.pipeline.distributed import Workers
-    from mm_align.pipeline.export import run_table
     from mm_align.pipeline.summary import format_table
 
-    config = ScoreConfig.from_args(args)  # every option checked before any model loads
     result = score(config.model, config.data, config.out, config=config)
-    if Workers.from_env().is_main:  # one table, not one per data-parallel process
-        print(format_table(result.summary))
-        print("\n" + run_table(config.out))  # type: ignore[arg-type]  # the CLI requires --out
-        print(f"\nresults in {config.out}")
-    return 0
+    if not Workers.from_env().is_main:  # one table, not one per data-parallel process
+        return 0
+    return finish(args, result.summary, config.out, format_table(result.summary))

@@ -14,13 +14,16 @@ same text) gets ``-2``, ``-3``, ... on its repeats, in data set order.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from pathlib import Path
 
 from PIL import Image
 
 from mm_align.data.files import bounded_digest, open_regular
 from mm_align.data.samples import ImageRef
+from mm_align.data.video import VideoRef
 
-__all__ = ["content_id", "image_digest", "length_prefixed"]
+__all__ = ["content_id", "image_digest", "length_prefixed", "media_digest"]
 
 _PAIR_SALT = b"mm-align pair v1\n"
 
@@ -53,12 +56,30 @@ def image_digest(ref: ImageRef) -> bytes:
         return f"unreadable: {type(err).__name__}".encode()
 
 
-def content_id(image: ImageRef, text: str) -> str:
-    """The id of a pair given without one (rule in the module doc).
+def media_digest(image: ImageRef = None, images: Sequence[ImageRef] = (), video: VideoRef | None = None) -> bytes:
+    """The digest of what a sample shows: its image's (:func:`image_digest`, so that image
+    samples keep their digests and ids), or sha256 over each of its images' digests, or over
+    its clip's (a folder of frames: each frame file's, in name order)."""
+    if video is None and not images:
+        return image_digest(image)
+    refs: list[ImageRef] = list(images)
+    kind = b"images"
+    if video is not None:
+        kind, refs = b"video", [video]
+        if isinstance(video, Path) and video.is_dir():
+            refs = list(sorted(video.iterdir()))
+    h = hashlib.sha256(kind)
+    length_prefixed(h, *map(image_digest, refs))
+    return h.digest()
+
+
+def content_id(image: ImageRef, text: str, *, digest: bytes | None = None) -> str:
+    """The id of a pair given without one (rule in the module doc); ``digest``: the image's
+    digest already computed (several images or a clip: :func:`media_digest`).
 
     >>> content_id(b"\\xff\\xd8 not really a jpeg", "A cat.")
     '27b7f11d99affd07'
     """
     h = hashlib.sha256(_PAIR_SALT)
-    length_prefixed(h, image_digest(image), text.encode())
+    length_prefixed(h, image_digest(image) if digest is None else digest, text.encode())
     return h.hexdigest()[:16]

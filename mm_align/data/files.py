@@ -13,12 +13,15 @@ costs a bounded amount of I/O per file.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["NotRegularFileError", "bounded_digest", "open_regular"]
+from mm_align.data.errors import BadSampleError
+
+__all__ = ["NotRegularFileError", "bounded_digest", "open_media", "open_regular"]
 
 #: Files up to this size are hashed whole (every image file in practice); larger ones by blocks.
 DIGEST_BUDGET = 64 << 20
@@ -74,3 +77,18 @@ def bounded_digest(fh: BinaryIO, budget: int = DIGEST_BUDGET) -> bytes:
         fh.seek(round(i * step))
         digest.update(fh.read(_BLOCK))
     return digest.digest()
+
+
+def open_media(ref: Path | bytes, what: str, other: str = "") -> tuple[BinaryIO, str]:
+    """``ref`` open for reading (a path: a regular file only; bytes: in memory) and its name
+    for messages; a missing or unreadable file is a :class:`BadSampleError` naming ``what``
+    ("image", "video"; ``other``: what else the path could have been, e.g. " or a folder")."""
+    name = str(ref) if isinstance(ref, Path) else f"<{len(ref)} bytes>"
+    try:
+        return (open_regular(ref) if isinstance(ref, Path) else io.BytesIO(ref)), name
+    except FileNotFoundError:
+        raise BadSampleError(f"{what} file not found: {name}") from None
+    except NotRegularFileError as err:
+        raise BadSampleError(f"{what} path is not a regular file{other}: {err}") from None
+    except OSError as err:
+        raise BadSampleError(f"{what} file could not be read: {name} ({err.strerror})") from None

@@ -34,7 +34,6 @@ method):
 
 from __future__ import annotations
 
-import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +43,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mm_align.constants import DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS, MIN_SIDE
 from mm_align.data.errors import BadSampleError
-from mm_align.data.files import NotRegularFileError, open_regular
+from mm_align.data.files import open_media
 
 #: Where a sample's image comes from: a file, the encoded file content, or a PIL image
 #: (only for data sets that hand out decoded images), or None when the record named none.
@@ -91,15 +90,7 @@ def load_rgb(ref: ImageRef, *, max_pixels: int = DEFAULT_MAX_PIXELS,
         raise BadSampleError("no image given for this sample")
     if isinstance(ref, Image.Image):
         return _decode(ref, "in-memory image", limits)
-    name = str(ref) if isinstance(ref, Path) else f"<{len(ref)} bytes>"
-    try:
-        stream = open_regular(ref) if isinstance(ref, Path) else io.BytesIO(ref)
-    except FileNotFoundError:
-        raise BadSampleError(f"image file not found: {name}") from None
-    except NotRegularFileError as err:
-        raise BadSampleError(f"image path is not a regular file: {err}") from None
-    except OSError as err:
-        raise BadSampleError(f"image file could not be read: {name} ({err.strerror})") from None
+    stream, name = open_media(ref, "image")
     with stream:
         try:
             with warnings.catch_warnings():

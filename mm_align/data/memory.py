@@ -1,5 +1,6 @@
 """Data sets already in memory, for the Python API: a ``datasets.Dataset`` or an iterable of
-``(PIL.Image, text)`` pairs (ids are then the positions, ``"0"``, ``"1"``, ...)."""
+``(PIL.Image, text)`` pairs (ids are then the positions, ``"0"``, ``"1"``, ...); a list of
+images in place of the image is a sample of several images."""
 
 from __future__ import annotations
 
@@ -26,12 +27,17 @@ def _pairs(data: Iterable[Any], max_pixels: int) -> SampleSource:
         if not (isinstance(item, tuple | list) and len(item) == 2):
             raise ManifestError(IN_MEMORY, f"item {index}: expected an (image, text) pair, got {type(item).__name__}")
         image, text = item
-        if not isinstance(image, Image.Image) or not isinstance(text, str):
+        several = isinstance(image, list | tuple) and bool(image)
+        if not all(isinstance(one, Image.Image) for one in (image if several else [image])) or not isinstance(text, str):
             raise ManifestError(
                 IN_MEMORY,
-                f"item {index}: expected (PIL.Image, str), got ({type(image).__name__}, {type(text).__name__})",
+                f"item {index}: expected (PIL.Image or a list of them, str), got ({type(image).__name__}, "
+                f"{type(text).__name__})",
             )
-        samples.append(Sample(str(index), index, text, image, max_pixels))
+        if several:
+            samples.append(Sample(str(index), index, text, None, max_pixels, images=tuple(image)))
+        else:
+            samples.append(Sample(str(index), index, text, image, max_pixels))
     return SampleSource(samples, fmt="pairs", path=IN_MEMORY)
 
 

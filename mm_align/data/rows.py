@@ -15,9 +15,14 @@ the column rules live here:
   encoded bytes, a Hugging Face ``{"bytes", "path"}`` dict, or a PIL image. A null or empty
   value gives a sample whose ``load_image()`` reports "no image given"; a missing column is
   a :class:`ManifestError`.
-* audio column (``audio``): a path or encoded bytes (or a Hugging Face ``{"bytes", "path"}``
-  dict) of an audio file. A record needs an image or an audio column (an audio-language model
-  reads the audio one, a VLM the image one); a sample without the other has None there.
+* or ``images`` (several images of one sample, in order: a list of such values, at least
+  one), or ``video`` (a clip file or a folder of frames, relative paths as for images, or
+  encoded bytes); a record gives exactly one of the three. An image path whose suffix is a
+  video's (``.mp4``, ``.webm``, ``.mkv``, ``.gif`` ...) is read as a video, so image folders
+  and image columns can hold clips too.
+* audio (``audio``): a path or encoded bytes (or a Hugging Face ``{"bytes", "path"}`` dict)
+  of an audio file. A record needs one of the image columns or the audio one (an
+  audio-language model reads the audio, a VLM the image); a record may give both.
 * text: a null text counts as empty (a bad sample, not a malformed manifest).
 * id (optional): a string or integer. Without one (no id column, or a blank cell) the id is
   derived from the content (:func:`~mm_align.data.content.content_id`) where the format
@@ -37,9 +42,10 @@ from typing import Any
 from PIL import Image
 
 from mm_align.data.audio import AudioRef
-from mm_align.data.content import content_id
+from mm_align.data.content import content_id, media_digest
 from mm_align.data.errors import ManifestError
 from mm_align.data.samples import ImageRef, Sample, join_instruction_response
+from mm_align.data.video import VideoRef, is_video_path
 
 __all__ = ["IMAGE_COLUMNS", "TEXT_COLUMNS", "Columns", "RecordReader"]
 
@@ -60,6 +66,8 @@ class Columns:
     id: str = "id"
     instruction: str = "instruction"
     response: str = "response"
+    images: str = "images"
+    video: str = "video"
     text_named: bool = False
     """The user named the text column: no falling back to instruction + response."""
     image_named: bool = False
@@ -123,8 +131,9 @@ class RecordReader:
         return ManifestError(self.path, message, **where)
 
     def check_columns(self, names: Iterable[str], **where: int | None) -> None:
-        """Fail unless ``names`` holds the image (or audio) column and a text source; the first call
-        detects the columns the user did not name (the same for every later record)."""
+        """Fail unless ``names`` holds an image (or ``images``, ``video`` or ``audio``) column
+        and a text source; the first call detects the columns the user did not name (the same
+        for every later record)."""
         names = set(names)
         if not self._fitted:
             self.columns, problem = self.columns.fit(names)
@@ -132,10 +141,10 @@ class RecordReader:
                 raise self.error(f"{problem} (columns: {sorted(names)})", where)
             self._fitted = True
         c = self.columns
-        if c.image not in names and c.audio not in names:
+        if not names & {c.image, c.images, c.video, c.audio}:
             hint = "" if c.image_named else f"; looked for {', '.join(IMAGE_COLUMNS)}"
-            raise self.error(f"no '{c.image}' column (nor '{c.audio}'; columns: {sorted(names)}){hint}; "
-                             "name it with --image-column", where)
+            raise self.error(f"no '{c.image}' column, nor '{c.images}', '{c.video}' or '{c.audio}' "
+                             f"(columns: {sorted(names)}){hint}; name it with --image-column", where)
         if c.text not in names and (c.text_named or not {c.instruction, c.response} <= names):
             raise self.error(
                 f"no '{c.text}' column, nor '{c.instruction}' + '{c.response}' "
@@ -220,6 +229,32 @@ class RecordReader:
             return (self.base_dir / Path(value).expanduser()).absolute()
         return value
 
+    def media_of(self, record: Mapping[str, Any], **where: int | None) -> dict[str, Any]:
+        """The sample's ``image``, ``images`` or ``video`` reference (one of them)."""
+        c = self.columns
+        given = [name for name in (c.image, c.images, c.video) if _given(record.get(name))]
+        if len(given) > 1:
+            raise self.error(f"give one of '{c.image}', '{c.images}' and '{c.video}', not {given}", where)
+        if given == [c.video] or (given == [c.image] and self._is_clip(record[c.image])):
+            return {"image": None, "video": self.video_of(record[given[0]], given[0], where)}
+        if given != [c.images]:
+            return {"image": self.image_of(record.get(c.image), **where)}
+        value = record[c.images]
+        if not isinstance(value, (list, tuple)):
+            raise self.error(f"'{c.images}' must be a list of images, got {type(value).__name__}", where)
+        return {"image": None, "images": tuple(self.image_of(item, **where) for item in value)}
+
+    def _is_clip(self, value: Any) -> bool:
+        return isinstance(value, (str, Path)) and is_video_path(Path(value))
+
+    def video_of(self, value: Any, column: str, where: Mapping[str, int | None]) -> VideoRef:
+        """A clip's reference: a path (file or folder of frames) or encoded bytes."""
+        value = self._file_ref(value)
+        if isinstance(value, (Path, bytes)):
+            return value
+        raise self.error(f"'{column}' must be a video file or folder path or video bytes, got "
+                         f"{type(value).__name__}", where)
+
     def sample(
         self, index: int, record: Any, *, known_id: str | None = None, origin: str | None = None,
         **where: int | None,
@@ -233,15 +268,18 @@ class RecordReader:
             raise self.error(f"expected an object, got {type(record).__name__}", where)
         self.check_columns(record.keys(), **where)
         text = self.text_of(record, **where)
+        media = self.media_of(record, **where)
         c = self.columns
-        image = self.image_of(record[c.image], **where) if c.image in record else None
         audio = self.audio_of(record[c.audio], **where) if c.audio in record else None
         if known_id is None:
-            media = image if image is not None else audio
-            content = (lambda: content_id(media, text)) if self.content_ids else None
-            known_id = self.claim_id(record.get(c.id), index, content, **where)
-        return Sample(id=known_id, index=index, text=text, image=image, max_pixels=self.max_pixels,
-                      origin=origin, audio=audio)
+            heard = audio is not None and not any(map(_given, media.values()))  # an audio-only record
+
+            def content() -> str:
+                return content_id(audio, text) if heard else content_id(None, text, digest=media_digest(**media))
+
+            known_id = self.claim_id(record.get(c.id), index, content if self.content_ids else None, **where)
+        return Sample(id=known_id, index=index, text=text, max_pixels=self.max_pixels, origin=origin, audio=audio,
+                      **media)
 
     def _string(self, value: Any, column: str, where: Mapping[str, int | None]) -> str:
         if value is None:
@@ -249,3 +287,8 @@ class RecordReader:
         if not isinstance(value, str):
             raise self.error(f"'{column}' must be a string, got {type(value).__name__}", where)
         return value
+
+
+def _given(value: Any) -> bool:
+    """Whether a media cell holds something (None, "" and [] are empty cells)."""
+    return value is not None and not (isinstance(value, (str, list, tuple)) and len(value) == 0)

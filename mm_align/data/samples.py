@@ -1,4 +1,5 @@
-"""The :class:`Sample` type: one image-text (or audio-text) pair, its media not yet decoded.
+"""The :class:`Sample` type: one image-text pair (or several images, a video clip or an
+audio clip, with a text), nothing decoded yet.
 
 A sample is cheap: an id, a position, a text and a *reference* to its image (a file path,
 the encoded bytes, or an in-memory PIL image). Nothing is decoded until
@@ -22,13 +23,22 @@ from PIL import Image
 from mm_align.data.audio import AudioLimits, AudioRef, load_waveform
 from mm_align.data.errors import BadSampleError
 from mm_align.data.images import DEFAULT_MAX_PIXELS, ImageLimits, ImageRef, load_rgb
+from mm_align.data.video import FrameSampling, Video, VideoRef, load_video
 
 __all__ = [
+    "MODALITIES",
     "ImageRef",
     "Sample",
+    "Visual",
     "join_instruction_response",
 ]
 
+#: What a sample gives the model besides its text: one image, several images (in order), a
+#: video clip, or an audio clip (for an audio-language model).
+MODALITIES = ("image", "images", "video", "audio")
+
+#: A sample's decoded visual input, one per modality: an image, a list of images, a video.
+Visual = Image.Image | list[Image.Image] | Video
 
 
 def join_instruction_response(instruction: str, response: str) -> str:
@@ -57,6 +67,9 @@ class Sample:
         max_pixels: images with more pixels than this are rejected by :meth:`load_image`.
         origin: where a sample of a stream or shard came from, for error records and
             results (``"shard-00000.tar key 000042"``, ``"pairs.parquet row 17"``), or None.
+        images: several images, in order (then ``image`` is None).
+        video: a video clip, a file or a folder of frames (then ``image`` is None).
+        audio: an audio clip (a data set with an ``audio`` column), or None.
     """
 
     id: str
@@ -68,8 +81,30 @@ class Sample:
     problem: str | None = field(default=None, repr=False, compare=False)
     """Why a stream's record could not be read (a member that is not UTF-8, a cell of the
     wrong type); such a sample fails :meth:`check_text` with this reason."""
+    images: tuple[ImageRef, ...] = field(default=(), repr=False)
+    video: VideoRef | None = field(default=None, repr=False)
     audio: AudioRef = field(default=None, repr=False)
     """Where the sample's audio comes from (a data set with an ``audio`` column), or None."""
+
+    @property
+    def modality(self) -> str:
+        """``"video"``, ``"images"`` (an ``images`` list), ``"image"``, or ``"audio"`` (an
+        audio clip and no image: a sample for an audio-language model)."""
+        if self.video is not None:
+            return "video"
+        if self.images:
+            return "images"
+        return "audio" if self.image is None and self.audio is not None else "image"
+
+    @property
+    def media_paths(self) -> dict[str, str | list[str | None]]:
+        """The record fields naming the sample's files: ``{"video": path}``, ``{"images":
+        [path or None, ...]}``, or nothing (the image's path is :attr:`image_path`)."""
+        if isinstance(self.video, Path):
+            return {"video": str(self.video.absolute())}
+        if self.images:
+            return {"images": [str(ref.absolute()) if isinstance(ref, Path) else None for ref in self.images]}
+        return {}
 
     @property
     def audio_path(self) -> Path | None:
@@ -118,3 +153,25 @@ class Sample:
         """
         text = self.check_text()
         return self.load_image(limits), text
+
+    def load_visual(self, limits: ImageLimits | None = None, frames: FrameSampling | None = None) -> Visual:
+        """The decoded visual input of any modality: an RGB image, a list of RGB images, or
+        a :class:`~mm_align.data.video.Video` of the frames ``frames`` picks (default: 8
+        evenly spread).
+
+        Raises:
+            BadSampleError: an image or the clip is missing or unreadable (the message names
+                which image of several), or the clip has no frames.
+        """
+        limits = limits or ImageLimits(self.max_pixels)
+        if self.video is not None:
+            return load_video(self.video, frames or FrameSampling(num_frames=8), limits)
+        if not self.images:
+            return self.load_image(limits)
+        out = []
+        for number, ref in enumerate(self.images, start=1):
+            try:
+                out.append(load_rgb(ref, limits=limits))
+            except BadSampleError as err:
+                raise BadSampleError(f"image {number} of {len(self.images)}: {err.reason}") from None
+        return out

@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from mm_align.data.content import image_digest, length_prefixed
+from mm_align.data.content import image_digest, length_prefixed, media_digest
 from mm_align.data.samples import Sample
 
 __all__ = ["SampleSource"]
@@ -79,7 +79,8 @@ class SampleSource:
         for sample in self:
             # An audio file enters only where there is one: image data sets keep their prints.
             audio = () if sample.audio is None else (b"audio", image_digest(sample.audio))
-            length_prefixed(total, sample.id.encode(), sample.text.encode(), image_digest(sample.image), *audio)
+            length_prefixed(total, sample.id.encode(), sample.text.encode(),
+                            media_digest(sample.image, sample.images, sample.video), *audio)
             n += 1
         self._fingerprint, self._length = total.hexdigest(), n
 

@@ -55,9 +55,11 @@ __all__ = [
     "Difference",
     "bootstrap_ci",
     "dataset_metrics",
+    "format_p",
     "paired_difference",
     "percentile_interval",
     "resample_indices",
+    "small_sample_note",
     "unpaired_difference",
 ]
 
@@ -75,6 +77,34 @@ class Difference(TypedDict):
     diff: float
     ci95: list[float]
     p_value: float
+
+
+def format_p(p: float) -> str:
+    """A bootstrap p-value as text, the one format of the console, the reports and exports:
+    three decimals, and below 0.001 only the bound (``n_boot`` replicates cannot resolve it
+    more finely).
+
+    >>> format_p(0.04213), format_p(0.0002)
+    ('p = 0.042', 'p < 0.001')
+    """
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+# Below this many samples a percentile bootstrap interval is too narrow to trust (its
+# coverage falls short of the nominal 95%), the usual rule of thumb.
+MIN_INTERVAL_SAMPLES = 30
+
+
+def small_sample_note(n: int) -> str:
+    """A caveat for intervals over ``n`` samples, or ``""`` from
+    :data:`MIN_INTERVAL_SAMPLES` on.
+
+    >>> small_sample_note(4)
+    'intervals over n = 4 < 30 samples are rough (the bootstrap undercovers)'
+    """
+    if n >= MIN_INTERVAL_SAMPLES:
+        return ""
+    return f"intervals over n = {n} < {MIN_INTERVAL_SAMPLES} samples are rough (the bootstrap undercovers)"
 
 
 def _stage_matrix(entropies: Mapping[str, Sequence[float]]) -> tuple[tuple[str, ...], np.ndarray]:

@@ -5,8 +5,9 @@ A row (:func:`export_row`) is a flat mapping, so ``pandas.read_csv`` / ``pandas.
 give one column per field:
 
 * ``run``, ``command`` (``score`` or ``diff-erank``), ``model``, ``revision`` (the one asked
-  for, else the hub commit), ``dtype``, ``modality`` (``image`` or ``audio``; empty for runs
-  that predate it and for text runs), ``data`` (path or hub name), ``data_fingerprint``,
+  for, else the hub commit), ``dtype``, ``modality`` (what the samples gave: ``image``,
+  ``images``, ``video`` or ``audio``, several joined by ``+``; empty for runs that predate it
+  and for text runs), ``data`` (path or hub name), ``data_fingerprint``,
   ``selection`` (which samples), ``n`` (scored), ``n_errors``;
 * ``score`` runs: each metric (``erank_vision`` ... ``image_text_alignment``, Algorithm (a))
   with ``<metric>_lo`` / ``<metric>_hi``, its 95% bootstrap interval; and for each control,
@@ -89,9 +90,9 @@ def export_row(label: str, run: Run) -> dict[str, Any]:
     row = {
         "run": label, "command": run.command, "model": run.model_name,
         "revision": run.options.get("revision") or model.get("revision"),
-        "dtype": prov.get("dtype"), "modality": prov.get("modality"), "data": data.get("path"),
-        "data_fingerprint": run.fingerprint,
+        "dtype": prov.get("dtype"), "data": data.get("path"), "data_fingerprint": run.fingerprint,
         "selection": prov.get("selection"), "n": run.n_samples, "n_errors": run.n_errors,
+        "modality": "+".join(prov["modality"]) if prov.get("modality") else None,
     }
     row.update(_diff_erank_columns(run) if run.command == "diff-erank" else _score_columns(run))
     return row

@@ -174,9 +174,9 @@ def run_scaling(config: ScalingConfig) -> dict[str, Any]:
     data = open_text_data(config)
     identity = {**config.identity(), "data": data[1]["fingerprint"]}
     identity.pop("seed")  # the fit is redone on every run; only the members' numbers count
-    with nullcontext() if config.out is None else owned(config.out):
+    with nullcontext() if config.out is None else owned(config.out, config.overwrite):
         if config.out is not None:  # the series' own folder holds config.json, members/ and scaling.json
-            check(config.out, "scaling", identity, config.resume)
+            check(config.out, "scaling", identity, config.resume, config.overwrite)
             claim(config.out, {"command": "scaling", "config": config.to_dict(), "identity": identity})
         doc = _score_series(config, names, data)
         if config.out is not None:

@@ -8,6 +8,7 @@ once, so memory stays flat however large the data set. Results go to a run direc
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 from collections.abc import Iterable, Sequence
@@ -16,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 
 from mm_align.adapters import load_vlm
 from mm_align.adapters.projector import load_projector_state, swap_projector
@@ -26,6 +29,7 @@ from mm_align.data import BadSampleError, Sample, SampleSource, open_dataset
 from mm_align.data.audio import AudioLimits
 from mm_align.data.images import ImageLimits
 from mm_align.data.memory import open_memory
+from mm_align.data.video import FrameSampling, Video
 from mm_align.pipeline.controls import IMAGE_TRANSFORMS, Transform, make_transform
 from mm_align.pipeline.distributed import Workers
 from mm_align.pipeline.extra_metrics import ExtraMetrics, extra_summary, mir_layers
@@ -43,7 +47,10 @@ from mm_align.pipeline.selection import select
 from mm_align.pipeline.summary import control_differences, diff_erank_summary, summarize
 from mm_align.rundir import MemoryRun, RunFiles, owned
 
-__all__ = ["ScoreError", "load_adapter", "open_source", "resolve_layers", "run_score"]
+__all__ = ["ScoreError", "frame_sampling", "load_adapter", "open_source", "resolve_layers", "run_score"]
+
+DEFAULT_FRAMES = FrameSampling(num_frames=8)
+"""A clip's frames for a family that states no default of its own."""
 
 log = logging.getLogger(__name__)
 
@@ -133,10 +140,27 @@ def audio_limits(config: ScoreConfig, adapter: Any) -> AudioLimits | None:
 
 def context_length(adapter: Any) -> int | None:
     """The LLM's context in tokens (``max_position_embeddings`` of the text config), if known."""
-    config = adapter.model.config
-    text_config = getattr(config, "text_config", None) or config
-    value = getattr(text_config, "max_position_embeddings", None)
-    return int(value) if isinstance(value, int) and value > 0 else None
+    return adapter.context_length
+
+
+def frame_sampling(config: ScoreConfig, adapter: Any) -> FrameSampling:
+    """A clip's frames in this run: ``--num-frames`` or ``--fps``, else the family's default
+    (``frame_sampling`` of its adapter), else 8 evenly spread."""
+    if config.num_frames is not None or config.fps is not None:
+        return FrameSampling(num_frames=config.num_frames, fps=config.fps)
+    return getattr(adapter, "frame_sampling", None) or DEFAULT_FRAMES
+
+
+def _each_image(transform: Transform, index: int, visual: Any, text: str) -> tuple[Any, str]:
+    """A control's transform over every image of a sample (each frame of a clip); the text
+    is transformed once."""
+    if isinstance(visual, Video):
+        frames, text = _each_image(transform, index, [Image.fromarray(f) for f in visual.frames], text)
+        return dataclasses.replace(visual, frames=np.stack([np.asarray(f) for f in frames])), text
+    if not isinstance(visual, list):
+        return transform(index, visual, text)
+    out = [transform(index, image, text) for image in visual]
+    return [image for image, _ in out], out[0][1]
 
 
 @dataclass
@@ -156,21 +180,21 @@ class VLMTask:
     images: ImageLimits | None = None
     text_limit: TextLimit | None = None
     extras: ExtraMetrics | None = None
+    frames: FrameSampling | None = None
     audio: AudioLimits | None = None
     """How clips are decoded, for an audio model (then each sample's audio is loaded, not its
     image; the notes gain ``audio_seconds`` and ``audio_truncated``)."""
 
     def prepare(self, sample: Sample) -> tuple[Any, str, dict[str, Any]]:
-        media: Any  # a PIL image, or an audio model's waveform
+        text = sample.check_text()
+        media: Any  # a visual input (image, images, clip), or an audio model's waveform
         if self.audio is not None:
-            text = sample.check_text()
             media, notes = sample.load_audio(self.audio)
         else:
-            media, text = sample.load(self.images)
-            original = media.info.get("original_size")
-            notes = {"original_size": list(original)} if original else {}
+            media = sample.load_visual(self.images, self.frames)
+            notes = _visual_notes(sample, media)
         if self.transform:
-            media, text = self.transform(sample.index, media, text)
+            media, text = _each_image(self.transform, sample.index, media, text)
         if self.text_limit:
             text, cut = self.text_limit.apply(text)
             notes.update(cut)
@@ -184,7 +208,7 @@ class VLMTask:
                rep: Any) -> dict[str, Any] | Reduced:
         key, path = ("image", sample.image_path) if self.audio is None else ("audio", sample.audio_path)
         # `text` is what the model saw: a control may have swapped it, a limit cut it.
-        head = {"text": prepared[1], key: str(path) if path else None, **prepared[2],
+        head = {"text": prepared[1], key: str(path) if path else None, **sample.media_paths, **prepared[2],
                 **({"source": sample.origin} if sample.origin else {})}
         record = {**head, **reduce_sample(rep, self.layers)}
         if self.extras is None:
@@ -192,6 +216,17 @@ class VLMTask:
         fields, states = self.extras.of_sample(sample.index, rep)
         record.update(fields)
         return Reduced(record, states) if states else record
+
+
+def _visual_notes(sample: Sample, visual: Any) -> dict[str, Any]:
+    """Record fields about what the model saw: a shrunk image's ``original_size``; for
+    several images or a clip, the ``modality`` and (clip) the source ``frames`` kept."""
+    if isinstance(visual, Video):
+        return {"modality": "video", "frames": list(visual.indices), "video_fps": visual.fps}
+    if isinstance(visual, list):
+        return {"modality": "images"}
+    original = visual.info.get("original_size")
+    return {"original_size": list(original)} if original else {}
 
 
 def _identity(config: ScoreConfig, model: Any, source: SampleSource) -> dict[str, Any]:
@@ -237,7 +272,7 @@ def load_adapter(config: ScoreConfig, workers: Workers | None = None) -> Any:
     device = workers.device(options["device"]) if workers else options["device"]
     return load_vlm(str(config.model), **{**options, "device": device},
                     prompt=config.prompt, include_special=config.include_special,
-                    vision_view=config.vision_view)
+                    vision_view=config.vision_view, max_visual_tokens=config.max_visual_tokens)
 
 
 def _load(config: ScoreConfig, model: Any, workers: Workers,
@@ -267,6 +302,7 @@ def _score_all(config: ScoreConfig, adapter: Any, source: Sequence[Sample], stor
     extras = _extras(config, sweep, adapter.num_hidden_states, source)
     images = ImageLimits(config.max_pixels, config.max_aspect_ratio, config.resize_to_max_pixels)
     text_limit = TextLimit.of(config, adapter)
+    frames = frame_sampling(config, adapter)
 
     def mine(index: int) -> bool:
         return index < n_total and workers.owns(index)
@@ -282,7 +318,7 @@ def _score_all(config: ScoreConfig, adapter: Any, source: Sequence[Sample], stor
         # The baseline scores the same inputs with the LLM re-initialised.
         view = adapter.untrained_llm(config.seed) if name and name == config.baseline else nullcontext(adapter)
         with view as scored:
-            task = VLMTask(scored, sweep, transform, images, text_limit, extras, audio)
+            task = VLMTask(scored, sweep, transform, images, text_limit, extras, frames, audio)
             score_into(Scorer(task, config.strict, config.num_workers), my_samples, store,
                        owns=mine, n_samples=n_mine, batch_size=config.batch_size,
                        progress=config.progress, desc=name or "score")
@@ -301,6 +337,7 @@ def _against_real(config: ScoreConfig, records: dict[str | None, list]) -> dict[
 
 def _summaries(config: ScoreConfig, stores: dict, provenance: dict[str, Any]) -> ScoreResult:
     """Summaries of every run (from its results only), written and returned."""
+    log.info("summarizing: bootstrap intervals over %d replicates ...", config.n_boot)
     for store in stores.values():  # every shard first: the real run's summary reads the others
         store.merge()
     records = {name: store.results() for name, store in stores.items()}
@@ -367,12 +404,14 @@ def run_score(config: ScoreConfig, model: Any = None, data: Any = None,
     model = config.model if model is None else model
     with ExitStack() as held:
         if workers.is_main and config.out is not None:
-            held.enter_context(owned(config.out))  # held until the run is written
+            held.enter_context(owned(config.out, config.overwrite))  # held until the run is written
         identity = _identity(config, model, source)
         for name, store in stores.items():  # refuse a bad --out before loading any weights
-            store.check(config.command, {**identity, "control": name}, config.resume)
+            store.check(config.command, {**identity, "control": name}, config.resume, config.overwrite)
         adapter, projector_info = _load(config, model, workers, projector)
         audio = audio_limits(config, adapter)  # refuses image controls before the run is opened
+        frames = frame_sampling(config, adapter)  # the family's default, recorded in config.json
+        config = config.replace(num_frames=frames.num_frames, fps=frames.fps)
         workers.barrier()  # nobody writes before every worker has checked the directory
         for name, store in stores.items():
             store.open({"command": config.command, "config": config.to_dict(),
@@ -389,15 +428,15 @@ def run_score(config: ScoreConfig, model: Any = None, data: Any = None,
     return result
 
 
-def _modality(config: ScoreConfig, adapter: Any) -> dict[str, Any]:
-    """What a sample brought besides its text, and for audio how it was decoded."""
-    modality = getattr(adapter, "modality", "image")
-    if modality != "audio":
-        return {"modality": modality}
+def _modality(config: ScoreConfig, adapter: Any, chosen: Any) -> dict[str, Any]:
+    """What the samples brought besides their text (:attr:`Sample.modality`, each kind once;
+    an audio model's: ``["audio"]``), and for audio how it was decoded."""
+    if getattr(adapter, "modality", "image") != "audio":
+        return {"modality": sorted({sample.modality for sample in chosen})}
     from importlib.metadata import version
 
     decoder = f"PyAV {version('av')}"
-    return {"modality": modality, "audio": {"sampling_rate": adapter.sampling_rate, "decoder": decoder,
+    return {"modality": ["audio"], "audio": {"sampling_rate": adapter.sampling_rate, "decoder": decoder,
                                             "max_seconds": config.max_audio_seconds,
                                             "overflow": config.audio_overflow}}
 
@@ -415,7 +454,10 @@ def _provenance(config: ScoreConfig, adapter: Any, chosen: Any, source: SampleSo
         "layers": resolve_layers(config.layers, adapter.num_hidden_states),
         "seed": config.seed, "device": str(adapter.device), "n_requested": n_total,
         "max_text_tokens": config.max_text_tokens or context_length(adapter),
-        **_modality(config, adapter),
+        **_modality(config, adapter, chosen),
+        "frames": {"num_frames": config.num_frames, "fps": config.fps,
+                   "max_frames": frame_sampling(config, adapter).max_frames},
+        "max_visual_tokens": getattr(adapter, "max_visual_tokens", None) or context_length(adapter),
         "selection": chosen.description,
         "workers": workers.world_size, "versions": software_versions(),
     }

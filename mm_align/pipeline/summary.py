@@ -15,9 +15,11 @@ from mm_align.metrics.bootstrap import (
     Difference,
     bootstrap_ci,
     dataset_metrics,
+    format_p,
     paired_difference,
+    small_sample_note,
 )
-from mm_align.stages import LLM_STAGES, STAGES
+from mm_align.stages import LLM_STAGES, STAGES, visual_kind
 
 
 def _layer_summary(results: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -166,7 +168,7 @@ _LABELS = {
 
 
 def _row(label: str, value: float, interval: Sequence[float], p: float | None = None) -> str:
-    tail = "" if p is None else f"   p = {p:.3g}"
+    tail = "" if p is None else f"   {format_p(p)}"
     return f"  {label:<26} {value:>10.4f}   [{interval[0]:.4f}, {interval[1]:.4f}]{tail}"
 
 
@@ -192,7 +194,11 @@ def format_table(summary: Mapping[str, Any]) -> str:
     values = {**{f"erank_{s}": v for s, v in summary["erank"].items()},
               **{k: summary[k] for k in ("image_reduction_ratio", "image_text_alignment")}}
     lines.append(f"  {'metric':<26} {'value':>10}   95% CI")
-    lines += [_row(label, values[key], ci.get(key, (math.nan, math.nan))) for key, label in _LABELS.items()]
+    kind = visual_kind(prov.get("modality"))  # a run of clips: the Video Reduction Ratio
+    lines += [_row(label.replace("Image Red", f"{kind} Red"), values[key], ci.get(key, (math.nan, math.nan)))
+              for key, label in _LABELS.items()]
+    if note := small_sample_note(summary["n_samples"]):
+        lines.append(f"  note: {note}")
     for name, diffs in summary.get("controls", {}).items():
         lines += difference_rows(f"control {name} − real run (paired 95% CI, p)", diffs)
     if "diff_erank" in summary:

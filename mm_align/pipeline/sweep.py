@@ -45,7 +45,7 @@ from mm_align.pipeline.scorer import ScoreError
 from mm_align.rundir import MEMBERS, check, claim, is_finished, member_dir, owned, write_series
 from mm_align.stages import STAGES
 
-__all__ = ["Member", "extra_scalars", "members_of", "run_sweep", "summarize_sweep"]
+__all__ = ["Member", "extra_scalars", "members_of", "run_sweep", "step_of", "summarize_sweep"]
 
 log = logging.getLogger(__name__)
 
@@ -61,12 +61,24 @@ class Member:
     model: str
     revision: str | None = None
     projector: str | None = None
+    step: int | None = None  # training step (--steps, or read from the name by --step-from)
 
-    @property
-    def step(self) -> int | None:
-        """The last number in the member's name (``checkpoint-1200`` -> 1200), if any."""
-        numbers = re.findall(r"\d+", self.name)
-        return int(numbers[-1]) if numbers else None
+
+def step_of(name: str, rule: str) -> int | None:
+    """The training step in a member's ``name`` by the regular expression ``rule``: its first
+    group (else the whole match) of the last match, or ``None``.
+
+    >>> step_of("checkpoint-1200", DEFAULT_STEP_FROM), step_of("tiny-llava-s1", DEFAULT_STEP_FROM)
+    (1200, None)
+    """
+    matches = list(re.finditer(rule, name, flags=re.IGNORECASE))
+    if not matches:
+        return None
+    text = matches[-1].group(1) if matches[-1].re.groups else matches[-1].group(0)
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"--step-from {rule!r} matched {text!r} in {name!r}, not a number") from None
 
 
 def _natural(text: str) -> list[Any]:
@@ -115,7 +127,11 @@ def members_of(config: SweepConfig) -> list[Member]:
     if twice:
         raise ValueError(f"two members would share the folder name {', '.join(twice)}; rename the files "
                          "or folders, or run separate sweeps")
-    return members
+    if config.steps and len(config.steps) != len(members):
+        raise ValueError(f"--steps gives {len(config.steps)} steps for {len(members)} members "
+                         f"({', '.join(names)})")
+    steps = config.steps or [None if config.projectors else step_of(n, config.step_from) for n in names]
+    return [dataclasses.replace(m, step=s) for m, s in zip(members, steps, strict=True)]
 
 
 def member_config(config: SweepConfig, member: Member) -> ScoreConfig:
@@ -188,8 +204,8 @@ def run_sweep(config: SweepConfig) -> dict[str, Any]:
         raise ValueError("mm-align sweep runs in one process; launch data-parallel `score` runs per member instead")
     members = members_of(config)
     root = Path(config.out)
-    with owned(root):  # each member's run is owned too, by its own score run
-        check(root, "sweep", {}, config.resume)
+    with owned(root, config.overwrite):  # each member's run is owned too, by its own score run
+        check(root, "sweep", {}, config.resume, config.overwrite)
         claim(root, {"command": "sweep", "config": config.to_dict(), "identity": {}})
         failed, vision = _score_members(config, members, root)
         done = [m for m in members if is_finished(member_dir(root, m.name))]
@@ -264,8 +280,8 @@ def summarize_sweep(config: SweepConfig, members: list[Member], vision: dict[str
     dirs = [member_dir(config.out, m.name) for m in members]  # type: ignore[arg-type]
     comparison, runs = compare(dirs, labels=[m.name for m in members])
     steps = [m.step for m in members]
-    # checkpoints are placed by training step when every name carries a distinct one
-    by_step = not config.projectors and None not in steps and len(set(steps)) == len(steps)
+    # members are placed by training step when every one has a distinct one
+    by_step = None not in steps and len(set(steps)) == len(steps)
     return {
         "name": config.model, "kind": "projectors" if config.projectors else "checkpoints",
         "data": config.data, "x": "step" if by_step else "order",

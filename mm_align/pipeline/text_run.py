@@ -74,11 +74,11 @@ def run_text_task(
     command = command or config.command
     store = MemoryRun() if config.out is None else RunFiles(config.out)
     # one process owns the run directory until the run is written
-    with nullcontext() if config.out is None else owned(config.out):
+    with nullcontext() if config.out is None else owned(config.out, config.overwrite):
         identity = {**config.identity(),
                     "model": model_identity(config.model, **config_kwargs(hf_kwargs(config))),
                     "data": info["fingerprint"]}
-        store.check(command, identity, config.resume)  # before the weights load
+        store.check(command, identity, config.resume, config.overwrite)  # before the weights load
         out = store.root if isinstance(store, RunFiles) else None
         if isinstance(store, RunFiles) and config.resume and is_finished(store.root) \
                 and {s.id for s in samples} <= set(store.done_ids()):  # nothing left: no model load

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mm_align.report import plots
-from mm_align.report.fmt import METRIC_LABELS, interval, num, p_value
+from mm_align.report.fmt import interval, label_of, num, p_value
 from mm_align.report.html import Markup, figure, join, table, tag
 from mm_align.rundir import Run
 from mm_align.stages import LLM_STAGES, METRICS, STAGES
@@ -25,9 +25,10 @@ __all__ = [
 RATIOS = ("image_reduction_ratio", "image_text_alignment")
 
 
-def metric_label(key: str) -> Markup:
-    """Readable name of a metric with its key underneath, so the page names both."""
-    return join([METRIC_LABELS.get(key, key), Markup("<br>"), tag("code", key)])
+def metric_label(key: str, modality: object = None) -> Markup:
+    """Readable name of a metric with its key underneath, so the page names both (the
+    reduction ratio of a run of clips: "Video reduction ratio")."""
+    return join([label_of(key, modality), Markup("<br>"), tag("code", key)])
 
 
 def metric_table(runs: Mapping[str, Run]) -> Markup:

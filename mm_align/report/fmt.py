@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["AUDIO_NOTE", "METRIC_LABELS", "STAGE_LABELS", "interval", "num", "p_value"]
+from mm_align.metrics.bootstrap import format_p
+from mm_align.stages import visual_kind
+
+__all__ = ["AUDIO_NOTE", "METRIC_LABELS", "STAGE_LABELS", "interval", "label_of", "num", "p_value"]
 
 STAGE_LABELS = {
     "vision": "eRank1 · vision encoder",
@@ -24,6 +27,13 @@ METRIC_LABELS = {
     "cknna": "CKNNA (pooled image vs text)",
     "mir": "MIR (log10, lower = better)",
 }
+
+
+def label_of(key: str, modality: object = None) -> str:
+    """The label of metric ``key`` in a run of ``modality`` (the provenance's list): the
+    reduction ratio of a run of clips is the "Video reduction ratio"."""
+    label = METRIC_LABELS.get(key, key)
+    return label.replace("Image", visual_kind(modality)) if key == "image_reduction_ratio" else label
 
 
 def num(x: float | None, digits: int = 4) -> str:
@@ -51,9 +61,7 @@ def interval(ci: tuple[float, float] | list[float] | None) -> str:
     return f"[{num(ci[0])}, {num(ci[1])}]"
 
 
-def p_value(p: float) -> str:
-    """``p = 0.042``; below 0.001 only the bound, as a bootstrap p-value is not finer."""
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+p_value = format_p  # one p-value format for the console, the pages and the exports
 
 
 AUDIO_NOTE = (
@@ -62,4 +70,4 @@ AUDIO_NOTE = (
     "the LLM at the audio tokens (the audio heard alone), and the Image Reduction Ratio and "
     "Image-Text Alignment compare the audio in the same way (docs/CHOICES.md)."
 )
-"""The overview's note on a run whose provenance says ``modality: audio``."""
+"""The overview's note on a run whose provenance's ``modality`` is ``["audio"]``."""

@@ -10,16 +10,11 @@ from typing import Any
 import numpy as np
 
 from mm_align._version import __version__
+from mm_align.metrics.bootstrap import small_sample_note
 from mm_align.report import plots
-from mm_align.report.blocks import (
-    RATIOS,
-    layer_figure,
-    metric_figures,
-    metric_label,
-    metric_table,
-)
+from mm_align.report.blocks import RATIOS, layer_figure, metric_figures, metric_label, metric_table
 from mm_align.report.controls import control_differences_block
-from mm_align.report.fmt import AUDIO_NOTE, METRIC_LABELS, STAGE_LABELS, interval, num, p_value
+from mm_align.report.fmt import AUDIO_NOTE, METRIC_LABELS, STAGE_LABELS, interval, label_of, num, p_value
 from mm_align.report.html import (
     Markup,
     esc,
@@ -58,7 +53,7 @@ def _cards(run: Run) -> Markup:
                 "div",
                 join(
                     [
-                        tag("div", METRIC_LABELS[key], class_="label"),
+                        tag("div", label_of(key, run.provenance.get("modality")), class_="label"),
                         tag("div", num(metrics.get(key)), class_="value"),
                         tag("div", f"95% CI {interval(ci)}" if ci else "no interval", class_="ci"),
                     ]
@@ -74,6 +69,7 @@ def _cards(run: Run) -> Markup:
                     tag("div", "Samples scored", class_="label"),
                     tag("div", str(run.n_samples), class_="value"),
                     tag("div", f"{run.n_errors} failed (see Errors)", class_="ci"),
+                    *[tag("div", note, class_="ci") for note in [small_sample_note(run.n_samples)] if note],
                 ]
             ),
             class_="card",
@@ -91,14 +87,14 @@ def _overview(run: Run) -> Markup:
         stage = key.removeprefix("erank_")
         rows.append(
             [
-                metric_label(key),
+                metric_label(key, run.provenance.get("modality")),
                 num(metrics[key]),
                 interval(cis.get(key)),
                 num(means.get(stage)) if key.startswith("erank_") else "–",
             ]
         )
     parts = [_cards(run), control_differences_block(run.summary)]
-    if run.provenance.get("modality") == "audio":
+    if "audio" in (run.provenance.get("modality") or []):
         parts.insert(0, note(AUDIO_NOTE))
     if note_text := run.model_note:
         parts.insert(0, note(f"Model note: {note_text}", "warn"))

@@ -53,10 +53,11 @@ class RunFiles:
         self.root = Path(root)
         self.own = self.root if shard is None else self.root / SHARDS / shard
 
-    def check(self, command: str, identity: Mapping[str, Any], resume: bool) -> None:
+    def check(self, command: str, identity: Mapping[str, Any], resume: bool,
+              overwrite: bool = False) -> None:
         """Refuse the directory unless it is new or a ``command`` run that ``resume``
         continues with the same ``identity`` (:func:`mm_align.rundir.owner.check`)."""
-        check(self.root, command, identity, resume)
+        check(self.root, command, identity, resume, overwrite)
 
     def open(self, record: Mapping[str, Any] | None) -> None:
         """Prepare this process's files; ``record`` (``command``, ``config``, ``identity``:
@@ -166,7 +167,8 @@ class MemoryRun:
         self._states: dict[int, dict[str, torch.Tensor]] = {}
         self.summary: dict[str, Any] = {}
 
-    def check(self, command: str, identity: Mapping[str, Any], resume: bool) -> None:
+    def check(self, command: str, identity: Mapping[str, Any], resume: bool,
+              overwrite: bool = False) -> None:
         """Nothing to check: a memory run always starts empty."""
 
     def open(self, record: Mapping[str, Any] | None) -> None:

@@ -16,6 +16,8 @@ LLAVA_CHAT_TEMPLATE = (
     "{% if message['role'] != 'system' %}{{ message['role'].upper() + ': ' }}{% endif %}"
     "{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
     "{{ '<image>\\n' }}{% endfor %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}"
+    "{{ '<video>\\n' }}{% endfor %}"
     "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}"
     "{{ content['text'] + ' ' }}{% endfor %}"
     "{% endfor %}"
@@ -24,15 +26,17 @@ LLAVA_CHAT_TEMPLATE = (
 
 
 def llava_tokenizer() -> tuple[PreTrainedTokenizerFast, dict[str, int]]:
-    """The toy tokenizer with Llama-style ``<s>`` BOS and an ``<image>`` token, and their ids."""
+    """The toy tokenizer with Llama-style ``<s>`` BOS, ``<image>`` and ``<video>`` tokens, and
+    their ids."""
     tokenizer = build_tiny_tokenizer(
-        ["<unk>", "<s>", "</s>", "<pad>", "<image>"],
+        ["<unk>", "<s>", "</s>", "<pad>", "<image>", "<video>"],
         bos_token="<s>",
         eos_token="</s>",
         unk_token="<unk>",
         pad_token="<pad>",
     )
-    return tokenizer, {token: tokenizer.convert_tokens_to_ids(token) for token in ("<s>", "</s>", "<pad>", "<image>")}
+    return tokenizer, {token: tokenizer.convert_tokens_to_ids(token)
+                       for token in ("<s>", "</s>", "<pad>", "<image>", "<video>")}
 
 
 def tiny_llama_text(vocab_size: int, ids: dict[str, int]) -> LlamaConfig:

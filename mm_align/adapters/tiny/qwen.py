@@ -21,8 +21,8 @@ __all__ = [
     "qwen_tokenizer",
 ]
 
-# The Qwen chat template without video and tool branches; IMAGE is the marked image (KIND the
-# content type it stands for).
+# The Qwen chat template without tool branches; IMAGE is the marked image (KIND the content
+# type it stands for: "audio" for a clip of sound), VIDEO the marked video clip.
 _CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if loop.first and message['role'] != 'system' %}"
@@ -30,7 +30,7 @@ _CHAT_TEMPLATE = (
     "<|im_start|>{{ message['role'] }}\n"
     "{% if message['content'] is string %}{{ message['content'] }}"
     "{% else %}{% for content in message['content'] %}"
-    "{% if content['type'] == 'KIND' %}IMAGE"
+    "{% if content['type'] == 'KIND' %}IMAGE{% elif content['type'] == 'video' %}VIDEO"
     "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}"
     "{% endfor %}{% endif %}<|im_end|>\n"
     "{% endfor %}"
@@ -38,10 +38,10 @@ _CHAT_TEMPLATE = (
 )
 
 
-def qwen_chat_template(image: str, kind: str = "image") -> str:
+def qwen_chat_template(image: str, video: str = "", kind: str = "image") -> str:
     """The Qwen chat template with ``image`` standing for each content item of type ``kind``
-    (``"audio"``: a clip)."""
-    return _CHAT_TEMPLATE.replace("IMAGE", image).replace("KIND", kind)
+    (``"audio"``: a sound clip), ``video`` for each video clip."""
+    return _CHAT_TEMPLATE.replace("IMAGE", image).replace("VIDEO", video).replace("KIND", kind)
 
 
 QWEN_SPECIAL_TOKENS = (
@@ -91,9 +91,9 @@ def qwen_token_ids(ids: dict[str, int]) -> dict[str, int]:
 
 
 def qwen2_processor(processor_class: type, tokenizer: Any) -> Any:
-    """A Qwen2-VL-style processor: images of at most 112 x 112 px in 14 px patches (at most 64
-    patches, 16 image tokens); transformers 5.x needs the video processor even for images."""
-    return _processor(processor_class, Qwen2VLVideoProcessor, tokenizer, patch_size=14)
+    """A Qwen2-VL-style processor: images and video frames of at most 112 x 112 px in 14 px
+    patches (at most 64 patches, 16 image tokens; a clip: up to 16 tokens per 2 frames)."""
+    return _processor(processor_class, Qwen2VLVideoProcessor, tokenizer, patch_size=14, frames_per_clip=1)
 
 
 def qwen3_vision_config() -> dict:
@@ -104,17 +104,24 @@ def qwen3_vision_config() -> dict:
 
 
 def qwen3_processor(tokenizer: Any) -> Qwen3VLProcessor:
-    """Images of at most 128 x 128 px: at most 64 patches, 16 image tokens."""
-    return _processor(Qwen3VLProcessor, Qwen3VLVideoProcessor, tokenizer, patch_size=16)
+    """Images of at most 128 x 128 px: at most 64 patches, 16 image tokens; clips of up to 16
+    such frames (Qwen3-VL bounds the pixels of a whole clip, not of a frame)."""
+    return _processor(Qwen3VLProcessor, Qwen3VLVideoProcessor, tokenizer, patch_size=16, frames_per_clip=16)
 
 
-def _processor(processor_class: type, video_class: type, tokenizer: Any, patch_size: int) -> Any:
-    """Images of 4 x 4 to 8 x 8 patches (merged 2 x 2: 4 to 16 image tokens), Qwen's template."""
+def _processor(processor_class: type, video_class: type, tokenizer: Any, patch_size: int,
+               frames_per_clip: int) -> Any:
+    """Images and video frames of 4 x 4 to 8 x 8 patches (merged 2 x 2: 4 to 16 tokens), Qwen's
+    template; ``frames_per_clip``: how many frames the video processor's pixel cap covers."""
     sizes = {"patch_size": patch_size, "merge_size": 2, "temporal_patch_size": 2}
+    low, high = (4 * patch_size) ** 2, (8 * patch_size) ** 2
     return processor_class(
-        image_processor=Qwen2VLImageProcessor(min_pixels=(4 * patch_size) ** 2, max_pixels=(8 * patch_size) ** 2,
-                                              **sizes),
-        video_processor=video_class(**sizes),
+        image_processor=Qwen2VLImageProcessor(min_pixels=low, max_pixels=high, **sizes),
+        video_processor=video_class(size={"shortest_edge": low, "longest_edge": high * frames_per_clip}, **sizes),
         tokenizer=tokenizer,
-        chat_template=qwen_chat_template("<|vision_start|><|image_pad|><|vision_end|>"),
+        chat_template=qwen_chat_template("<|vision_start|><|image_pad|><|vision_end|>", QWEN_VIDEO),
     )
+
+
+QWEN_VIDEO = "<|vision_start|><|video_pad|><|vision_end|>"
+"""How a clip stands in a Qwen prompt, before the processor expands it."""

@@ -6,12 +6,11 @@ collapsed to a low rank, so the checkpoint's last hidden states are visibly lowe
 those of a fresh random init (what training does to real models). Its Diff-eRank is then
 positive, as the paper reports for trained LLMs, while still costing nothing to build.
 
-    python -m mm_align.adapters.tiny.text DIR [--family opt|llama]
+    mm-align tiny opt|llama DIR [--seed N]
 """
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
@@ -24,10 +23,10 @@ from transformers import (
 )
 
 from mm_align.adapters.tiny import build_tiny_tokenizer, save_tiny
+from mm_align.constants import TEXT_FAMILIES, TINY_TEXT_SEED
 
 __all__ = ["TEXT_FAMILIES", "build_tiny_text_model"]
 
-TEXT_FAMILIES = ("opt", "llama")
 
 _HIDDEN = 64
 _LAYERS = 2
@@ -77,7 +76,7 @@ def _config(family: str, tok: PreTrainedTokenizerFast) -> PretrainedConfig:
 
 
 def build_tiny_text_model(
-    directory: str | Path, family: str = "opt", *, seed: int = 1234, embedding_rank: int = 8
+    directory: str | Path, family: str = "opt", *, seed: int = TINY_TEXT_SEED, embedding_rank: int = 8
 ) -> Path:
     """Build and save a tiny text model (hidden size 64, 2 layers) with its tokenizer.
 
@@ -104,16 +103,3 @@ def build_tiny_text_model(
         u, s, vh = torch.linalg.svd(emb, full_matrices=False)
         emb.copy_((u[:, :embedding_rank] * s[:embedding_rank]) @ vh[:embedding_rank])
     return save_tiny(model, tok, directory)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Write a tiny random-weight text checkpoint.")
-    parser.add_argument("directory")
-    parser.add_argument("--family", default="opt", choices=TEXT_FAMILIES)
-    parser.add_argument("--seed", type=int, default=1234)
-    args = parser.parse_args()
-    print(build_tiny_text_model(args.directory, args.family, seed=args.seed))
-
-
-if __name__ == "__main__":
-    main()
