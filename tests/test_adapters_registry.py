@@ -49,6 +49,9 @@ def install_plugin(folder: Path, module: str, source: str, points: dict[str, str
 def plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An installed distribution with two ``mm_align.adapters`` entry points: a working
     family module and one whose import fails; the registry reloads with them."""
+    # The built-in families register now, in the registry kept after the test: imported first
+    # under the copy below, they would be gone from it afterwards (a module registers once).
+    supported_families()
     install_plugin(tmp_path, "toy_family", PLUGIN, {"toy_llava": "toy_family", "broken_family": "toy_missing_module"})
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "toy_family", raising=False)  # imported afresh: registers again
