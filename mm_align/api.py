@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,7 @@ def score(
             memory and writes nothing.
         config: a :class:`~mm_align.config.ScoreConfig`; ``model``/``data``/``out`` and
             ``options`` override its fields.
-        options: any :class:`~mm_align.config.ScoreConfig` field (``batch_size``, ``limit``,
-            ``layers``, ``controls``, ``baseline``, ``seed``, ``n_boot``, ...).
+        options: any :class:`~mm_align.config.ScoreConfig` field, listed below.
 
     Returns:
         a :class:`~mm_align.pipeline.result.ScoreResult`.
@@ -273,3 +273,19 @@ def sweep(
         _report_quietly(Path(out) / member["run"])
     _report_quietly(out)
     return doc
+
+
+def _document_options() -> None:
+    """Append each API function's options, with their documentation, to its docstring
+    (``help(mm_align.score)`` lists them), from the config classes' own field docs."""
+    from mm_align.config import AttributionConfig, InfoGainConfig, ScalingConfig, SweepConfig
+    from mm_align.options import options_doc
+
+    given = ("model", "models", "data", "out", "projectors")
+    for func, config in ((score, ScoreConfig), (diff_erank, DiffErankConfig), (sweep, SweepConfig),
+                         (scaling, ScalingConfig), (info_gain, InfoGainConfig),
+                         (attribution, AttributionConfig)):
+        func.__doc__ = f"{(func.__doc__ or '').rstrip()}\n\n{textwrap.indent(options_doc(config, skip=given), '    ')}\n"
+
+
+_document_options()
