@@ -79,7 +79,7 @@ def test_markdown_escapes_pipes_and_newlines(tmp_path, capsys) -> None:
 
 
 def _latex_cells(text: str) -> list[list[str]]:
-    body = text.split("\\midrule\n")[1].split("\\bottomrule")[0]
+    body = text.split("\\midrule\n")[1].split("\\bottomrule", maxsplit=1)[0]
     return [[c.strip() for c in line.removesuffix("\\\\").split(" & ")] for line in body.strip().splitlines()]
 
 

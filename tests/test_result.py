@@ -94,7 +94,7 @@ def test_plot_draws_each_stage_per_layer(result, tmp_path) -> None:
     (ax,) = fig.axes
     lines = {line.get_label(): list(line.get_ydata()) for line in ax.get_lines()}
     assert lines["eRank joint"] == [summary["layers"]["joint"][k] for k in ("0", "4", "8", "12")]
-    assert [t.get_text() for t in ax.get_xticklabels()][0] == "emb"
+    assert next(t.get_text() for t in ax.get_xticklabels()) == "emb"
     fig.savefig(tmp_path / "plot.png")
 
 
