@@ -78,20 +78,21 @@ def _p(p: Any, latex: bool) -> str:
 
 def _value(row: Mapping[str, Any], key: str, digits: int, intervals: str, latex: bool) -> str:
     """A value with its interval (and p-value, where the row has one) as a table cell."""
-    value, lo, hi = row.get(key), row.get(key + CI_LO), row.get(key + CI_HI)
+    value: Any = row.get(key)
+    lo: Any = row.get(key + CI_LO)
+    hi: Any = row.get(key + CI_HI)
     if not _finite(value):
         return "–"
     d = _decimals(value, digits)
     text = f"{value:.{d}f}"
     if _finite(lo) and _finite(hi):
+        up, down = f"{hi - value:.{d}f}", f"{value - lo:.{d}f}"
         if intervals == "brackets":
             text += f" [{lo:.{d}f}, {hi:.{d}f}]"
-        elif f"{hi - value:.{d}f}" == f"{value - lo:.{d}f}":
-            text += (r" \pm " if latex else " ± ") + f"{hi - value:.{d}f}"
-        elif latex:
-            text += f"^{{+{hi - value:.{d}f}}}_{{-{value - lo:.{d}f}}}"
+        elif up == down:
+            text += (r" \pm " if latex else " ± ") + up
         else:
-            text += f" +{hi - value:.{d}f}/−{value - lo:.{d}f}"
+            text += f"^{{+{up}}}_{{-{down}}}" if latex else f" +{up}/−{down}"
     if latex:
         text = f"${text}$"
     return text + _p(row.get(f"{key}_p"), latex)
