@@ -135,41 +135,13 @@ def export(run_dirs: Sequence[str | Path], fmt: str = "csv", out: str | Path | N
     members (with their ``step``); a compare folder gives one row per compared run (its
     paired differences). ``digits``: significant figures of Markdown and LaTeX values;
     ``intervals``: ``pm`` or ``brackets``. Columns: :mod:`mm_align.pipeline.export`."""
-    from mm_align.pipeline.export import compare_rows, export_rows, finish_rows
+    from mm_align.pipeline.export import folder_rows
     from mm_align.pipeline.export_format import render
 
-    rows: list[dict[str, Any]] = []
-    runs = [Path(d) for d in run_dirs]
-    comparisons = [d for d in runs if (d / "compare.json").is_file() and not (d / "summary.json").is_file()]
-    for folder in comparisons:
-        rows += compare_rows(json.loads((folder / "compare.json").read_text(encoding="utf-8")))
-    singles = [d for d in runs if d not in comparisons]
-    if singles:
-        loaded, extra = _export_runs(singles, labels)
-        rows += export_rows(loaded, extra)
-    text = render(finish_rows(rows), fmt, digits, intervals)
+    text = render(folder_rows(run_dirs, labels), fmt, digits, intervals)
     if out is not None:
         Path(out).write_text(text, encoding="utf-8")
     return text
-
-
-def _export_runs(run_dirs: Sequence[Path], labels: Sequence[str] | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The runs by label, a sweep's folder replaced by its members, and each member's ``step`` columns (label -> columns)."""
-    from mm_align.pipeline.comparison import run_labels
-    from mm_align.rundir import load_run, read_series, series_kind
-
-    dirs, columns = [], []
-    for path in run_dirs:
-        if series_kind(path) == "sweep":
-            for member in read_series(path, "sweep")["members"]:
-                dirs.append(path / member["run"])
-                columns.append({"step": member.get("step")})
-        else:
-            dirs.append(path)
-            columns.append({})
-    loaded = [load_run(d, with_controls=False) for d in dirs]
-    names = run_labels(loaded, labels)
-    return dict(zip(names, loaded)), dict(zip(names, columns))
 
 
 def write_report(run_dir: str | Path) -> Path:

@@ -33,17 +33,19 @@ pandas as floats); other missing values are None (an empty CSV cell, JSON null).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mm_align.rundir import Run, load_run
+from mm_align.pipeline.comparison import run_labels
+from mm_align.pipeline.export_format import CI_HI, CI_LO, to_markdown
+from mm_align.rundir import Run, is_finished, load_run, read_series, series_kind
 from mm_align.stages import LLM_STAGES, METRICS
 
-__all__ = ["CI_HI", "CI_LO", "compare_rows", "export_row", "export_rows", "finish_rows", "run_table"]
+__all__ = ["compare_rows", "export_row", "export_rows", "finish_rows", "folder_rows", "run_table"]
 
-CI_LO, CI_HI = "_ci95_lo_bootstrap", "_ci95_hi_bootstrap"
-"""Suffixes of the interval columns: 95 % level, percentile bootstrap over samples."""
+COMPARISON = "compare.json"
 LAYER_METRICS = (*(f"erank_{s}" for s in LLM_STAGES), "image_text_alignment")
 
 
@@ -146,8 +148,37 @@ def export_rows(runs: Mapping[str, Run],
     return finish_rows([export_row(label, run, extra.get(label)) for label, run in runs.items()])
 
 
+def _member_runs(run_dirs: Sequence[Path], labels: Sequence[str] | None) -> tuple[dict[str, Run], dict[str, Any]]:
+    """The runs by label, a sweep's folder replaced by its members, and each member's
+    ``step`` column (label -> columns)."""
+    dirs: list[Path] = []
+    columns: list[dict[str, Any]] = []
+    for path in run_dirs:
+        if series_kind(path) == "sweep":
+            for member in read_series(path, "sweep")["members"]:
+                dirs.append(path / member["run"])
+                columns.append({"step": member.get("step")})
+        else:
+            dirs.append(path)
+            columns.append({})
+    loaded = [load_run(d, with_controls=False) for d in dirs]
+    names = run_labels(loaded, labels)
+    return dict(zip(names, loaded)), dict(zip(names, columns))
+
+
+def folder_rows(folders: Sequence[str | Path], labels: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    """The rows of ``export``: runs (``labels`` name them), a sweep's members and the
+    compared runs of a compare folder (:func:`compare_rows`), columns aligned."""
+    paths = [Path(f) for f in folders]
+    comparisons = [p for p in paths if (p / COMPARISON).is_file() and not is_finished(p)]
+    rows: list[dict[str, Any]] = []
+    for folder in comparisons:
+        rows += compare_rows(json.loads((folder / COMPARISON).read_text(encoding="utf-8")))
+    if runs := [p for p in paths if p not in comparisons]:
+        rows += export_rows(*_member_runs(runs, labels))
+    return finish_rows(rows)
+
+
 def run_table(run_dir: str | Path) -> str:
     """The Markdown row of one finished run directory, as ``score`` and ``diff-erank`` print it."""
-    from mm_align.pipeline.export_format import to_markdown
-
     return to_markdown(export_rows({Path(run_dir).name: load_run(run_dir, with_controls=False)}))

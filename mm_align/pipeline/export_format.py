@@ -21,10 +21,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from mm_align.pipeline.export import CI_HI, CI_LO
+__all__ = ["CI_HI", "CI_LO", "DIGITS", "FORMATS", "INTERVALS", "neutralise", "render", "to_latex", "to_markdown"]
 
-__all__ = ["DIGITS", "FORMATS", "INTERVALS", "neutralise", "render", "to_latex", "to_markdown"]
-
+CI_LO, CI_HI = "_ci95_lo_bootstrap", "_ci95_hi_bootstrap"
+"""Suffixes of the interval columns: 95 % level, percentile bootstrap over samples."""
 FORMATS = ("csv", "markdown", "json", "latex")
 INTERVALS = ("pm", "brackets")
 """How Markdown and LaTeX show an interval: ``pm`` (value ± half-width, or +up/−down when the

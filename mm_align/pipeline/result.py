@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mm_align.pipeline.export import CI_HI, CI_LO, export_row
+from mm_align.pipeline.export import export_row
+from mm_align.pipeline.export_format import CI_HI, CI_LO
 from mm_align.rundir import Run
 
 __all__ = ["ScoreResult"]

@@ -450,13 +450,8 @@ def render_report(run: Run) -> str:
     ranked = _ranked(run)
     sections: list[tuple[str, str, Markup]] = [
         ("overview", "Overview", _overview(run)),
-        (
-            "provenance",
-            "Provenance",
-            kv_table(run.provenance)
-            if run.provenance
-            else note("summary.json has no provenance.", "warn"),
-        ),
+        ("provenance", "Provenance", kv_table(run.provenance) if run.provenance
+         else note("summary.json has no provenance.", "warn")),
         ("pipeline", "Pipeline", _pipeline(run)),
         ("distributions", "Distributions", _distributions(run)),
         ("spectra", "Spectra", _spectra(ranked)),
@@ -471,9 +466,7 @@ def render_report(run: Run) -> str:
         sections.append(("controls", "Controls", _controls(run)))
     sections.append(("errors", "Errors", _errors(run)))
     if run.problems:
-        sections.append(
-            ("problems", "Reading problems", table(["Problem"], [[p] for p in run.problems]))
-        )
+        sections.append(("problems", "Reading problems", table(["Problem"], [[p] for p in run.problems])))
 
     titles = {
         "overview": "Overview",
