@@ -339,7 +339,7 @@ def test_gguf_checkpoint_through_model_args(texts, tmp_path, capsys) -> None:
     assert config["config"]["model_args"] == {"gguf_file": gguf.name}
     assert summary["provenance"]["model"]["model_type"] == "llama" and summary["n_samples"] == 3
     printed = capsys.readouterr().out
-    assert "Diff-eRank (a)" in printed and f"| smol | {gguf.parent} | – | texts.jsonl | 3 |" in printed
+    assert "Diff-eRank (a)" in printed and f"| smol | {gguf.parent} | texts.jsonl | 3 |" in printed
     # the trained model's numbers are those of the GGUF weights loaded by transformers directly
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -371,4 +371,4 @@ def test_score_cli_prints_device_controls_and_the_paper_row(tiny_checkpoints, tm
     assert "control shuffled − real run" in printed and f"{d['diff']:.4f}" in printed
     row = next(line for line in printed.splitlines() if line.startswith("| run |"))
     assert "Δ Alignment shuffled" in row
-    assert f"| run | {tiny_checkpoints['llava']} | – | sample | 3 | " in printed
+    assert f"| run | {tiny_checkpoints['llava']} | sample | 3 | " in printed  # no revision: an empty column is left out
