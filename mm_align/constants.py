@@ -5,7 +5,7 @@ A leaf module: it imports nothing, so the light config layer can read the defaul
 loading PIL or torch.
 """
 
-__all__ = ["DEFAULT_MAX_ASPECT_RATIO", "DEFAULT_MAX_PIXELS", "MIN_SIDE", "PROMPTS", "VISION_VIEWS"]
+__all__ = ["DEEPSTACK_READINGS", "DEFAULT_MAX_ASPECT_RATIO", "DEFAULT_MAX_PIXELS", "MIN_SIDE", "PROMPTS", "VISION_VIEWS"]
 
 # Images with more pixels are refused (a decompression-bomb guard; see data/images.py).
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -17,3 +17,5 @@ MIN_SIDE = 2
 PROMPTS: tuple[str, ...] = ("plain", "chat")
 # What the rows of the "vision" stage are: one per patch, or one per merged token.
 VISION_VIEWS: tuple[str, ...] = ("patches", "merged")
+# What Qwen3-VL's deepstack layers hold at the image tokens (see VLMAdapter's docstring).
+DEEPSTACK_READINGS: tuple[str, ...] = ("output", "injected")

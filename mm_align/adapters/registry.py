@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import torch
 from transformers import AutoConfig, PreTrainedConfig
 
-from mm_align.adapters.base import VisionView, VLMAdapter
+from mm_align.adapters.base import DeepstackReading, VisionView, VLMAdapter
 from mm_align.adapters.encoding import PromptStyle
 from mm_align.adapters.modules import HUB_KWARGS
 
@@ -134,6 +134,8 @@ def load_vlm(
     prompt: PromptStyle = "plain",
     include_special: bool = False,
     vision_view: VisionView | None = None,
+    count_first_position: bool = False,
+    deepstack: DeepstackReading = "output",
     **hf_kwargs: Any,
 ) -> VLMAdapter:
     """Load a vision-language model and wrap it in its family's adapter.
@@ -144,7 +146,9 @@ def load_vlm(
     ``dtype``: ``"float32"``, ``"bfloat16"``, ``"float16"`` or a ``torch.dtype``. See
     :class:`~mm_align.adapters.base.VLMAdapter` for ``prompt`` and ``include_special``;
     ``vision_view`` (``"patches"`` or ``"merged"``, default: the family's first, ``"patches"``)
-    picks the rows of the ``"vision"`` stage (:mod:`~mm_align.adapters.generic`)."""
+    picks the rows of the ``"vision"`` stage (:mod:`~mm_align.adapters.generic`);
+    ``count_first_position`` counts position 0 in the LLM stages and ``deepstack`` picks what
+    Qwen3-VL's layers 1..k hold (both :class:`~mm_align.adapters.base.VLMAdapter`)."""
     name = str(path_or_id)
     # A hub id is "owner/name"; anything else that does not exist is a mistyped local path,
     # which deserves a plainer error than the hub client's repo-id validation.
@@ -162,6 +166,8 @@ def load_vlm(
         prompt=prompt,
         include_special=include_special,
         vision_view=vision_view,
+        count_first_position=count_first_position,
+        deepstack=deepstack,
         config=config,
         **hf_kwargs,
     )
