@@ -38,8 +38,8 @@ from mm_align.warn import warn
 __all__ = [
     "DEEPSTACK_READINGS",
     "VISION_VIEWS",
-    "DeepstackReading",
     "AdapterInputError",
+    "DeepstackReading",
     "Encoded",
     "PromptStyle",
     "VLMAdapter",
