@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,7 @@ def score(
             memory and writes nothing.
         config: a :class:`~mm_align.config.ScoreConfig`; ``model``/``data``/``out`` and
             ``options`` override its fields.
-        options: any :class:`~mm_align.config.ScoreConfig` field (``batch_size``, ``limit``,
-            ``layers``, ``controls``, ``baseline``, ``seed``, ``n_boot``, ...).
+        options: any :class:`~mm_align.config.ScoreConfig` field, listed below.
 
     Returns:
         a :class:`~mm_align.pipeline.result.ScoreResult`.
@@ -130,16 +130,16 @@ def write_comparison(doc: dict[str, Any], runs: dict[str, Any], out: str | Path)
 
 
 def export(run_dirs: Sequence[str | Path], fmt: str = "csv", out: str | Path | None = None,
-           labels: Sequence[str] | None = None) -> str:
-    """One row per run (``mm-align export``): the table as ``csv``, ``markdown`` or ``json``
-    text, also written to ``out`` when given; a sweep's directory stands for its members.
-    Columns: :mod:`mm_align.pipeline.export`."""
-    from mm_align.pipeline.comparison import run_labels
-    from mm_align.pipeline.export import export_rows, render
-    from mm_align.rundir import expand_series, load_run
+           labels: Sequence[str] | None = None, digits: int = 4, intervals: str | None = None) -> str:
+    """One row per run (``mm-align export``): the table as ``csv``, ``markdown``, ``json`` or
+    ``latex`` text, also written to ``out`` when given. A sweep's directory stands for its
+    members (with their ``step``); a compare folder gives one row per compared run (its
+    paired differences). ``digits``: significant figures of Markdown and LaTeX values;
+    ``intervals``: ``pm`` or ``brackets``. Columns: :mod:`mm_align.pipeline.export`."""
+    from mm_align.pipeline.export import folder_rows
+    from mm_align.pipeline.export_format import render
 
-    loaded = [load_run(d, with_controls=False) for d in expand_series(run_dirs)]
-    text = render(export_rows(dict(zip(run_labels(loaded, labels), loaded))), fmt)
+    text = render(folder_rows(run_dirs, labels), fmt, digits, intervals)
     if out is not None:
         Path(out).write_text(text, encoding="utf-8")
     return text
@@ -246,3 +246,19 @@ def sweep(
         _report_quietly(Path(out) / member["run"])
     _report_quietly(out)
     return doc
+
+
+def _document_options() -> None:
+    """Append each API function's options, with their documentation, to its docstring
+    (``help(mm_align.score)`` lists them), from the config classes' own field docs."""
+    from mm_align.config import AttributionConfig, InfoGainConfig, ScalingConfig, SweepConfig
+    from mm_align.options import options_doc
+
+    given = ("model", "models", "data", "out", "projectors")
+    for func, config in ((score, ScoreConfig), (diff_erank, DiffErankConfig), (sweep, SweepConfig),
+                         (scaling, ScalingConfig), (info_gain, InfoGainConfig),
+                         (attribution, AttributionConfig)):
+        func.__doc__ = f"{(func.__doc__ or '').rstrip()}\n\n{textwrap.indent(options_doc(config, skip=given), '    ')}\n"
+
+
+_document_options()

@@ -24,7 +24,13 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, ClassVar, Literal, TypeVar
 
-from mm_align.constants import DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS, PROMPTS, VISION_VIEWS
+from mm_align.constants import (
+    DEEPSTACK_READINGS,
+    DEFAULT_MAX_ASPECT_RATIO,
+    DEFAULT_MAX_PIXELS,
+    PROMPTS,
+    VISION_VIEWS,
+)
 from mm_align.options import (
     EXTRA_METRICS,
     LayerSpec,
@@ -182,6 +188,13 @@ class ScoreConfig(RunConfig):
                          "Model", identity=True, choices=PROMPTS)
     include_special: bool = option(False, "count special and template tokens in the LLM stages",
                                    "Model", identity=True)
+    count_first_position: bool = option(False, "count the sequence's first position in the LLM stages "
+                                        "(by default never counted: an attention sink; see docs/CHOICES.md)",
+                                        "Model", identity=True)
+    deepstack: Literal["output", "injected"] = option(
+        "output", "Qwen3-VL's layers 1..k at the image tokens: output (the block's output, as "
+        "output_hidden_states) or injected (plus the deepstack features the next block receives)",
+        "Model", identity=True, choices=DEEPSTACK_READINGS)
     projector: str | None = option(None, "swap in connector weights (.safetensors or LLaVA "
                                    "mm_projector.bin) before scoring", "Model", metavar="FILE")
     image_root: str | None = option(None, "image folder for detail_23k-style data", "Data")
@@ -281,6 +294,7 @@ class ScoreConfig(RunConfig):
         if self.max_audio_seconds is not None and not self.max_audio_seconds > 0:  # also refuses NaN
             raise ValueError(f"max_audio_seconds must be > 0, got {self.max_audio_seconds}")
         one_of("vision_view", self.vision_view, VISION_VIEWS)
+        one_of("deepstack", self.deepstack, DEEPSTACK_READINGS)
         at_least("num_workers", self.num_workers, 0)
         if not self.max_aspect_ratio >= 1:  # also refuses NaN
             raise ValueError(f"max_aspect_ratio must be >= 1, got {self.max_aspect_ratio}")

@@ -5,8 +5,8 @@ A leaf module: it imports nothing, so the light config layer can read the defaul
 loading PIL or torch.
 """
 
-__all__ = ["DEFAULT_MAX_ASPECT_RATIO", "DEFAULT_MAX_PIXELS", "MIN_SIDE", "PROMPTS", "TEXT_FAMILIES",
-           "TINY_TEXT_SEED", "VISION_VIEWS"]
+__all__ = ["DEEPSTACK_READINGS", "DEFAULT_MAX_ASPECT_RATIO", "DEFAULT_MAX_PIXELS", "MIN_SIDE", "PROMPTS",
+           "TEXT_FAMILIES", "TINY_TEXT_SEED", "VISION_VIEWS"]
 
 # Images with more pixels are refused (a decompression-bomb guard; see data/images.py).
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -23,3 +23,5 @@ VISION_VIEWS: tuple[str, ...] = ("patches", "merged")
 TEXT_FAMILIES = ("opt", "llama")
 # Their default seed: the "trained" model must differ from diff-erank's untrained init (seed 0).
 TINY_TEXT_SEED = 1234
+# What Qwen3-VL's deepstack layers hold at the image tokens (see VLMAdapter's docstring).
+DEEPSTACK_READINGS: tuple[str, ...] = ("output", "injected")

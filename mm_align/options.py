@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import field
 from typing import Any
@@ -22,6 +23,7 @@ __all__ = [
     "field_doc",
     "flag_help",
     "option",
+    "options_doc",
     "parse_ks",
     "parse_layers",
     "parse_metrics",
@@ -67,6 +69,20 @@ def field_doc(config: type, name: str) -> str:
 def flag_help(config: type, name: str) -> str:
     """The help of the CLI flag that sets the field ``name`` of ``config``."""
     return {f.name: f.metadata["help"] for f in dataclasses.fields(config)}[name]
+
+
+def options_doc(config: type, skip: Sequence[str] = ()) -> str:
+    """A docstring section listing every field of ``config`` (but ``skip``) with its
+    default and :func:`field_doc`, e.g. for ``help(mm_align.score)``."""
+    lines = ["Options (keyword arguments):", ""]
+    for f in dataclasses.fields(config):
+        if f.name in skip:
+            continue
+        default = "required" if f.metadata.get("required") else f"default {f.default!r}"
+        doc = f.metadata["doc"].replace("%%", "%")
+        lines.append(textwrap.fill(f"{f.name} ({default}): {doc}", 96, initial_indent="    ",
+                                   subsequent_indent="        ", break_on_hyphens=False))
+    return "\n".join(lines)
 
 
 def parse_layers(layers: str | Sequence[int] | None) -> LayerSpec:

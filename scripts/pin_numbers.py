@@ -19,6 +19,7 @@ import os
 import sys
 import tempfile
 import warnings
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -39,10 +40,12 @@ DIFF_KEYS = ("ci95", "diff_erank", "erank", "erank_mean", "matrix_entropy", "n_e
              "tokens_mean")
 
 
-def demo_pin(work: Path) -> dict:
-    """`mm-align tiny qwen2_5_vl` seed 0, `score --data data/sample`, defaults."""
-    model = adapter_class("qwen2_5_vl").build_tiny(work / "qwen", seed=0)
-    result = mm_align.score(str(model), SAMPLE, progress=False)
+def demo_pin(work: Path, **options: object) -> dict:
+    """`mm-align tiny qwen2_5_vl` seed 0, `score --data data/sample`, defaults (but ``options``)."""
+    model = work / "qwen"
+    if not model.exists():
+        adapter_class("qwen2_5_vl").build_tiny(model, seed=0)
+    result = mm_align.score(str(model), SAMPLE, progress=False, **options)
     pin = {key: result.summary[key] for key in DEMO_KEYS}
     pin["per_sample_entropy"] = {r["id"]: {s: r[f"entropy_{s}"] for s in STAGES} for r in result.results}
     return pin
@@ -61,7 +64,10 @@ def diff_erank_pin(work: Path) -> dict:
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for name, make in (("demo_summary.json", demo_pin), ("diff_erank_summary.json", diff_erank_pin)):
+        pins = (("demo_summary.json", demo_pin), ("diff_erank_summary.json", diff_erank_pin),
+                # the demo as it was before position 0 stopped being counted (issue 22)
+                ("demo_summary_count_first_position.json", partial(demo_pin, count_first_position=True)))
+        for name, make in pins:
             pin = {"environment": pin_environment(), **make(Path(tmp))}
             (DATA / name).write_text(json.dumps(pin, indent=1, sort_keys=True) + "\n")
             print(f"wrote {DATA / name}")

@@ -148,7 +148,7 @@ class PageParser(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
-        if tag not in ("img", "br", "meta", "link"):
+        if tag not in ("img", "br", "meta", "link", "input"):
             self.stack.append(tag)
         if tag == "img":
             self.imgs.append(attrs.get("src") or "")

@@ -25,9 +25,15 @@ PINNED_DIFF = json.loads((ROOT / "tests" / "data" / "diff_erank_summary.json").r
 # The pinned files are written by scripts/pin_numbers.py (`mm-align tiny qwen2_5_vl` seed 0,
 # `mm-align score --data data/sample`, defaults; a tiny OPT through diff-erank); a refactor must
 # not move a single number: 1e-12 under the libraries they record (helpers.pin_tolerance).
+# demo_summary.json was rewritten when position 0 stopped being counted in the LLM stages (the
+# tiny Qwen's text-only pass begins with the text's first token, which eRank4 counted: eRank4
+# and the alignment moved, nothing else); the previous pin, demo_summary_count_first_position.json,
+# is what count_first_position=True still gives.
+PINNED_COUNT_FIRST = json.loads((ROOT / "tests" / "data" / "demo_summary_count_first_position.json").read_text())
 TOL = pin_tolerance(PINNED)
 TOL_DIFF = pin_tolerance(PINNED_DIFF)
-del PINNED["environment"], PINNED_DIFF["environment"]
+TOL_COUNT_FIRST = pin_tolerance(PINNED_COUNT_FIRST)
+del PINNED["environment"], PINNED_DIFF["environment"], PINNED_COUNT_FIRST["environment"]
 
 
 def assert_close(actual, expected, tol=TOL) -> None:
@@ -41,12 +47,29 @@ def demo(tiny_checkpoints):
         return mm_align.score(str(tiny_checkpoints["qwen2_5_vl"]), SAMPLE, progress=False)
 
 
+def assert_pinned(result, pinned, tol=TOL) -> None:
+    summary = {k: result.summary[k] for k in pinned if k != "per_sample_entropy"}
+    assert_close(summary, {k: v for k, v in pinned.items() if k != "per_sample_entropy"}, tol=tol)
+    per_sample = {r["id"]: {s: r[f"entropy_{s}"] for s in STAGES} for r in result.results}
+    assert_close(per_sample, pinned["per_sample_entropy"], tol=tol)
+
+
 @pytest.mark.slow
 def test_demo_run_numbers_are_pinned(demo) -> None:
-    summary = {k: demo.summary[k] for k in PINNED if k != "per_sample_entropy"}
-    assert_close(summary, {k: v for k, v in PINNED.items() if k != "per_sample_entropy"})
-    per_sample = {r["id"]: {s: r[f"entropy_{s}"] for s in STAGES} for r in demo.results}
-    assert_close(per_sample, PINNED["per_sample_entropy"])
+    assert_pinned(demo, PINNED)
+
+
+@pytest.mark.slow
+def test_counting_position_0_gives_the_previous_pin(tiny_checkpoints, tmp_path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        counted = mm_align.score(str(tiny_checkpoints["qwen2_5_vl"]), SAMPLE, tmp_path / "run",
+                                 count_first_position=True, progress=False)
+    assert_pinned(counted, PINNED_COUNT_FIRST, TOL_COUNT_FIRST)
+    identity = json.loads((tmp_path / "run" / "config.json").read_text())["identity"]
+    assert identity["count_first_position"] is True and identity["deepstack"] == "output"
+    assert counted.summary["provenance"]["count_first_position"] is True
+    assert PINNED["erank"]["text"] != pytest.approx(PINNED_COUNT_FIRST["erank"]["text"], rel=1e-3)
 
 
 @pytest.mark.slow
@@ -55,7 +78,7 @@ def test_in_memory_run_writes_nothing(tmp_path, monkeypatch, load_tiny) -> None:
     result = mm_align.score(load_tiny("qwen2_5_vl"), SAMPLE, limit=3, progress=False)
     assert list(tmp_path.iterdir()) == []
     assert result.out is None and len(result.results) == 3 and result.errors == []
-    assert "ScoreResult(n_samples=3, n_errors=0)" == repr(result)
+    assert repr(result).startswith("ScoreResult(model=") and ", n=3, errors=0, erank_image=" in repr(result)
 
 
 @pytest.mark.slow

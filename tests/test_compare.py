@@ -147,3 +147,23 @@ def test_same_directory_names_get_distinct_labels(tmp_path):
     b = make_run(tmp_path / "y" / "run", n=5, layers=False)
     compare_runs([a, b], tmp_path / "out")
     assert [r["label"] for r in _doc(tmp_path / "out")["runs"]] == ["x/run", "y/run"]
+
+
+def test_compare_page_shows_only_differing_provenance_and_folds_the_rest(tmp_path):
+    a = make_run(tmp_path / "a", n=8, seed=3, layers=False)
+    b = make_run(tmp_path / "b", n=8, seed=3, layers=False)
+    summary = json.loads((b / "summary.json").read_text())
+    summary["provenance"]["dtype"] = "bfloat16"
+    (b / "summary.json").write_text(json.dumps(summary))
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "cmp")]) == 0
+    source = (tmp_path / "cmp" / "compare.html").read_text()
+    equal = _doc(tmp_path / "cmp")["provenance"]["equal"]
+    assert "dtype" not in equal and "versions.torch" in equal
+    section = source[source.index('<section id="provenance">'):]
+    section = section[:section.index("</section>")]
+    folded = section[section.index("<details>"):section.index("</details>")]
+    assert f"<summary>{len(equal)} fields equal in every run</summary>" in folded
+    outside = section.replace(folded, "")
+    assert ">dtype<" in outside and "bfloat16" in outside
+    for name in equal:  # each shared field once, folded; no per-run provenance tables
+        assert f"<code>{name}</code>" in folded and source.count(f"<code>{name}</code>") == 1, name

@@ -21,7 +21,8 @@ from mm_align.adapters.tiny.text import build_tiny_text_model
 from mm_align.cli import build_parser, main
 from mm_align.config import DiffErankConfig, ScoreConfig, parse_model_args
 from mm_align.metrics.bootstrap import dataset_metrics
-from mm_align.pipeline.export import export_rows, render
+from mm_align.pipeline.export import export_rows
+from mm_align.pipeline.export_format import render
 from mm_align.pipeline.loading import hf_kwargs, load_kwargs
 from mm_align.pipeline.selection import select
 from mm_align.rundir import load_run
@@ -245,7 +246,7 @@ def test_export_formats_hold_the_summary_numbers(tmp_path, capsys) -> None:
     row = frame.iloc[0]
     assert row["run"] == "a" and row["n"] == 15 and row["command"] == "score"
     assert row["image_text_alignment"] == pytest.approx(summary["image_text_alignment"], rel=1e-12)
-    assert [row["erank_joint_lo"], row["erank_joint_hi"]] == pytest.approx(summary["ci95"]["erank_joint"])
+    assert [row["erank_joint_ci95_lo_bootstrap"], row["erank_joint_ci95_hi_bootstrap"]] == pytest.approx(summary["ci95"]["erank_joint"])
     d = summary["controls"]["shuffled"]["image_text_alignment"]
     assert row["diff_shuffled_image_text_alignment"] == pytest.approx(d["diff"])
     assert row["diff_shuffled_image_text_alignment_p"] == pytest.approx(d["p_value"])
@@ -254,11 +255,11 @@ def test_export_formats_hold_the_summary_numbers(tmp_path, capsys) -> None:
     assert records[0]["erank_vision"] == pytest.approx(summary["erank"]["vision"], rel=1e-12)
     assert main(["export", str(run), "--format", "markdown"]) == 0
     table = capsys.readouterr().out.splitlines()
-    assert table[0].startswith("| run | model | revision | data | n | eRank1 vision")
+    assert table[0].startswith("| run | model | data | n | eRank1 vision")
     assert "Δ Alignment shuffled" in table[0]
     lo, hi = summary["ci95"]["image_text_alignment"]
     assert f"{summary['image_text_alignment']:.4f} [{lo:.4f}, {hi:.4f}]" in table[2]
-    assert f"(p={d['p_value']:.3f})" in table[2] or "(p<0.001)" in table[2]
+    assert f"(p = {d['p_value']:.3f})" in table[2] or "(p < 0.001)" in table[2]
 
 
 def test_csv_of_rows_is_plain_csv(tmp_path) -> None:
@@ -309,7 +310,7 @@ def test_diff_erank_run_gets_report_export_and_compare(opt, texts, tmp_path, cap
     row = export_rows({"d0": load_run(tmp_path / "d0")})[0]
     assert row["command"] == "diff-erank" and row["n"] == 6
     assert row["diff_erank"] == first.summary["diff_erank"]["paper"]
-    assert [row["diff_erank_lo"], row["diff_erank_hi"]] == first.summary["ci95"]["diff_erank"]
+    assert [row["diff_erank_ci95_lo_bootstrap"], row["diff_erank_ci95_hi_bootstrap"]] == first.summary["ci95"]["diff_erank"]
     assert main(["compare", str(tmp_path / "d0"), str(tmp_path / "d1"), "--out", str(tmp_path / "cmp")]) == 0
     printed = capsys.readouterr().out
     assert "option.seed: d0=0   d1=1" in printed and "Diff-eRank (a)" in printed
@@ -338,7 +339,7 @@ def test_gguf_checkpoint_through_model_args(texts, tmp_path, capsys) -> None:
     assert config["config"]["model_args"] == {"gguf_file": gguf.name}
     assert summary["provenance"]["model"]["model_type"] == "llama" and summary["n_samples"] == 3
     printed = capsys.readouterr().out
-    assert "Diff-eRank (a)" in printed and f"| smol | {gguf.parent} | – | texts.jsonl | 3 |" in printed
+    assert "Diff-eRank (a)" in printed and f"| smol | {gguf.parent} | texts.jsonl | 3 |" in printed
     # the trained model's numbers are those of the GGUF weights loaded by transformers directly
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -370,4 +371,4 @@ def test_score_cli_prints_device_controls_and_the_paper_row(tiny_checkpoints, tm
     assert "control shuffled − real run" in printed and f"{d['diff']:.4f}" in printed
     row = next(line for line in printed.splitlines() if line.startswith("| run |"))
     assert "Δ Alignment shuffled" in row
-    assert f"| run | {tiny_checkpoints['llava']} | – | sample | 3 | " in printed
+    assert f"| run | {tiny_checkpoints['llava']} | sample | 3 | " in printed  # no revision: an empty column is left out

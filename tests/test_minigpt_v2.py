@@ -246,3 +246,29 @@ def test_load_vlm_finds_the_folder(load_tiny, folder) -> None:
     assert type(adapter) is MiniGPTv2Adapter
     assert adapter.model.config.model_type == "minigpt_v2" and adapter.model.name_or_path == str(folder)
     assert adapter.num_hidden_states == 3 and adapter.include_special is False
+
+
+@pytest.mark.filterwarnings("ignore:RANDOM WEIGHTS")
+def test_position_table_stays_float32_from_an_fp16_file_in_an_fp16_load(folder, tmp_path, files, images, texts) -> None:
+    # The official interpolate_pos_embed resizes the file's table after .float() and loads it into
+    # a float32 parameter that convert_weights_to_fp16 leaves alone: never rounded to fp16.
+    half = tmp_path / "fp16"
+    shutil.copytree(folder, half)
+    eva16 = {name: value.half() for name, value in files.eva.items()}
+    torch.save(eva16, half / "eva_vit_g.pth")
+    old = math.isqrt(eva16["pos_embed"].shape[1] - 1)
+    grid = files.config["image_size"] // files.config["patch_size"]
+    table = eva16["pos_embed"].float()
+    pos = F.interpolate(table[:, 1:].reshape(1, old, old, -1).permute(0, 3, 1, 2), size=(grid, grid),
+                        mode="bicubic", align_corners=False)
+    expected = torch.cat([table[:, :1], pos.permute(0, 2, 3, 1).reshape(1, grid * grid, -1)], dim=1)
+    assert not torch.equal(expected, expected.half().float())  # fp16 rounding would show
+
+    adapter = MiniGPTv2Adapter.from_pretrained(half, dtype="float16")
+    tower = adapter.model.visual_encoder
+    assert adapter.dtype == torch.float16 and tower.blocks[0].attn.qkv.weight.dtype == torch.float16
+    assert tower.pos_embed.dtype == tower.cls_token.dtype == torch.float32
+    assert torch.equal(tower.pos_embed.data, expected)
+    assert torch.equal(tower.cls_token.data, eva16["cls_token"].float())
+    rep = adapter.represent(images[0], texts[0])
+    assert rep["vision"].dtype == torch.float16 and bool(rep["vision"].isfinite().all())

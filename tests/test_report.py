@@ -30,7 +30,7 @@ def test_report_is_self_contained_and_names_every_metric(full_run):
     assert out == full_run / "report.html"
     page = parse(out)
     text = " ".join(page.text)
-    assert page.scripts == 0
+    assert page.scripts == 1  # the per-sample table's inline script (external: none)
     assert page.external == []
     assert page.imgs and all(src.startswith("data:image/") for src in page.imgs)
     assert page.svgs == 1  # the per-sample scatter
@@ -247,3 +247,21 @@ def test_layer_intervals_keep_only_well_formed_pairs(tmp_path):
         "image": {0: (1.0, 2.0)},
         "image_text_alignment": {12: (0.7, 0.9)},
     }
+
+
+def _scatter_caption(page) -> str:
+    return next(t for t in page.text if t.startswith("One point per sample"))
+
+
+def test_scatter_caption_names_the_diagonal_only_when_drawn(tmp_path):
+    """The caption must match the figure: the dashed eRank3 = eRank4 line lies outside the
+    axes when every eRank4 exceeds every eRank3, and the caption then says so."""
+    run = make_run(tmp_path / "overlap", n=12, layers=False)
+    assert "dashed: eRank3 = eRank4" in _scatter_caption(parse(write_report(run)))
+    apart = make_run(tmp_path / "apart", n=12, layers=False)
+    lines = [json.loads(line) for line in (apart / "results.jsonl").read_text().splitlines()]
+    for r in lines:
+        r["erank_text"] += 1000.0  # far above every eRank3
+    (apart / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    caption = _scatter_caption(parse(write_report(apart)))
+    assert "dashed" not in caption and "lies outside the plotted ranges" in caption

@@ -150,3 +150,67 @@ def test_sweep_report_loads_offline_with_its_trend_and_member_links(browser, tmp
         assert target.is_file() and target.parent.parent == (out / "members").resolve()
     assert visit.errors == [] and visit.outside == []
     page.close()
+
+
+def _column(page, index: int) -> list[str]:
+    return page.eval_on_selector_all(
+        "[data-interactive] tbody tr:not([hidden])", f"rows => rows.map(r => r.cells[{index}].textContent.trim())")
+
+
+def test_per_sample_table_sorts_searches_and_downloads(browser, reports, tmp_path):
+    import csv
+    import json
+
+    visit = Visit(browser, reports["full"])
+    page = visit.page
+    results = [json.loads(line) for line in (reports["full"].parent / "results.jsonl").read_text().splitlines()]
+    align = {r["id"]: r["image_text_alignment"] for r in results}
+    wrap = page.locator("[data-interactive] .table-wrap")
+    assert wrap.evaluate("e => e.scrollHeight <= e.clientHeight + 1")  # no scroll box of its own
+    header = page.locator("[data-interactive] th", has_text="Alignment")
+    header.click()
+    ids = _column(page, 1)
+    assert ids == sorted(ids, key=align.get) and header.get_attribute("aria-sort") == "ascending"
+    header.click()
+    assert _column(page, 1) == sorted(ids, key=align.get, reverse=True)
+    page.locator("[data-interactive] th", has_text="Id").click()
+    assert _column(page, 1) == sorted(ids)
+    search = page.locator("[data-interactive] input[type=search]")
+    search.fill("s01")
+    assert _column(page, 1) == [i for i in sorted(ids) if "s01" in i] and len(_column(page, 1)) == 10
+    assert page.locator("[data-interactive] .count").inner_text() == f"10 of {len(ids)} rows"
+    with page.expect_download() as info:
+        page.locator("[data-interactive] button", has_text="Download CSV").click()
+    path = tmp_path / "rows.csv"
+    info.value.save_as(path)
+    assert info.value.suggested_filename == "per-sample.csv"
+    rows = list(csv.DictReader(path.open(encoding="utf-8")))
+    assert [r["Id"] for r in rows] == [i for i in sorted(ids) if "s01" in i]
+    assert list(rows[0]) == ["Id", "eRank3 image", "eRank4 text", "Alignment", "Text"]
+    for r in rows:
+        assert float(r["Alignment"]) == pytest.approx(align[r["Id"]], abs=5e-4)
+    search.fill("")
+    assert len(_column(page, 1)) == len(ids)
+    assert visit.errors == [] and visit.outside == []
+    page.close()
+
+
+def test_report_at_phone_width_keeps_figures_readable(browser, reports, tmp_path):
+    """At 390 px the page does not overflow, figures keep 80 % of their drawn size (they pan
+    sideways) and the screenshot is kept for a person to look at."""
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(reports["full"].as_uri(), wait_until="load")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    images = page.locator("figure > img")
+    for k in range(images.count()):
+        img = images.nth(k)
+        shown, natural = img.evaluate("e => [e.getBoundingClientRect().width, e.naturalWidth]")
+        assert shown == pytest.approx(0.8 * natural, abs=1), img.get_attribute("alt")
+    svg = page.locator("figure > svg")
+    assert svg.bounding_box()["width"] > 390  # the scatter keeps its size and pans
+    page.locator("#distributions figure").scroll_into_view_if_needed()
+    page.screenshot(path=str(tmp_path / "phone.png"))
+    shot = os.environ.get("MM_ALIGN_SCREENSHOT")
+    if shot:
+        shutil.copy(tmp_path / "phone.png", shot)
+    page.close()

@@ -31,14 +31,16 @@ from mm_align.adapters.modules import (
     seeded_init,
 )
 from mm_align.adapters.representation import Representation, normalize_layers
-from mm_align.constants import VISION_VIEWS
+from mm_align.constants import DEEPSTACK_READINGS, VISION_VIEWS
 from mm_align.data.video import FrameSampling, Video
 from mm_align.stages import LLM_STAGES
 from mm_align.warn import warn
 
 __all__ = [
+    "DEEPSTACK_READINGS",
     "VISION_VIEWS",
     "AdapterInputError",
+    "DeepstackReading",
     "Encoded",
     "PromptStyle",
     "VLMAdapter",
@@ -47,6 +49,7 @@ __all__ = [
 ]
 
 VisionView = Literal["patches", "merged"]
+DeepstackReading = Literal["output", "injected"]
 
 VisionSplit = Callable[[Sequence[Encoded]], list[tuple[torch.Tensor, torch.Tensor]]]
 """Called after a joint pass: per sample, its (vision, projector) rows, each (tokens x dim)."""
@@ -75,7 +78,16 @@ class VLMAdapter(PromptEncoding, LLMCapture):
     what ``get_image_features`` returns); ``"text"`` / ``"joint"`` = the tokens whose characters
     overlap the user text (joint: plus the image tokens). BOS, vision start/end markers, tile
     and row markers and template markup are left out, unless ``include_special=True``, which
-    makes ``"text"`` and ``"joint"`` cover every token of their input.
+    makes ``"text"`` and ``"joint"`` cover every token of their input. Position 0 of a pass is
+    never counted, whatever token it holds (a BOS, a marker, the first text token of a family
+    without BOS, PaliGemma's first image token): most LLMs make it an attention sink
+    (:func:`~mm_align.adapters.encoding.first_position_rule`); ``count_first_position=True``
+    counts it like any other token (what mm-align did before this rule).
+
+    ``deepstack`` (families that add vision features inside the LLM, Qwen3-VL): what the
+    captured layers 1..k hold at the image tokens, ``"output"`` (default) the decoder block's
+    output as ``output_hidden_states`` gives it, ``"injected"`` that output plus the features
+    added after it, i.e. the input of the next block. Other layers read the same either way.
 
     ``vision_view`` (``"patches"`` or ``"merged"``): the rows of the ``"vision"`` stage, one per
     vision-encoder patch, or as the connector's first learned map sees them after it groups
@@ -114,6 +126,9 @@ class VLMAdapter(PromptEncoding, LLMCapture):
     """A hub checkpoint of this family, for ``mm-align families``."""
     prompt_tail: ClassVar[str] = ""
     """What the processor appends after the prompt (PaliGemma: a newline)."""
+    deepstack_readings: ClassVar[tuple[str, ...]] = ("output",)
+    """The values of ``deepstack`` this family offers (``"injected"``: it adds vision features
+    after some decoder blocks)."""
 
     def __init__(
         self,
@@ -124,7 +139,14 @@ class VLMAdapter(PromptEncoding, LLMCapture):
         include_special: bool = False,
         vision_view: VisionView | None = None,
         max_visual_tokens: int | None = None,
+        count_first_position: bool = False,
+        deepstack: DeepstackReading = "output",
     ) -> None:
+        if deepstack not in DEEPSTACK_READINGS:
+            raise ValueError(f"deepstack must be one of {list(DEEPSTACK_READINGS)}, not {deepstack!r}")
+        if deepstack not in self.deepstack_readings:
+            raise ValueError(f"{self.model_type or type(self).__name__} adds no deepstack features inside its LLM; "
+                             f"deepstack={deepstack!r} applies to families that do (qwen3_vl)")
         if prompt not in ("plain", "chat"):
             raise ValueError(f"prompt must be 'plain' or 'chat', not {prompt!r}")
         if prompt not in self.prompt_styles:
@@ -139,6 +161,8 @@ class VLMAdapter(PromptEncoding, LLMCapture):
         self.processor = processor
         self.prompt = prompt
         self.include_special = include_special
+        self.count_first_position = count_first_position
+        self.deepstack: str = deepstack
         self.vision_view: str = view
         self.max_visual_tokens = max_visual_tokens
         """A sample with more image or video tokens is refused (None: the LLM's context)."""
@@ -174,7 +198,8 @@ class VLMAdapter(PromptEncoding, LLMCapture):
     def options(self) -> dict[str, Any]:
         """The keyword options this adapter was built with (to build another one alike)."""
         return {"prompt": self.prompt, "include_special": self.include_special, "vision_view": self.vision_view,
-                "max_visual_tokens": self.max_visual_tokens}
+                "max_visual_tokens": self.max_visual_tokens,
+                "count_first_position": self.count_first_position, "deepstack": self.deepstack}
 
     @classmethod
     def takes_video(cls) -> bool:
@@ -238,6 +263,8 @@ class VLMAdapter(PromptEncoding, LLMCapture):
         include_special: bool = False,
         vision_view: VisionView | None = None,
         max_visual_tokens: int | None = None,
+        count_first_position: bool = False,
+        deepstack: DeepstackReading = "output",
         **hf_kwargs: Any,
     ) -> VLMAdapter:
         """Load model and processor with the family's real classes (``from_pretrained``).
@@ -252,7 +279,8 @@ class VLMAdapter(PromptEncoding, LLMCapture):
             model = model.to(device)
         processor = AutoProcessor.from_pretrained(path_or_id, **shared)
         return cls(model, processor, prompt=prompt, include_special=include_special, vision_view=vision_view,
-                   max_visual_tokens=max_visual_tokens)
+                   max_visual_tokens=max_visual_tokens, count_first_position=count_first_position,
+                   deepstack=deepstack)
 
     @classmethod
     def build_tiny(cls, directory: str | Path, seed: int = 0) -> Path:
@@ -325,12 +353,16 @@ class VLMAdapter(PromptEncoding, LLMCapture):
 
         reps = []
         for b, (j, t, (vision_rows, projector_rows)) in enumerate(zip(joint, text_only, vision)):
-            masks = {name: mask.to(self.device) for name, mask in self._token_masks(j, t).items()}
-            if int(masks["image"].sum()) != projector_rows.shape[0]:
+            if int(j.image.sum()) != projector_rows.shape[0]:
                 raise RuntimeError(
-                    f"sample {batch[b][0]}: {int(masks['image'].sum())} {modality} tokens but "
+                    f"sample {batch[b][0]}: {int(j.image.sum())} {modality} tokens but "
                     f"{projector_rows.shape[0]} projector rows; the adapter does not match this model"
                 )
+            masks = {name: mask.to(self.device) for name, mask in self._token_masks(j, t).items()}
+            empty = [stage for stage in LLM_STAGES if not bool(masks[stage].any())]
+            if empty:
+                raise AdapterInputError(f"sample {batch[b][0]}: no {empty[0]} token after position 0 (the text is one token "
+                                        "at the start of its pass; count_first_position=True counts it)")
             passes = {"image": (image_got, j.length), "joint": (joint_got, j.length), "text": (text_got, t.length)}
             llm = {stage: token_states(passes[stage][0], b, passes[stage][1], masks[stage], wanted)
                    for stage in LLM_STAGES}

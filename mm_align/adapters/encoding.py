@@ -63,6 +63,7 @@ class PromptEncoding:
     processor: Any
     prompt: str
     include_special: bool
+    count_first_position: bool
     image_token: str
     """The processor's image placeholder, expanded by it into the image tokens."""
     image_token_id: int
@@ -168,8 +169,16 @@ class PromptEncoding:
     def _process(self, prompt: str, image: Any | None) -> dict[str, torch.Tensor]:
         """The processor's output for one prompt (``image=None``: text only), with offsets;
         ``image`` may be a list of images or a :class:`~mm_align.data.video.Video`, whose
-        frames the processor takes as they are (no sampling of its own)."""
+        frames the processor takes as they are (no sampling of its own).
+
+        A prompt that already starts with the BOS (a chat template that renders it, as Gemma 3's
+        and Idefics3's do) gets no special tokens added: the ids then equal those of
+        ``processor.apply_chat_template(messages, tokenize=True)``, which follows the same rule,
+        and the sequence has one BOS, not two."""
         kwargs: dict[str, Any] = {"text": [prompt], "return_tensors": "pt", "return_offsets_mapping": True}
+        bos = getattr(self.processor.tokenizer, "bos_token", None)
+        if bos and prompt.startswith(bos):
+            kwargs["add_special_tokens"] = False
         if isinstance(image, Video):
             kwargs.update(videos=[image.frames], video_metadata=[image.metadata()], do_sample_frames=False,
                           **self.video_kwargs)
@@ -216,12 +225,25 @@ class PromptEncoding:
     def _token_masks(self, joint: Encoded, text: Encoded) -> dict[str, torch.Tensor]:
         """The ``image``, ``joint`` and ``text`` token masks of one sample (on CPU): the joint
         input's image tokens, its image and text tokens, the text-only input's text tokens; every
-        token of their input for ``joint`` and ``text`` when ``include_special``."""
+        token of their input for ``joint`` and ``text`` when ``include_special``. Position 0 of
+        either pass is in none of them unless ``count_first_position`` (see :func:`first_position_rule`)."""
         if self.include_special:
             joint_mask, text_mask = torch.ones_like(joint.text), torch.ones_like(text.text)
         else:
             joint_mask, text_mask = joint.image | joint.text, text.text
-        return {"image": joint.image, "joint": joint_mask, "text": text_mask}
+        masks = {"image": joint.image, "joint": joint_mask, "text": text_mask}
+        return masks if self.count_first_position else {name: first_position_rule(mask) for name, mask in masks.items()}
+
+
+def first_position_rule(mask: torch.Tensor) -> torch.Tensor:
+    """``mask`` (a 1-D bool mask over one unpadded input) without position 0, whatever token is
+    there. Most LLMs make position 0 an attention sink with massive activations (Xiao et al.
+    2023, Sun et al. 2024): its state hardly depends on the token and dominates a spectrum, so
+    counting it in one family (no BOS: Qwen's text pass, PaliGemma's first image token) and not
+    in another (BOS, a special token left out) would make eRanks unlike across families."""
+    out = mask.clone()
+    out[0] = False
+    return out
 
 
 def modality_of(visual: Any) -> str:

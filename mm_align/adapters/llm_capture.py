@@ -27,6 +27,7 @@ class LLMCapture:
     _decoder_layers: Any
     _final_norm: nn.Module
     _pad_id: int
+    deepstack: str
 
     @property
     def device(self) -> torch.device:
@@ -59,6 +60,10 @@ class LLMCapture:
             return input_of(self._decoder_layers[0])
         if layer == len(self._decoder_layers):
             return output_of(self._final_norm)
+        if self.deepstack == "injected":
+            # What the next block receives: block layer-1's output plus whatever the model adds
+            # between the two (Qwen3-VL's deepstack features at the image tokens).
+            return input_of(self._decoder_layers[layer])
         return output_of(self._decoder_layers[layer - 1])
 
     def _forward(self, batch: Mapping[str, torch.Tensor], layers: Sequence[int]) -> Captured:

@@ -2,9 +2,16 @@
 patches -> patch merger (MLP over 2 x 2 patches) -> Qwen3 LLM with interleaved M-RoPE.
 
 Stages and views as for every Qwen-style family (:mod:`~mm_align.adapters.qwen_style`): the
-main merger's input and what ``get_image_features`` returns. The "DeepStack" mergers that add
-features of intermediate ViT blocks to the first LLM layers' outputs are not a stage of their
-own: their effect is in the LLM states (``image``, ``joint``), which is what the paper measures.
+main merger's input and what ``get_image_features`` returns.
+
+DeepStack: the vision tower also returns features of intermediate ViT blocks
+(``deepstack_visual_indexes``, one merger each); the LLM adds them to the image tokens' states
+after its decoder blocks 0..k-1 (``_deepstack_process``). They are not a stage of their own:
+their effect is in the LLM stages. What the captured layers 1..k hold at the image tokens is
+the ``deepstack`` option: ``"output"`` (default) the block's output before the addition,
+exactly what transformers' ``output_hidden_states`` gives; ``"injected"`` the state after it,
+which is what the next block receives. Layer 0, the layers after k, the last layer and the
+text tokens read the same either way (see docs/CHOICES.md).
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ class Qwen3VLAdapter(QwenVideoAdapter):
     clips and several images: :class:`~mm_align.adapters.qwen_style.QwenVideoAdapter`)."""
 
     model_class = Qwen3VLForConditionalGeneration
+    deepstack_readings = ("output", "injected")
     example_id = "Qwen/Qwen3-VL-4B-Instruct"
 
     @classmethod

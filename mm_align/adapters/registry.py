@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 import torch
 from transformers import AutoConfig, PreTrainedConfig
 
-from mm_align.adapters.base import VisionView, VLMAdapter
+from mm_align.adapters.base import DeepstackReading, VisionView, VLMAdapter
 from mm_align.adapters.encoding import PromptStyle
 from mm_align.adapters.modules import HUB_KWARGS
 
@@ -135,6 +135,8 @@ def load_vlm(
     include_special: bool = False,
     vision_view: VisionView | None = None,
     max_visual_tokens: int | None = None,
+    count_first_position: bool = False,
+    deepstack: DeepstackReading = "output",
     **hf_kwargs: Any,
 ) -> VLMAdapter:
     """Load a vision-language model and wrap it in its family's adapter.
@@ -147,7 +149,9 @@ def load_vlm(
     ``vision_view`` (``"patches"`` or ``"merged"``, default: the family's first, ``"patches"``)
     picks the rows of the ``"vision"`` stage (:mod:`~mm_align.adapters.generic`);
     ``max_visual_tokens``: a sample with more image or video tokens is refused (default: the
-    LLM's context)."""
+    LLM's context); ``count_first_position`` counts position 0 in the LLM stages and
+    ``deepstack`` picks what Qwen3-VL's layers 1..k hold (both
+    :class:`~mm_align.adapters.base.VLMAdapter`)."""
     name = str(path_or_id)
     # A hub id is "owner/name"; anything else that does not exist is a mistyped local path,
     # which deserves a plainer error than the hub client's repo-id validation.
@@ -166,6 +170,8 @@ def load_vlm(
         include_special=include_special,
         vision_view=vision_view,
         max_visual_tokens=max_visual_tokens,
+        count_first_position=count_first_position,
+        deepstack=deepstack,
         config=config,
         **hf_kwargs,
     )

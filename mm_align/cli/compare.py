@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from mm_align.api import write_comparison
     from mm_align.pipeline.comparison import compare, format_comparison
-    from mm_align.pipeline.export import export_rows, to_markdown
+    from mm_align.pipeline.export import export_rows
+    from mm_align.pipeline.export_format import to_markdown
 
     labels = [s.strip() for s in args.labels.split(",")] if args.labels else None
     doc, runs = compare(args.run_dirs, allow_different_data=args.allow_different_data, labels=labels)

@@ -272,7 +272,8 @@ def load_adapter(config: ScoreConfig, workers: Workers | None = None) -> Any:
     device = workers.device(options["device"]) if workers else options["device"]
     return load_vlm(str(config.model), **{**options, "device": device},
                     prompt=config.prompt, include_special=config.include_special,
-                    vision_view=config.vision_view, max_visual_tokens=config.max_visual_tokens)
+                    vision_view=config.vision_view, max_visual_tokens=config.max_visual_tokens,
+                    count_first_position=config.count_first_position, deepstack=config.deepstack)
 
 
 def _load(config: ScoreConfig, model: Any, workers: Workers,
@@ -451,6 +452,7 @@ def _provenance(config: ScoreConfig, adapter: Any, chosen: Any, source: SampleSo
                  "description": source.describe(), "fingerprint": source.fingerprint()},
         "dtype": str(adapter.dtype).removeprefix("torch."), "prompt": adapter.prompt,
         "include_special": adapter.include_special, "vision_view": adapter.vision_view,
+        "count_first_position": adapter.count_first_position, "deepstack": adapter.deepstack,
         "layers": resolve_layers(config.layers, adapter.num_hidden_states),
         "seed": config.seed, "device": str(adapter.device), "n_requested": n_total,
         "max_text_tokens": config.max_text_tokens or context_length(adapter),

@@ -3,7 +3,6 @@ side by side, as a table and as figures."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,7 +10,7 @@ from mm_align.report import plots
 from mm_align.report.fmt import interval, label_of, num, p_value
 from mm_align.report.html import Markup, figure, join, table, tag
 from mm_align.rundir import Run
-from mm_align.stages import LLM_STAGES, METRICS, STAGES
+from mm_align.stages import METRICS, STAGES
 
 __all__ = [
     "RATIOS",
@@ -91,28 +90,8 @@ def metric_figures(runs: Mapping[str, Run]) -> Markup:
 
 
 def layer_intervals(run: Run) -> dict[str, dict[int, tuple[float, float]]]:
-    """``summary["layers_ci95"]``: stage (or ``image_text_alignment``) -> {layer: (low,
-    high)}, the 95 % intervals of the per-layer dataset values; empty when not recorded.
-
-    Malformed entries (not a finite pair with low <= high) are left out: the report draws
-    what it can rather than refuse a run.
-    """
-    raw = run.summary.get("layers_ci95")
-    out: dict[str, dict[int, tuple[float, float]]] = {}
-    for key in (*LLM_STAGES, "image_text_alignment"):
-        per_layer = raw.get(key) if isinstance(raw, Mapping) else None
-        if not isinstance(per_layer, Mapping):
-            continue
-        pairs = {}
-        for layer, pair in per_layer.items():
-            if not (isinstance(pair, Sequence) and len(pair) == 2 and str(layer).isdigit()):
-                continue
-            lo, hi = pair
-            if all(isinstance(v, (int, float)) and math.isfinite(v) for v in pair) and lo <= hi:
-                pairs[int(layer)] = (float(lo), float(hi))
-        if pairs:
-            out[key] = dict(sorted(pairs.items()))
-    return out
+    """The 95 % intervals of the per-layer dataset values (:meth:`Run.layer_ci`)."""
+    return run.layer_ci()
 
 
 def layer_figure(runs: Mapping[str, Run]) -> Markup:

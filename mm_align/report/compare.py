@@ -12,7 +12,7 @@ from mm_align.report.blocks import (
     metric_figures,
     metric_table,
 )
-from mm_align.report.html import Markup, join, kv_table, note, page, section, table, tag
+from mm_align.report.html import Markup, join, note, page, section, table, tag
 from mm_align.report.provenance import provenance_diff_block
 from mm_align.rundir import Run
 
@@ -29,6 +29,13 @@ def differences_table(baseline: str, diffs: Sequence[dict[str, Any]]) -> Markup:
         caption="Baseline → run values on the samples compared (see the notes above), their "
         "difference, 95% bootstrap interval and two-sided p-value",
     )
+
+
+def _runs_table(doc: dict[str, Any]) -> Markup:
+    """Where each run is and what it scored; the provenance is in the diff above."""
+    rows = [[r["label"], tag("code", r["run_dir"]), r.get("model") or "–", str(r["n_samples"]),
+             str(r["n_errors"])] for r in doc["runs"]]
+    return table(["Run", "Directory", "Model", "Samples", "Errors"], rows, numeric=(3, 4))
 
 
 def render_compare(doc: dict[str, Any], runs: dict[str, Run]) -> str:
@@ -74,25 +81,7 @@ def render_compare(doc: dict[str, Any], runs: dict[str, Run]) -> str:
         sections.append(
             ("layers", "Layers", section("Per-layer curves", figure_layers, anchor="layers"))
         )
-    sections.append(
-        (
-            "runs",
-            "Runs",
-            section(
-                "Runs",
-                join(
-                    join(
-                        [
-                            tag("h3", label),
-                            kv_table(run.provenance or {"provenance": "not recorded"}),
-                        ]
-                    )
-                    for label, run in runs.items()
-                ),
-                anchor="runs",
-            ),
-        )
-    )
+    sections.append(("runs", "Runs", section("Runs", _runs_table(doc), anchor="runs")))
     return page(
         "mm-align comparison",
         f"baseline {baseline} · " + " · ".join(label for label in runs if label != baseline),

@@ -1,4 +1,5 @@
-"""Self-contained HTML pages: inline CSS and SVG, no scripts, no external fetches.
+"""Self-contained HTML pages: inline CSS, SVG and (for interactive tables) script, no
+external fetches.
 
 Text is escaped by default: a plain ``str`` passed to any helper is treated as text, and only
 :class:`Markup` (what these helpers return) is inserted as HTML. Sample texts and error
@@ -7,6 +8,7 @@ reasons come from user data, so "escape unless proven safe" is the only safe def
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import re
@@ -68,13 +70,11 @@ def table(
     numeric: Sequence[int] = (),
     caption: Any = None,
     row_ids: Sequence[str] | None = None,
-    scroll: bool = False,
 ) -> Markup:
     """A table; columns whose index is in ``numeric`` are right-aligned in tabular figures.
 
     Args:
         row_ids: an ``id`` per row, so links (``#id``) can land on a row.
-        scroll: a long table scrolls in a box of its own instead of lengthening the page.
     """
     head = tag(
         "tr",
@@ -92,7 +92,7 @@ def table(
     return tag(
         "div",
         tag("table", join([cap, tag("thead", head), tag("tbody", body)])),
-        class_="table-wrap scroll" if scroll else "table-wrap",
+        class_="table-wrap",
     )
 
 
@@ -123,7 +123,18 @@ def figure(data_uri: str, alt: str, caption: Any = None) -> Markup:
     if not data_uri.startswith("data:"):
         raise ValueError("figures must be embedded as data: URIs to keep the page self-contained")
     cap = tag("figcaption", caption) if caption is not None else ""
-    return tag("figure", join([Markup(f'<img src="{esc(data_uri)}" alt="{esc(alt)}">'), cap]))
+    width = _png_width(data_uri)
+    size = f' style="--w:{round(width * 0.8)}px"' if width else ""
+    return tag("figure", join([Markup(f'<img src="{esc(data_uri)}" alt="{esc(alt)}"{size}>'), cap]))
+
+
+def _png_width(data_uri: str) -> int | None:
+    """The pixel width of a base64 PNG ``data:`` URI (its IHDR chunk), else None."""
+    prefix = "data:image/png;base64,"
+    if not data_uri.startswith(prefix):
+        return None
+    head = base64.b64decode(data_uri[len(prefix):len(prefix) + 32])
+    return int.from_bytes(head[16:20], "big") if head[:8] == b"\x89PNG\r\n\x1a\n" else None
 
 
 def svg_figure(svg: str, label: str, caption: Any = None) -> Markup:
@@ -179,7 +190,15 @@ figure { margin:12px 0; }
 figure img, figure svg { max-width:100%; height:auto; }
 figure svg a:hover use, figure svg a:focus use { stroke:#000 !important;
                                                  stroke-width:2px !important; }
-.table-wrap.scroll { max-height:460px; overflow-y:auto; border:1px solid var(--line); }
+.table-tools { display:flex; flex-wrap:wrap; gap:8px 12px; align-items:center; margin:8px 0; }
+.table-tools input { flex:1 1 220px; font:inherit; padding:4px 8px; border:1px solid var(--line);
+                     border-radius:4px; }
+.table-tools .count { color:var(--muted); font-size:13px; }
+.table-tools button { font:inherit; font-size:13px; padding:4px 10px; border:1px solid var(--line);
+                      border-radius:4px; background:#f0f2f6; cursor:pointer; }
+[data-interactive] th { cursor:pointer; }
+[data-interactive] th[aria-sort=ascending]::after { content:" ▲"; }
+[data-interactive] th[aria-sort=descending]::after { content:" ▼"; }
 tr[id] { scroll-margin-top:56px; }  /* lands below the sticky nav bar */
 tr:target { background:#fff3bf; outline:2px solid #e0a030; }
 figcaption { color:var(--muted); font-size:13px; }
@@ -189,6 +208,18 @@ figcaption { color:var(--muted); font-size:13px; }
 .thumb.small { width:64px; height:64px; }
 .sample-text { max-width:560px; font-size:13px; }
 footer { color:var(--muted); font-size:12px; text-align:center; padding:16px; }
+/* Narrow screens (phones): less padding, and figures keep a readable size (about 80 % of
+   their drawn size, --w) and pan sideways instead of shrinking their text to a few pixels. */
+@media (max-width: 700px) {
+  header, nav { padding-left:12px; padding-right:12px; }
+  nav { white-space:nowrap; overflow-x:auto; }  /* one line of links that pans */
+  main { padding:8px 8px 32px; }
+  section { padding:4px 12px 12px; }
+  figure { overflow-x:auto; }
+  figure img[style] { max-width:none; width:var(--w); }
+  figure svg { max-width:none; }
+  figcaption { position:sticky; left:0; max-width:calc(100vw - 50px); }
+}
 """
 
 _PAGE = Template(
@@ -207,6 +238,7 @@ _PAGE = Template(
 $body
 </main>
 <footer>$footer</footer>
+$script
 </body>
 </html>
 """
@@ -218,11 +250,13 @@ def page(
     subtitle: Any,
     sections: Sequence[tuple[str, str, Markup]],
     footer: Any = "",
+    script: str = "",
 ) -> str:
     """A complete HTML document.
 
     Args:
         sections: ``(anchor, nav label, section markup)``; the nav bar links the anchors.
+        script: inline JavaScript run once the page is loaded (none by default).
     """
     nav = join(tag("a", label, href=f"#{anchor}") for anchor, label, _ in sections)
     return _PAGE.substitute(
@@ -232,6 +266,7 @@ def page(
         nav=nav,
         body=join(s for _, _, s in sections),
         footer=esc(footer),
+        script=f"<script>{script}</script>" if script else "",
     )
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "SPECTRUM_RANGE",
     "STAGE_COLOURS",
     "STAGE_STYLES",
+    "diagonal_shown",
     "grouped_bars",
     "histograms",
     "layer_curves",
@@ -433,6 +434,14 @@ def sample_scatter(
     if known.any():
         fig.colorbar(ScalarMappable(norm, cmap), ax=ax, label=labels[2])
     return fig
+
+
+def diagonal_shown(fig: Figure) -> bool:
+    """Whether the x = y line of :func:`sample_scatter`'s figure crosses its plotted area
+    (it does not when the x and y ranges do not overlap), so a caption names it only then."""
+    ax = fig.axes[0]
+    (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+    return max(x0, y0) < min(x1, y1)
 
 
 def trend_figure(

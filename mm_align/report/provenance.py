@@ -17,7 +17,8 @@ def _shown(value: Any) -> str:
 
 
 def provenance_diff_block(diff: Mapping[str, Any], labels: Sequence[str]) -> Markup:
-    """A table of the fields that differ (one column per run), then those all runs share."""
+    """A table of the fields that differ (one column per run); those all runs share are
+    folded in a ``<details>`` (open it to read them)."""
     parts = []
     if diff["differs"]:
         rows = [[tag("code", name), *(_shown(values.get(label)) for label in labels)]
@@ -26,5 +27,6 @@ def provenance_diff_block(diff: Mapping[str, Any], labels: Sequence[str]) -> Mar
     else:
         parts.append(note("The runs' provenance and options are identical."))
     if diff["equal"]:
-        parts += [tag("h3", "Equal in every run"), kv_table(diff["equal"])]
+        summary = tag("summary", f"{len(diff['equal'])} fields equal in every run")
+        parts.append(tag("details", join([summary, kv_table(diff["equal"])])))
     return join(parts)

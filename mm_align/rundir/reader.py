@@ -198,6 +198,30 @@ class Run:
         table = _layer_table({"a": raw.get("image_text_alignment")} if isinstance(raw, Mapping) else {})
         return table.get("a", {})
 
+    def layer_ci(self) -> dict[str, dict[int, tuple[float, float]]]:
+        """``summary["layers_ci95"]``: stage (or ``image_text_alignment``) -> {layer: (low,
+        high)}, the 95 % intervals of the per-layer dataset values; empty when not recorded.
+
+        Malformed entries (not a finite pair with low <= high) are left out: a reader shows
+        what it can rather than refuse a run.
+        """
+        raw = self.summary.get("layers_ci95")
+        out: dict[str, dict[int, tuple[float, float]]] = {}
+        for key in (*LLM_STAGES, "image_text_alignment"):
+            per_layer = raw.get(key) if isinstance(raw, Mapping) else None
+            if not isinstance(per_layer, Mapping):
+                continue
+            pairs = {}
+            for layer, pair in per_layer.items():
+                if not (isinstance(pair, Sequence) and len(pair) == 2 and str(layer).isdigit()):
+                    continue
+                lo, hi = _finite(pair[0]), _finite(pair[1])
+                if lo is not None and hi is not None and lo <= hi:
+                    pairs[int(layer)] = (lo, hi)
+            if pairs:
+                out[key] = dict(sorted(pairs.items()))
+        return out
+
     def sample_values(self, key: str) -> list[float]:
         """Finite values of a per-sample field of the results, e.g. ``image_text_alignment``."""
         return [v for r in self.results if (v := _finite(r.get(key))) is not None]

@@ -13,6 +13,7 @@ dependency for these ~100 lines, so the tower is written out here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -105,7 +106,14 @@ class PatchEmbed(nn.Module):
 
 
 class EvaViT(nn.Module):
-    """The tower: pixels ``(B, 3, S, S)`` -> ``(B, 1 + grid**2, width)``, CLS first."""
+    """The tower: pixels ``(B, 3, S, S)`` -> ``(B, 1 + grid**2, width)``, CLS first.
+
+    ``cls_token`` and ``pos_embed`` stay float32 whatever dtype the tower is cast to, as in the
+    official code (its ``convert_weights_to_fp16`` converts only convolutions and linear
+    layers; the position table it resized in float32 is never rounded to fp16). The patch rows,
+    CLS and position table are summed in float32, then the sum takes the patch rows' dtype."""
+
+    float32_params = ("cls_token", "pos_embed")
 
     def __init__(self, config: EvaViTConfig) -> None:
         super().__init__()
@@ -115,12 +123,22 @@ class EvaViT(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, 1 + config.grid**2, config.width))
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
 
+    def _apply(self, fn: Any, recurse: bool = True) -> EvaViT:
+        # .to(dtype) / .half() reach parameters through _apply: keep these in float32 (moved only).
+        kept = {name: getattr(self, name).data.float() for name in self.float32_params}
+        super()._apply(fn, recurse)
+        for name, value in kept.items():
+            param = getattr(self, name)
+            param.data = value.to(param.device)
+        return self
+
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         size = self.config.image_size
         if tuple(pixels.shape[-2:]) != (size, size):
             raise ValueError(f"EVA ViT expects {size}x{size} pixels, got {tuple(pixels.shape[-2:])}")
         x = self.patch_embed(pixels)
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+        cls = self.cls_token.float().expand(x.shape[0], -1, -1)
+        x = (torch.cat([cls, x.float()], dim=1) + self.pos_embed.float()).to(x.dtype)
         for block in self.blocks:
             x = block(x)
         return x
@@ -128,15 +146,16 @@ class EvaViT(nn.Module):
 
 def interpolate_pos_embed(pos_embed: torch.Tensor, grid: int) -> torch.Tensor:
     """Position embeddings ``(1, 1 + g**2, width)`` of another square grid resized to ``grid``
-    per side as the official loader does (bicubic, ``align_corners=False``, in float32; the CLS
-    row is kept as it is). Returns ``(1, 1 + grid**2, width)`` in ``pos_embed``'s dtype."""
+    per side as the official loader does (bicubic, ``align_corners=False``; the CLS row is kept
+    as it is). Returns ``(1, 1 + grid**2, width)`` in float32 whatever the file's dtype, as the
+    official ``interpolate_pos_embed`` does (``.float()`` first, never cast back)."""
     old = round((pos_embed.shape[1] - 1) ** 0.5)
     if old * old != pos_embed.shape[1] - 1:
         raise ValueError(f"pos_embed of {pos_embed.shape[1] - 1} patches is not a square grid")
     if old == grid:
-        return pos_embed
+        return pos_embed.float()
     width = pos_embed.shape[-1]
     patches = pos_embed[:, 1:].float().reshape(1, old, old, width).permute(0, 3, 1, 2)
     patches = F.interpolate(patches, size=(grid, grid), mode="bicubic", align_corners=False)
     patches = patches.permute(0, 2, 3, 1).reshape(1, grid * grid, width)
-    return torch.cat([pos_embed[:, :1].float(), patches], dim=1).to(pos_embed.dtype)
+    return torch.cat([pos_embed[:, :1].float(), patches], dim=1)

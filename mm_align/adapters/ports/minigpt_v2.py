@@ -311,20 +311,30 @@ class MiniGPTv2Processor:
             num_image_tokens=config.num_image_tokens(),
         )
 
-    def apply_chat_template(self, messages: Sequence[Mapping[str, Any]], tokenize: bool = False, **_: Any) -> str:
+    def apply_chat_template(self, messages: Sequence[Mapping[str, Any]], tokenize: bool = False,
+                            return_dict: bool = False, **_: Any) -> Any:
         """MiniGPT-v2's prompt (``prompt_template`` and ``prepare_texts``): per user turn
-        ``[INST] <Img><ImageHere></Img> {text} [/INST]`` (no image: ``[INST] {text} [/INST]``)."""
-        if tokenize:
-            raise ValueError("tokenize=True is not supported; call the processor on the prompt")
+        ``[INST] <Img><ImageHere></Img> {text} [/INST]`` (no image: ``[INST] {text} [/INST]``).
+        ``tokenize=True``: the processor's output for that prompt and the loaded images of the
+        messages' ``{"type": "image", "image": ...}`` parts (``return_dict``: all of it, else
+        the ``input_ids``), as transformers' processors do."""
         turns = []
+        images = []
         for message in messages:
             if message["role"] != "user":
                 raise ValueError(f"only user turns are supported, not {message['role']!r}")
             content = message["content"]
-            images = sum(part["type"] == "image" for part in content)
+            images += [part.get("image") for part in content if part["type"] == "image"]
             text = " ".join(part["text"] for part in content if part["type"] == "text")
-            turns.append(f"[INST] {'<Img><ImageHere></Img> ' * images}{text} [/INST]")
-        return "".join(turns)
+            turns.append(f"[INST] {'<Img><ImageHere></Img> ' * sum(part['type'] == 'image' for part in content)}"
+                         f"{text} [/INST]")
+        prompt = "".join(turns)
+        if not tokenize:
+            return prompt
+        if any(image is None for image in images):
+            raise ValueError("tokenize=True needs each image part to carry its loaded image ('image': ...)")
+        encoded = self(text=prompt, images=images)
+        return encoded if return_dict else encoded["input_ids"]
 
     def _tokenize(self, prompt: str) -> tuple[list[int], list[tuple[int, int]]]:
         """Token ids and character offsets of one prompt (see the class doc)."""
