@@ -35,7 +35,12 @@ class RunLockedError(RunDirError):
 
 
 def read_jsonl(path: Path, problems: list[str] | None = None) -> list[dict[str, Any]]:
-    """The JSON objects of a JSON-lines file; a missing file has none.
+    """The JSON objects of a JSON-lines file (see :func:`numbered_jsonl`)."""
+    return [record for _, record in numbered_jsonl(path, problems)]
+
+
+def numbered_jsonl(path: Path, problems: list[str] | None = None) -> list[tuple[int, dict[str, Any]]]:
+    """``(1-based line, object)`` of each record of a JSON-lines file; a missing file has none.
 
     A last line without its newline (a write cut short, or one still in progress) is not a
     record yet. A complete line that is not a JSON object is corrupt: with ``problems`` it
@@ -56,7 +61,7 @@ def read_jsonl(path: Path, problems: list[str] | None = None) -> list[dict[str, 
         else:
             why = "not a JSON object"
         if isinstance(record, dict):
-            records.append(record)
+            records.append((number, record))
         elif problems is None:
             raise RunDirError(f"{path} line {number}: {why}")
         else:
