@@ -78,7 +78,7 @@ def test_report_compare_and_export_count_what_they_list(tmp_path) -> None:
     clean = make_run(tmp_path / "clean", n=N, seed=3, layers=False)
     doc, runs = compare([clean, run_dir], labels=["clean", "edited"])
     assert doc["runs"][1]["n_samples"] == N - 2 and len(doc["runs"][1]["problems"]) == 5
-    assert doc["differences"][0]["n_shared"] == N - 2
+    assert doc["differences"][0]["n_shared"] == N - 2 and set(runs["edited"].ids()) == keep
     assert "problems in the runs' files:\n  edited: results.jsonl line 4: " in format_comparison(doc)
     assert [row["n"] for row in export_rows(runs)] == [N, N - 2]
     shutil.rmtree(clean)

@@ -302,8 +302,9 @@ def load_run(run_dir: str | Path, with_controls: bool = True) -> Run:
 
 def _n_selected(summary: Mapping[str, Any]) -> int | None:
     """How many samples the run selected (scored + failed), when its summary says."""
-    counts = [summary.get("n_samples"), summary.get("n_errors")]
-    return sum(counts) if all(isinstance(n, int) and not isinstance(n, bool) for n in counts) else None
+    counts = [n for n in (summary.get("n_samples"), summary.get("n_errors"))
+              if isinstance(n, int) and not isinstance(n, bool)]
+    return sum(counts) if len(counts) == 2 else None
 
 
 def _count_problems(summary: Mapping[str, Any], kept: Mapping[str, int], counted: frozenset[str]) -> list[str]:

@@ -11,7 +11,7 @@ shows always agree with the rows of its table.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 __all__ = ["NUMBER_FIELDS", "check_records"]
@@ -48,7 +48,7 @@ def _record_problem(record: dict[str, Any], n_selected: int | None, result: bool
 
 
 def check_records(
-    numbered: dict[str, Sequence[tuple[int, dict[str, Any]]]], n_selected: int | None, problems: list[str]
+    numbered: Mapping[str, Sequence[tuple[int, dict[str, Any]]]], n_selected: int | None, problems: list[str]
 ) -> dict[str, list[dict[str, Any]]]:
     """The valid records of each file (``{file name: [(line, record), ...]}``, results first),
     in order; each record left out is described in ``problems`` with its file and line.
