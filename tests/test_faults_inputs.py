@@ -37,12 +37,18 @@ def _ids(records: list[dict]) -> set[str]:
 def test_unencodable_text_or_id_is_that_samples_defect_and_the_fingerprint_never_raises(tmp_path) -> None:
     source = open_dataset(_manifest(tmp_path / "m.jsonl"))
     assert len(source.fingerprint()) == 64
-    assert [s.id for s in source] == ["a", "b", "c\\udfff", "d"]  # the bad id kept, escaped
+    samples = list(source)
+    assert [s.id for s in samples] == ["a", "b", "c\\udfff", "d"]  # the bad id kept, escaped
     with pytest.raises(BadSampleError, match=r"^line 2: the text holds a lone surrogate U\+D800 at character 6"):
-        source[1].check_text()
+        samples[1].check_text()
     with pytest.raises(BadSampleError, match=r"^line 3: the id holds a lone surrogate U\+DFFF at character 2"):
-        source[2].load()
-    assert source[0].check_text() == "A cup of coffee." and source[3].check_text() == "A clock."
+        samples[2].load()
+    assert samples[0].check_text() == "A cup of coffee." and samples[3].check_text() == "A clock."
+    # Without ids, the content ids of a bad text are computed too (hashing never raises).
+    no_ids = tmp_path / "no_ids.jsonl"
+    no_ids.write_text("".join(json.dumps({k: v for k, v in json.loads(line).items() if k != "id"}) + "\n"
+                              for line in (tmp_path / "m.jsonl").read_text().splitlines()))
+    assert [s.problem is not None for s in open_dataset(no_ids)] == [False, True, False, False]
     # Another surrogate gives another fingerprint: the text still enters the hash.
     other = tmp_path / "other.jsonl"
     other.write_text((tmp_path / "m.jsonl").read_text().replace("\\ud800", "\\ud801"))
