@@ -43,6 +43,7 @@ def failing_reports() -> Iterator[None]:
     finally:
         _REPORTS_FAIL.reset(token)
 
+
 IN_MEMORY_DATA = "<in memory>"
 
 
