@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from mm_align.adapters import adapter_class
-from tests.conftest import FAMILIES
+from tests.helpers import families
 
+FAMILIES = families()
 CHAT_FAMILIES = [family for family in FAMILIES if "chat" in adapter_class(family).prompt_styles]
 PAIRS = [(f, p) for f in FAMILIES for p in adapter_class(f).prompt_styles]
 FP32 = {"rtol": 1e-5, "atol": 1e-5}

@@ -105,7 +105,7 @@ def test_pairs_and_datasets_give_the_pinned_numbers(load_tiny) -> None:
 
 
 def test_bad_pairs_are_refused() -> None:
-    with pytest.raises(ValueError, match=r"item 1: expected \(PIL.Image, str\), got \(str, str\)"):
+    with pytest.raises(ValueError, match=r"item 1: expected \(PIL.Image or a list of them, str\), got \(str, str\)"):
         mm_align.score("unused", [(Image.new("RGB", (8, 8)), "a"), ("not an image", "b")])
 
 
