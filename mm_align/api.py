@@ -13,16 +13,37 @@ from __future__ import annotations
 import json
 import logging
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from mm_align.config import DiffErankConfig, RunConfig, ScoreConfig
 from mm_align.pipeline.result import ScoreResult
 
-__all__ = ["compare", "diff_erank", "export", "score", "sweep", "write_comparison", "write_report"]
+__all__ = ["ReportError", "compare", "diff_erank", "export", "failing_reports", "score", "sweep",
+           "write_comparison", "write_report"]
 
 log = logging.getLogger(__name__)
+
+_REPORTS_FAIL = ContextVar("mm_align_reports_fail", default=False)
+
+
+class ReportError(RuntimeError):
+    """A run's numbers are on disk but its report could not be written."""
+
+
+@contextmanager
+def failing_reports() -> Iterator[None]:
+    """Inside the block, a report that cannot be written after a run raises
+    :class:`ReportError` (the CLI exits non-zero) instead of being logged in one line."""
+    token = _REPORTS_FAIL.set(True)
+    try:
+        yield
+    finally:
+        _REPORTS_FAIL.reset(token)
+
 
 IN_MEMORY_DATA = "<in memory>"
 
@@ -75,14 +96,21 @@ def _adapter_options(model: Any, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _report_quietly(out: str | Path | None) -> None:
-    """Write the run's report; a failure is logged, never raised (the numbers are on disk)."""
+    """Write the run's report; a failure is logged in one line (its traceback at debug level),
+    never raised, since the numbers are on disk; inside :func:`failing_reports` it raises
+    :class:`ReportError`."""
     if out is None:
         return
     log.info("writing the report to %s ...", Path(out) / "report.html")
     try:
         write_report(out)
-    except Exception:  # the scores are safe on disk; a plotting failure must not hide them
-        log.exception("could not write the report; rebuild it with `mm-align report %s`", out)
+    except Exception as err:  # the scores are safe on disk; a plotting failure must not hide them
+        why = (f"could not write the report of {out} ({type(err).__name__}: {err}); the scores are "
+               f"on disk: rebuild it with `mm-align report {out}`")
+        if _REPORTS_FAIL.get():
+            raise ReportError(why) from err
+        log.error(why)
+        log.debug("the report's traceback", exc_info=True)
 
 
 def diff_erank(

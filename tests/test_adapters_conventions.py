@@ -10,8 +10,9 @@ import torch
 from mm_align.adapters import adapter_class
 from tests.helpers import families
 
-CHAT_FAMILIES = [family for family in families() if "chat" in adapter_class(family).prompt_styles]
-PAIRS = [(f, p) for f in families() for p in adapter_class(f).prompt_styles]
+FAMILIES = families()
+CHAT_FAMILIES = [family for family in FAMILIES if "chat" in adapter_class(family).prompt_styles]
+PAIRS = [(f, p) for f in FAMILIES for p in adapter_class(f).prompt_styles]
 FP32 = {"rtol": 1e-5, "atol": 1e-5}
 
 
@@ -59,7 +60,7 @@ def test_position_0_is_never_counted_unless_asked(family, prompt, load_tiny, ima
         assert new["projector"].shape[0] == int(is_image.sum())
 
 
-@pytest.mark.parametrize("family", families())
+@pytest.mark.parametrize("family", FAMILIES)
 def test_position_0_is_not_counted_with_every_token_either(family, load_tiny, images, texts) -> None:
     rep = load_tiny(family, include_special=True).represent(images[1], texts[1])
     for stage in ("joint", "text"):

@@ -324,7 +324,7 @@ class VLMAdapter(PromptEncoding, LLMCapture):
         wanted = normalize_layers(layers, self.num_hidden_states)
         groups: dict[tuple[str, tuple[int, ...]], Batch] = {}
         for index, (visual, text) in enumerate(zip(images, texts)):
-            self._check_visual(visual, index)
+            visual = self._input_visual(visual, index)
             self._check_text(text, index)
             # Clips batch with clips of their shape only: some models (LLaVA-OneVision) take a
             # batch's frames as one tensor, where padded frames would count as frames.

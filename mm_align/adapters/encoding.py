@@ -4,6 +4,12 @@ processor's input, and the token masks that say which tokens are the image and w
 :class:`PromptEncoding` is mixed into :class:`~mm_align.adapters.base.VLMAdapter`, whose
 constructor sets the attributes it reads; a family overrides :meth:`~PromptEncoding._image_prefix`
 or :meth:`~PromptEncoding._process` when its prompt or processor needs it.
+
+Input checks (:meth:`~PromptEncoding._input_visual`) are also where every family's PIL images
+become the mode processors need, RGB, by the data layer's rules
+(:func:`mm_align.data.images.to_rgb`: transparency over white, 16-bit scaled, CMYK by PIL), so
+an L, LA, P, RGBA, I;16 or CMYK image handed to ``represent`` gives what the same file gives
+through the pipeline, whichever family, instead of a processor's shape error.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import torch
 from PIL import Image
 
 from mm_align.adapters.batching import SEQUENCE_KEYS
+from mm_align.data import BadSampleError, to_rgb
 from mm_align.data.video import FrameSampling, Video
 
 __all__ = ["AdapterInputError", "Encoded", "PromptEncoding", "PromptStyle", "describe_image", "modality_of"]
@@ -107,6 +114,23 @@ class PromptEncoding:
             )
         for image in visual:
             self._check_image(image, index)
+
+    def _input_visual(self, visual: Any, index: int) -> Any:
+        """``visual`` checked (:meth:`_check_visual`), its PIL images in RGB (see the module
+        doc); arrays, tensors and clips as given."""
+        self._check_visual(visual, index)
+        if isinstance(visual, (list, tuple)):
+            return [self._rgb(image, index) for image in visual]
+        return self._rgb(visual, index)
+
+    @staticmethod
+    def _rgb(image: Any, index: int) -> Any:
+        if not isinstance(image, Image.Image) or (image.mode == "RGB" and "transparency" not in image.info):
+            return image
+        try:
+            return to_rgb(image, f"a {image.mode} image")
+        except (BadSampleError, ValueError, OSError) as err:  # an unknown mode, a closed image
+            raise AdapterInputError(f"sample {index}: the image cannot be converted to RGB ({err})") from err
 
     def _check_image(self, image: Any, index: int) -> None:
         # Processors treat a str as a path or URL and would fetch it: loading is the data layer's job.

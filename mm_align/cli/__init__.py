@@ -70,8 +70,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     _configure_logging(args.verbose, args.quiet)
+    from mm_align.cli.stops import run_command  # Ctrl-C, SIGTERM, a failed report: one line
+
     try:
-        return int(args.func(args) or 0)
+        return run_command(args.func, args)
     except (ValueError, OSError, RuntimeError) as err:
         # Bad input, bad paths and failed runs are the user's to fix: say what is wrong in
         # one line; -v shows the traceback for bug reports.

@@ -23,7 +23,7 @@ from mm_align.data.files import bounded_digest, open_regular
 from mm_align.data.samples import ImageRef
 from mm_align.data.video import VideoRef
 
-__all__ = ["content_id", "image_digest", "length_prefixed", "media_digest"]
+__all__ = ["content_id", "image_digest", "length_prefixed", "media_digest", "utf8"]
 
 _PAIR_SALT = b"mm-align pair v1\n"
 
@@ -36,16 +36,26 @@ def length_prefixed(digest: hashlib._Hash, *parts: bytes) -> None:
         digest.update(part)
 
 
+def utf8(text: str) -> bytes:
+    """``text`` in UTF-8 for hashing; a lone surrogate (a bad sample's, reported by
+    :func:`~mm_align.data.samples.unicode_checked`) is hashed as it is, never an error."""
+    return text.encode("utf-8", "surrogatepass")
+
+
 def image_digest(ref: ImageRef) -> bytes:
     """sha256 of an image's encoded bytes (a file is read, never decoded: files over 64 MiB by
     size and blocks, :func:`~mm_align.data.files.bounded_digest`); an in-memory PIL image
-    hashes its mode, size and pixels. A missing or unreadable file, or no image, hashes as
-    a marker, so a bad sample still has a digest."""
+    hashes its mode, size and pixels. A missing or unreadable file, an in-memory image that
+    is closed or fails to decode, or no image, hashes as a marker, so a bad sample still has
+    a digest."""
     if ref is None:
         return b"no image"
     if isinstance(ref, Image.Image):
         h = hashlib.sha256(f"{ref.mode} {ref.size}\n".encode())
-        h.update(ref.tobytes())
+        try:
+            h.update(ref.tobytes())
+        except (ValueError, OSError) as err:  # closed, or its pixels fail to decode
+            return f"unreadable image: {type(err).__name__}".encode()
         return h.digest()
     if isinstance(ref, bytes):
         return hashlib.sha256(ref).digest()
@@ -81,5 +91,5 @@ def content_id(image: ImageRef, text: str, *, digest: bytes | None = None) -> st
     '27b7f11d99affd07'
     """
     h = hashlib.sha256(_PAIR_SALT)
-    length_prefixed(h, image_digest(image) if digest is None else digest, text.encode())
+    length_prefixed(h, image_digest(image) if digest is None else digest, utf8(text))
     return h.hexdigest()[:16]

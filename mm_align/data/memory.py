@@ -13,7 +13,7 @@ from PIL import Image
 from mm_align.data.errors import ManifestError
 from mm_align.data.images import DEFAULT_MAX_PIXELS
 from mm_align.data.rows import Columns
-from mm_align.data.samples import Sample
+from mm_align.data.samples import Sample, unicode_checked
 from mm_align.data.source import SampleSource
 
 __all__ = ["open_memory"]
@@ -34,11 +34,23 @@ def _pairs(data: Iterable[Any], max_pixels: int) -> SampleSource:
                 f"item {index}: expected (PIL.Image or a list of them, str), got ({type(image).__name__}, "
                 f"{type(text).__name__})",
             )
-        if several:
-            samples.append(Sample(str(index), index, text, None, max_pixels, images=tuple(image)))
-        else:
-            samples.append(Sample(str(index), index, text, image, max_pixels))
+        listed = tuple(image) if several else (image,)
+        problem = next((why for one in listed if (why := _unreadable(one, index))), None)
+        kept = () if problem else listed
+        media = {"images": kept, "image": None} if several else {"image": kept[0] if kept else None}
+        sample = Sample(str(index), index, text, max_pixels=max_pixels, problem=problem, **media)
+        samples.append(unicode_checked(sample, f"item {index}"))
     return SampleSource(samples, fmt="pairs", path=IN_MEMORY)
+
+
+def _unreadable(image: Image.Image, index: int) -> str | None:
+    """Why pair ``index``'s image cannot be read (closed, or its pixels fail to load), checked
+    before the data set is hashed; None when it can. That pair alone is then a bad sample."""
+    try:
+        image.load()
+    except (ValueError, OSError) as err:  # a closed image raises ValueError
+        return f"item {index}: the image cannot be read ({type(err).__name__}: {err})"
+    return None
 
 
 def open_memory(

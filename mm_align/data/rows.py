@@ -24,6 +24,9 @@ the column rules live here:
   of an audio file. A record needs one of the image columns or the audio one (an
   audio-language model reads the audio, a VLM the image); a record may give both.
 * text: a null text counts as empty (a bad sample, not a malformed manifest).
+* a text or an id that is not valid Unicode (a lone surrogate from a ``"\\ud800"`` JSON
+  escape) makes that sample a bad one, its line named; the id is kept backslash-escaped
+  (:func:`~mm_align.data.samples.unicode_checked`).
 * id (optional): a string or integer. Without one (no id column, or a blank cell) the id is
   derived from the content (:func:`~mm_align.data.content.content_id`) where the format
   asks for it, else the sample's index as a string. A repeated explicit id is a
@@ -44,10 +47,10 @@ from PIL import Image
 from mm_align.data.audio import AudioRef
 from mm_align.data.content import content_id, media_digest
 from mm_align.data.errors import ManifestError
-from mm_align.data.samples import ImageRef, Sample, join_instruction_response
+from mm_align.data.samples import ImageRef, Sample, join_instruction_response, unicode_checked
 from mm_align.data.video import VideoRef, is_video_path
 
-__all__ = ["IMAGE_COLUMNS", "TEXT_COLUMNS", "Columns", "RecordReader"]
+__all__ = ["IMAGE_COLUMNS", "TEXT_COLUMNS", "Columns", "RecordReader", "place"]
 
 #: Column names taken for the image when the user names none (WebDataset members included).
 IMAGE_COLUMNS = ("image", "img", "jpg", "jpeg", "png", "webp", "file_name", "filename", "path")
@@ -99,6 +102,11 @@ class Columns:
             elif self.response in names and self.instruction not in names:
                 text = self.response  # a response alone is the text; with an instruction, joined
         return dataclasses.replace(self, image=image, text=text), None
+
+
+def place(where: Mapping[str, int | None]) -> str:
+    """Where a record is, in words: ``{"line": 3}`` -> ``"line 3"``."""
+    return ", ".join(f"{k} {v}" for k, v in where.items() if v is not None)
 
 
 def _ambiguous(role: str, found: list[str]) -> str:
@@ -171,7 +179,7 @@ class RecordReader:
         )
 
     def _claim(self, sample_id: str, index: int, where: Mapping[str, int | None]) -> str:
-        location = ", ".join(f"{k} {v}" for k, v in where.items() if v is not None)
+        location = place(where)
         if sample_id in self._seen_ids:
             raise self.error(
                 f"duplicate id {sample_id!r} (first at {self._seen_ids[sample_id]})", where
@@ -278,8 +286,9 @@ class RecordReader:
                 return content_id(audio, text) if heard else content_id(None, text, digest=media_digest(**media))
 
             known_id = self.claim_id(record.get(c.id), index, content if self.content_ids else None, **where)
-        return Sample(id=known_id, index=index, text=text, max_pixels=self.max_pixels, origin=origin, audio=audio,
-                      **media)
+        sample = Sample(id=known_id, index=index, text=text, max_pixels=self.max_pixels, origin=origin, audio=audio,
+                        **media)
+        return unicode_checked(sample, origin or place(where))
 
     def _string(self, value: Any, column: str, where: Mapping[str, int | None]) -> str:
         if value is None:

@@ -13,6 +13,7 @@ A sample with a blank text or a bad image is still produced by the iteration; it
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,8 @@ __all__ = [
     "Sample",
     "Visual",
     "join_instruction_response",
+    "unicode_checked",
+    "unicode_problem",
 ]
 
 #: What a sample gives the model besides its text: one image, several images (in order), a
@@ -39,6 +42,35 @@ MODALITIES = ("image", "images", "video", "audio")
 
 #: A sample's decoded visual input, one per modality: an image, a list of images, a video.
 Visual = Image.Image | list[Image.Image] | Video
+
+def unicode_problem(text: str) -> str | None:
+    """Why ``text`` cannot be written as UTF-8 (a lone surrogate, e.g. from a JSON ``"\\ud800"``
+    escape), or None when it can; the first bad character is named by its 1-based position.
+
+    >>> unicode_problem("fine") is None
+    True
+    >>> unicode_problem("a" + chr(0xD800) + "b")
+    'a lone surrogate U+D800 at character 2 (not valid Unicode)'
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        return f"a lone surrogate U+{ord(text[err.start]):04X} at character {err.start + 1} (not valid Unicode)"
+    return None
+
+
+def unicode_checked(sample: Sample, where: str | None) -> Sample:
+    """``sample``, or, when its id or text is not valid Unicode, a copy whose ``problem`` says
+    so at ``where`` (``"line 3"``, ``"item 2"``) and whose id is backslash-escaped
+    (``"a\\udfff"``), so that the bad sample can be recorded and the run goes on."""
+    for part in ("id", "text"):
+        why = unicode_problem(getattr(sample, part))
+        if why is not None and sample.problem is None:
+            escaped = sample.id.encode("utf-8", "backslashreplace").decode("utf-8")
+            place = f"{where}: " if where else ""
+            return dataclasses.replace(sample, id=escaped, problem=f"{place}the {part} holds {why}")
+    return sample
+
 
 
 def join_instruction_response(instruction: str, response: str) -> str:

@@ -7,7 +7,7 @@ import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from mm_align.data.content import image_digest, length_prefixed, media_digest
+from mm_align.data.content import image_digest, length_prefixed, media_digest, utf8
 from mm_align.data.samples import Sample
 
 __all__ = ["SampleSource"]
@@ -79,7 +79,7 @@ class SampleSource:
         for sample in self:
             # An audio file enters only where there is one: image data sets keep their prints.
             audio = () if sample.audio is None else (b"audio", image_digest(sample.audio))
-            length_prefixed(total, sample.id.encode(), sample.text.encode(),
+            length_prefixed(total, utf8(sample.id), utf8(sample.text),
                             media_digest(sample.image, sample.images, sample.video), *audio)
             n += 1
         self._fingerprint, self._length = total.hexdigest(), n
@@ -94,8 +94,10 @@ class SampleSource:
         themselves come from the pairs). Image files are hashed whole up to 64 MiB
         (streamed, never held whole), larger ones by size and evenly spaced blocks
         (:func:`~mm_align.data.files.bounded_digest`); a path that is missing, unreadable
-        or not a regular file (a FIFO, a device) is never read and hashes as a marker, so a
-        data set with bad samples still has a fingerprint. Computed once.
+        or not a regular file (a FIFO, a device) is never read and hashes as a marker, and so
+        does an in-memory image that cannot be read; a lone surrogate in a text or an id is
+        hashed as it is: a data set with bad samples still has a fingerprint, and hashing
+        never fails on one record. Computed once.
         """
         self.scan()
         assert self._fingerprint is not None

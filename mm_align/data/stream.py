@@ -19,7 +19,7 @@ from typing import Any
 from mm_align.data.content import content_id
 from mm_align.data.errors import ManifestError
 from mm_align.data.rows import RecordReader
-from mm_align.data.samples import Sample
+from mm_align.data.samples import Sample, unicode_checked
 
 __all__ = ["Record", "stream_samples"]
 
@@ -54,7 +54,8 @@ def _sample(reader: RecordReader, index: int, origin: str, record: Mapping[str, 
     hashed = (image, text) if problem is None else (None, origin)
     content = (lambda: content_id(*hashed)) if reader.content_ids else None
     sample_id = reader.claim_id(raw_id, index, content, item=index)
-    return Sample(sample_id, index, text, image, reader.max_pixels, origin=origin, problem=problem)
+    return unicode_checked(Sample(sample_id, index, text, image, reader.max_pixels, origin=origin, problem=problem),
+                           origin)
 
 
 def _decoded(record: dict[str, Any], column: str) -> dict[str, Any]:

@@ -154,6 +154,7 @@ def _run_entry(label: str, run: Run) -> dict[str, Any]:
         "ci95": {k: list(v) for k, v in run.ci().items()},
         "erank_mean": run.erank_mean(),
         "layers": {s: {str(k): v for k, v in per.items()} for s, per in run.layers().items()},
+        "problems": list(run.problems),
     }
 
 
@@ -259,6 +260,9 @@ def format_comparison(doc: Mapping[str, Any], provenance: bool = True) -> str:
     False), then each run's paired (or unpaired) difference to the baseline with its
     interval and p-value."""
     parts = [format_provenance_diff(doc["provenance"])] if provenance else []
+    problems = [f"  {entry['label']}: {p}" for entry in doc["runs"] for p in entry.get("problems", ())]
+    if problems:
+        parts.append("\n".join(["problems in the runs' files:", *problems]))
     for d in doc["differences"]:
         title = f"{d['label']} − {d['against']} ({d['mode']}, {d['n_shared']} shared samples): {d['note']}"
         parts.append("\n".join(difference_rows(title, d["metrics"])))

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from mm_align.data import Sample, SampleSource
+from mm_align.warn import warn
 
 __all__ = ["Selection", "select"]
 
@@ -53,12 +54,16 @@ def select(source: SampleSource | Sequence[Sample], limit: int | None = None, sa
            seed: int = 123) -> Selection:
     """All samples of ``source``, the first ``limit``, or ``sample`` of them drawn without
     replacement by ``numpy.random.default_rng(seed).choice`` and put back in data set order
-    (all of them when ``sample`` >= their number).
+    (all of them when ``sample`` >= their number, with a warning that says how many there
+    are when it is larger).
 
     The draw needs the number of samples: a stream's is counted by the pass that computes
     its fingerprint (bytes read, no image decoded), so ``--sample`` picks the same pairs
     from a stream as from the same pairs in any other layout."""
     n = len(source)
+    if sample is not None and sample > n:
+        warn(f"--sample {sample} asks for more samples than the data set holds: it has {n}, "
+             f"all {n} are scored")
     if sample is not None and sample < n:
         drawn = np.random.default_rng(seed).choice(n, size=sample, replace=False)
         return Selection(source, sorted(int(i) for i in drawn), f"random {sample} of {n} (seed {seed})")

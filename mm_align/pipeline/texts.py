@@ -23,7 +23,8 @@ from typing import Any
 
 from mm_align.data import ManifestError, Sample, SampleSource
 from mm_align.data.manifest import csv_records, jsonl_records
-from mm_align.data.rows import Columns, RecordReader
+from mm_align.data.rows import Columns, RecordReader, place
+from mm_align.data.samples import unicode_checked
 
 __all__ = ["open_texts"]
 
@@ -78,7 +79,8 @@ def _sample(reader: RecordReader, index: int, record: Any, **where: int | None) 
         raise reader.error(f"expected an object, got {type(record).__name__}", where)
     _check_text_columns(reader, record.keys(), **where)
     sample_id = reader.claim_id(record.get(reader.columns.id), index, **where)
-    return Sample(id=sample_id, index=index, text=reader.text_of(record, **where), image=None)
+    sample = Sample(id=sample_id, index=index, text=reader.text_of(record, **where), image=None)
+    return unicode_checked(sample, place(where))
 
 
 def _txt_samples(path: Path) -> list[Sample]:

@@ -46,11 +46,12 @@ def render_compare(doc: dict[str, Any], runs: dict[str, Run]) -> str:
     notes += [
         note(f"{label}: {run.model_note}", "warn") for label, run in runs.items() if run.model_note
     ]
+    problems = [note(f"{label}: {p}", "warn") for label, run in runs.items() for p in run.problems]
     sections = [
         (
             "metrics",
             "Metrics",
-            section("Metrics per run", metric_table(runs), metric_figures(runs), anchor="metrics"),
+            section("Metrics per run", join(problems), metric_table(runs), metric_figures(runs), anchor="metrics"),
         ),
     ]
     if diffs:

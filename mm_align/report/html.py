@@ -17,6 +17,8 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
+from mm_align.rundir.layout import write_atomic
+
 __all__ = [
     "Markup",
     "esc",
@@ -271,8 +273,7 @@ def page(
 
 
 def save_page(path: Path, html: str) -> Path:
-    """Write ``html`` to ``path`` through a temporary file: a reader never sees half a page."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(path)
+    """Write ``html`` to ``path`` through a temporary file: a reader never sees half a page,
+    and an error names the page (:func:`mm_align.rundir.layout.write_atomic`)."""
+    write_atomic(path, html)
     return path

@@ -12,6 +12,7 @@ from mm_align.report.run_page import render_report
 from mm_align.report.scaling_page import render_scaling
 from mm_align.report.sweep_page import render_sweep
 from mm_align.rundir import Run, RunDirError, load_run, read_series, series_kind
+from mm_align.rundir.layout import REPORT
 
 __all__ = ["write_report"]
 
@@ -42,13 +43,13 @@ def write_report(run_dir: str | Path) -> Path:
     root = Path(run_dir)
     kind = series_kind(root)
     if kind == "scaling":
-        return save_page(root / "report.html", render_scaling(read_series(root, kind)))
+        return save_page(root / REPORT, render_scaling(read_series(root, kind)))
     if kind == "sweep":
         doc = read_series(root, kind)
         members = {m["name"]: load_run(root / m["run"], with_controls=False) for m in doc["members"]}
         for run in members.values():  # the page links each member's own report
-            if not (run.path / "report.html").is_file():
-                save_page(run.path / "report.html", _renderer(run)(run))
-        return save_page(root / "report.html", render_sweep(doc, members))
+            if not (run.path / REPORT).is_file():
+                save_page(run.path / REPORT, _renderer(run)(run))
+        return save_page(root / REPORT, render_sweep(doc, members))
     run = load_run(root)
-    return save_page(run.path / "report.html", _renderer(run)(run))
+    return save_page(run.path / REPORT, _renderer(run)(run))

@@ -39,6 +39,7 @@ from mm_align.rundir.layout import (
     RunDirError,
     RunLockedError,
     read_json,
+    remove_temporaries,
     write_json,
 )
 
@@ -85,7 +86,9 @@ def owned(root: str | Path, overwrite: bool = False) -> Iterator[Path]:
     deletes the run it holds first (a folder that is not an mm-align run is left alone).
 
     ``.mm-align.owner`` says who holds it (pid, host, start time) and is removed before the
-    lock is released, so it never names a process that is gone.
+    lock is released, so it never names a process that is gone. The temporary files a killed
+    run left mid-write (``.summary.json.<pid>.tmp``, ``.report.html.<pid>.tmp``) are removed
+    as the folder is taken.
 
     Raises:
         RunDirError: ``root`` is a file.
@@ -103,6 +106,7 @@ def owned(root: str | Path, overwrite: bool = False) -> Iterator[Path]:
         raise RunLockedError(f"{root} is in use by {_holder(root)}; wait for that run to end (or "
                              "stop it), or choose another --out") from None
     try:
+        remove_temporaries(root)  # what a killed run left mid-write; we own the folder now
         write_json(root / OWNER, {"pid": os.getpid(), "host": socket.gethostname(),
                                   "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
         if overwrite:

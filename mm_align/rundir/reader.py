@@ -1,7 +1,11 @@
 """The reader of a finished run directory: :func:`load_run` gives a :class:`Run`.
 
 Only ``summary.json`` is required (read through :mod:`mm_align.rundir.schema`); unknown fields
-are kept, and problems that do not stop a report are collected in ``Run.problems``.
+are kept, and problems that do not stop a report are collected in ``Run.problems``. Every
+record of ``results.jsonl`` and ``errors.jsonl`` is checked (:mod:`mm_align.rundir.records`): one
+that is not what the pipeline writes is left out, named with its line in ``Run.problems``, and
+the counts of a run (:attr:`Run.n_samples`, :attr:`Run.n_errors`) are those of the records
+kept, so a page's counts agree with its tables; a summary that counted otherwise is a problem.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ from mm_align.rundir.layout import (
     RESULTS,
     SUMMARY,
     RunDirError,
+    numbered_jsonl,
     read_json,
-    read_jsonl,
 )
+from mm_align.rundir.records import check_records
 from mm_align.rundir.schema import read_summary
 from mm_align.stages import LLM_STAGES, METRICS, STAGES
 
@@ -71,6 +76,8 @@ class Run:
         config: ``config.json`` or None.
         controls: control name -> its run (``controls/<name>/``), in name order.
         problems: non-fatal reading problems, for the reader of the report.
+        counted: which of ``results`` / ``errors`` were read from a file (their counts are
+            then the run's), else the summary's counts stand.
     """
 
     path: Path
@@ -80,6 +87,7 @@ class Run:
     config: dict[str, Any] | None = None
     controls: dict[str, Run] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    counted: frozenset[str] = frozenset()
 
     @property
     def name(self) -> str:
@@ -128,13 +136,15 @@ class Run:
 
     @property
     def n_samples(self) -> int:
+        """Samples scored: the valid records of ``results.jsonl``, else the summary's count."""
         n = self.summary.get("n_samples")
-        return int(n) if isinstance(n, int) else len(self.results)
+        return int(n) if isinstance(n, int) and RESULTS not in self.counted else len(self.results)
 
     @property
     def n_errors(self) -> int:
+        """Samples failed: the valid records of ``errors.jsonl``, else the summary's count."""
         n = self.summary.get("n_errors")
-        return int(n) if isinstance(n, int) else len(self.errors)
+        return int(n) if isinstance(n, int) and ERRORS not in self.counted else len(self.errors)
 
     def metrics(self) -> dict[str, float]:
         """Dataset-level metrics from the summary, keyed like ``bootstrap.METRICS``."""
@@ -290,9 +300,12 @@ def load_run(run_dir: str | Path, with_controls: bool = True) -> Run:
         )
     summary = dict(read_summary(path / SUMMARY))
     problems: list[str] = []
-    results = read_jsonl(path / RESULTS, problems)
-    errors = read_jsonl(path / ERRORS, problems)
-    _refuse_duplicates(path, results, errors)
+    numbered = {name: numbered_jsonl(path / name, problems) for name in (RESULTS, ERRORS)}
+    _refuse_duplicates(path, *([r for _, r in numbered[name]] for name in (RESULTS, ERRORS)))
+    kept = check_records(numbered, _n_selected(summary), problems)
+    results, errors = kept[RESULTS], kept[ERRORS]
+    counted = frozenset(name for name in (RESULTS, ERRORS) if (path / name).is_file())
+    problems += _count_problems(summary, {RESULTS: len(results), ERRORS: len(errors)}, counted)
     config = None
     if (path / CONFIG).is_file():
         try:
@@ -308,4 +321,23 @@ def load_run(run_dir: str | Path, with_controls: bool = True) -> Run:
                 controls[sub.name] = load_run(sub, with_controls=False)
             except RunDirError as exc:
                 problems.append(f"control {sub.name!r} skipped: {exc}")
-    return Run(path, summary, results, errors, config, controls, problems)
+    return Run(path, summary, results, errors, config, controls, problems, counted)
+
+
+def _n_selected(summary: Mapping[str, Any]) -> int | None:
+    """How many samples the run selected (scored + failed), when its summary says."""
+    counts = [n for n in (summary.get("n_samples"), summary.get("n_errors"))
+              if isinstance(n, int) and not isinstance(n, bool)]
+    return sum(counts) if len(counts) == 2 else None
+
+
+def _count_problems(summary: Mapping[str, Any], kept: Mapping[str, int], counted: frozenset[str]) -> list[str]:
+    """A problem for each file whose valid records the summary counted otherwise."""
+    out = []
+    for name, key in ((RESULTS, "n_samples"), (ERRORS, "n_errors")):
+        n = summary.get(key)
+        if name in counted and isinstance(n, int) and n != kept[name]:
+            out.append(f"{SUMMARY} counts {n} in {key!r} but {name} holds {kept[name]} valid record(s): "
+                       "the counts shown are the records'; the summary's numbers are from the run as "
+                       "written (score it again for numbers that match)")
+    return out

@@ -30,6 +30,7 @@ from mm_align.rundir.layout import (
     to_jsonl,
     write_atomic,
     write_states,
+    writing,
 )
 from mm_align.rundir.owner import check, claim
 from mm_align.rundir.schema import read_summary, stamp, write_summary
@@ -94,7 +95,7 @@ class RunFiles:
         for name, records in ((RESULTS, results), (ERRORS, errors)):
             lines = to_jsonl(records)
             if lines:
-                with (self.own / name).open("a", encoding="utf-8") as fh:
+                with writing(self.own / name), (self.own / name).open("a", encoding="utf-8") as fh:
                     fh.write(lines)
                     fh.flush()
                     os.fsync(fh.fileno())
