@@ -61,7 +61,12 @@ def _check_llm_stages(adapter, rep) -> None:
 def _check_text_masks(adapter, rep, text: str) -> None:
     tokenizer = adapter.processor.tokenizer
     joint_ids = rep.inputs["joint"]["input_ids"][0]
-    assert tokenizer.decode(rep.inputs["text"]["input_ids"][0][rep.masks["text"]]) == text
+    assert not bool(rep.masks["text"][0]) and not bool(rep.masks["joint"][0])  # position 0 never counts
+    # The text's tokens, with position 0 where the text-only pass begins with the text (no BOS).
+    text_tokens = rep.masks["text"].clone()
+    if tokenizer.decode(rep.inputs["text"]["input_ids"][0][text_tokens]) != text:
+        text_tokens[0] = True
+    assert tokenizer.decode(rep.inputs["text"]["input_ids"][0][text_tokens]) == text
     assert tokenizer.decode(joint_ids[rep.masks["joint"] & ~rep.masks["image"]]) == text
     assert not bool((rep.masks["image"] & ~rep.masks["joint"]).any())
 
