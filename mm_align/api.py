@@ -13,37 +13,18 @@ from __future__ import annotations
 import json
 import logging
 import textwrap
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from mm_align.config import DiffErankConfig, RunConfig, ScoreConfig
 from mm_align.pipeline.result import ScoreResult
+from mm_align.report_failures import ReportError, failing_reports, reports_fail
 
 __all__ = ["ReportError", "compare", "diff_erank", "export", "failing_reports", "score", "sweep",
            "write_comparison", "write_report"]
 
 log = logging.getLogger(__name__)
-
-_REPORTS_FAIL = ContextVar("mm_align_reports_fail", default=False)
-
-
-class ReportError(RuntimeError):
-    """A run's numbers are on disk but its report could not be written."""
-
-
-@contextmanager
-def failing_reports() -> Iterator[None]:
-    """Inside the block, a report that cannot be written after a run raises
-    :class:`ReportError` (the CLI exits non-zero) instead of being logged in one line."""
-    token = _REPORTS_FAIL.set(True)
-    try:
-        yield
-    finally:
-        _REPORTS_FAIL.reset(token)
-
 
 IN_MEMORY_DATA = "<in memory>"
 
@@ -107,7 +88,7 @@ def _report_quietly(out: str | Path | None) -> None:
     except Exception as err:  # the scores are safe on disk; a plotting failure must not hide them
         why = (f"could not write the report of {out} ({type(err).__name__}: {err}); the scores are "
                f"on disk: rebuild it with `mm-align report {out}`")
-        if _REPORTS_FAIL.get():
+        if reports_fail():
             raise ReportError(why) from err
         log.error(why)
         log.debug("the report's traceback", exc_info=True)

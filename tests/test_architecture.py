@@ -19,7 +19,7 @@ PACKAGE = ROOT / "mm_align"
 LAYERS = {
     # Leaves: import nothing of mm_align, so any layer may use them.
     "mm_align.stages": 0, "mm_align.warn": 0, "mm_align.config": 0, "mm_align.options": 0,
-    "mm_align._version": 0, "mm_align.constants": 0,
+    "mm_align._version": 0, "mm_align.constants": 0, "mm_align.report_failures": 0,
     "mm_align.metrics": 1, "mm_align.data": 1,
     "mm_align.capture": 2, "mm_align.adapters": 2,
     "mm_align.pipeline": 3, "mm_align.rundir": 3,

@@ -6,7 +6,7 @@
   ``mm-align: interrupted; resume with --resume`` and exits 130 (SIGINT) or 143 (SIGTERM),
   the shell's codes for those signals. ``-v`` shows the traceback instead.
 * A report that cannot be written after a run (a full disk) raises
-  :class:`~mm_align.api.ReportError`: :func:`mm_align.cli.main` prints its one line and exits 1.
+  :class:`~mm_align.report_failures.ReportError`: :func:`mm_align.cli.main` prints its one line and exits 1.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
+
+from mm_align.report_failures import failing_reports
 
 __all__ = ["Terminated", "run_command"]
 
@@ -45,8 +47,6 @@ def _sigterm_unwinds() -> Iterator[None]:
 
 def run_command(func: Callable[[argparse.Namespace], int | None], args: argparse.Namespace) -> int:
     """``func(args)``'s exit code; stopped by SIGINT or SIGTERM: one line and 130 or 143."""
-    from mm_align.api import failing_reports
-
     try:
         with _sigterm_unwinds(), failing_reports():
             return int(func(args) or 0)
