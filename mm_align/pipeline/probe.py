@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from mm_align.adapters import adapter_class
-from mm_align.config import ScoreConfig, SweepConfig
+from mm_align.config import DEFAULT_STEP_FROM, ScoreConfig, SweepConfig
 from mm_align.data.memory import IN_MEMORY
 from mm_align.pipeline.distributed import Workers
 from mm_align.pipeline.live import borrowed
 from mm_align.pipeline.score import open_source, run_score
-from mm_align.pipeline.sweep import Member, extra_scalars, summarize_sweep
+from mm_align.pipeline.sweep import Member, extra_scalars, step_of, summarize_sweep
 from mm_align.rundir import MEMBERS, RunDirError, is_finished, member_dir, write_series
 from mm_align.stages import METRICS
 
@@ -178,7 +178,8 @@ class Probe:
 
 def _step_members(root: Path, model: str) -> list[Member]:
     """The finished step runs of a series folder (this training's and an earlier one's)."""
-    return [Member(p.name, model) for p in (root / MEMBERS).iterdir() if is_finished(p)]
+    return [Member(p.name, model, step=step_of(p.name, DEFAULT_STEP_FROM))  # the probe names them step-N
+            for p in (root / MEMBERS).iterdir() if is_finished(p)]
 
 
 def _check_series_folder(root: Path) -> None:
