@@ -370,6 +370,9 @@ def test_score_cli_prints_device_controls_and_the_paper_row(tiny_checkpoints, tm
     d = summary["controls"]["shuffled"]["image_text_alignment"]
     assert "device: cpu   dtype: float32" in printed
     assert "control shuffled − real run" in printed and f"{d['diff']:.4f}" in printed
-    row = next(line for line in printed.splitlines() if line.startswith("| run |"))
+    # The console prints one table; the paper row is export's Markdown.
+    assert main(["export", str(out), "--format", "markdown"]) == 0
+    table = capsys.readouterr().out
+    row = next(line for line in table.splitlines() if line.startswith("| run |"))
     assert "Δ Alignment shuffled" in row
-    assert f"| run | {tiny_checkpoints['llava']} | sample | 3 | " in printed  # no revision: an empty column is left out
+    assert f"| run | {tiny_checkpoints['llava']} | sample | 3 | " in table  # no revision: an empty column is left out
